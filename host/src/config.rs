@@ -1,0 +1,294 @@
+//! The configuration file (TOML): the repository's sink, the sources of the backup set,
+//! and plugin limits. Errors name the file, the line and the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::runtime::grants::Grants;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub repository: RepositoryConfig,
+    /// Backed up in this order: list databases before the directories they reference.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub plugins: PluginSettings,
+    /// Where the config was read from; relative paths in options are relative to its folder.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A built-in sink name, or a path to a sink plugin's `.wasm`.
+    pub sink: String,
+    #[serde(default)]
+    pub options: toml::Table,
+    #[serde(default)]
+    pub grants: GrantsConfig,
+    /// Storage operations in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: toml::Spanned<String>,
+    /// A built-in source name, or a path to a source plugin's `.wasm`.
+    pub plugin: String,
+    #[serde(default)]
+    pub options: toml::Table,
+    #[serde(default)]
+    pub grants: GrantsConfig,
+    /// How long one backup, restore or verify of this source may run (`90m`, `6h`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+/// Access granted to a plugin beyond what its options name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsConfig {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl GrantsConfig {
+    pub fn to_grants(&self, base: &Path) -> Grants {
+        let mut grants = Grants::default();
+        for p in &self.read {
+            grants.read(base.join(p));
+        }
+        for p in &self.write {
+            grants.write(base.join(p));
+        }
+        grants.secrets.extend(self.secrets.iter().cloned());
+        grants.hosts.extend(self.hosts.iter().cloned());
+        grants
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginSettings {
+    /// Memory one plugin instance may use, in MiB.
+    pub memory_limit_mib: Option<usize>,
+}
+
+/// Default time a source's backup, restore or verify may take.
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "config file {path} not found: pass --config FILE, set CAIRN_CONFIG, or create ./cairn.toml (see examples/quickstart.toml)"
+    )]
+    Missing { path: String },
+    #[error("cannot read config file {path}: {message}")]
+    Unreadable { path: String, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError::Unreadable {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut config = Config::parse(&text, path)?;
+        config.path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid {
+                path: path.display().to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for source in &config.sources {
+            let name = source.name();
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && !name.starts_with('.');
+            if !valid {
+                return Err(invalid(
+                    Some(source.name.span()),
+                    format!(
+                        "source name `{name}`: use letters, digits, `-`, `_` and `.` (it names a directory on restore)"
+                    ),
+                ));
+            }
+            if !seen.insert(name.to_string()) {
+                return Err(invalid(
+                    Some(source.name.span()),
+                    format!("source name `{name}` is used twice"),
+                ));
+            }
+            if let Some(t) = &source.timeout
+                && parse_duration(t).is_none()
+            {
+                return Err(invalid(
+                    Some(source.name.span()),
+                    format!("source `{name}`: timeout `{t}` is not a duration like `90m` or `6h`"),
+                ));
+            }
+        }
+        if config.repository.concurrency == 0 {
+            return Err(invalid(
+                None,
+                "repository.concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The folder relative paths in the config are relative to.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name() == name)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Parses `30s`, `90m`, `6h`, `30d`, `2w` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        "w" => n.checked_mul(7 * 86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("cairn.toml"))
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let c = parse(
+            r#"
+[repository]
+sink = "local"
+[repository.options]
+path = "/var/backups/cairn"
+
+[[source]]
+name = "uploads"
+plugin = "filesystem"
+[source.options]
+path = "/srv/app/uploads"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.repository.sink, "local");
+        assert_eq!(c.sources[0].name(), "uploads");
+        assert_eq!(
+            c.sources[0].options["path"].as_str(),
+            Some("/srv/app/uploads")
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = parse("[repository]\nsink = \"local\"\n\n[[source]]\nplugin = \"filesystem\"\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("cairn.toml:4:"), "{text}");
+        assert!(text.contains("missing field `name`"), "{text}");
+
+        let err = parse("[repository]\nsink = \"local\"\nsinkk = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cairn.toml:3:"), "{err}");
+        assert!(err.contains("sinkk"), "{err}");
+
+        let err =
+            parse("[repository]\nsink = \"local\"\n[[source]]\nname = \"a b\"\nplugin = \"x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("cairn.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! `cairn backup`: one snapshot of every configured source, taken in config order.
+//!
+//! Every source's options are validated before any source is captured. Each source's
+//! manifest is written only after its chunks are in landed packs and index files, so a
+//! source that fails (or a crash) commits nothing of it, while the sources that succeeded
+//! stay committed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::progress::{Progress, human_bytes};
+use super::{PreparedSource, Session};
+use crate::repo::Repository;
+use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
+use crate::repo::writer::{ChunkWriter, WriteStats};
+use crate::runtime::capture::Capture;
+
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub snapshot: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub sources: Vec<SourceReport>,
+    pub bytes_stored: u64,
+    pub duration_secs: f64,
+}
+
+impl BackupReport {
+    pub fn ok(&self) -> bool {
+        self.sources.iter().all(|s| s.error.is_none())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    pub name: String,
+    pub plugin: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub items: u64,
+    pub bytes: u64,
+    pub files_read: u64,
+    pub files_unchanged: u64,
+    /// Bytes of chunks the repository did not hold yet (before compression).
+    pub bytes_new: u64,
+    pub duration_secs: f64,
+}
+
+pub struct BackupOptions {
+    pub tags: Vec<String>,
+    pub progress: bool,
+}
+
+pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let mut prepared = Vec::new();
+    for source in &session.config.sources {
+        prepared.push(session.prepare_source(source).await?);
+    }
+    anyhow::ensure!(
+        !prepared.is_empty(),
+        "the config has no [[source]] to back up"
+    );
+    // Validate everything before capturing anything.
+    let mut instances = Vec::new();
+    for source in &prepared {
+        let mut instance = session
+            .runtime
+            .instantiate_source(
+                &source.plugin,
+                &source.name,
+                Arc::new(source.grants.clone()),
+            )
+            .await?;
+        instance
+            .validate(&source.options)
+            .await
+            .with_context(|| format!("source `{}`", source.name))?;
+        instances.push(instance);
+    }
+
+    let repo = session.open_repository().await?;
+    repo.load_index().await?;
+    let parents = repo.snapshots().await?;
+    let writer = Arc::new(ChunkWriter::start(repo.clone())?);
+    let snapshot = new_snapshot_id();
+    let time = chrono::Utc::now();
+    let progress = Progress::new(options.progress);
+    let mut reports = Vec::new();
+
+    for (source, mut instance) in prepared.iter().zip(instances) {
+        let source_started = Instant::now();
+        let stats = writer.stats().clone();
+        let new_before = WriteStats::get(&stats.bytes_new);
+        let name = source.name.clone();
+        let follower = progress.follow(move || {
+            format!(
+                "{name}: {} read, {} new",
+                human_bytes(
+                    WriteStats::get(&stats.bytes_new) + WriteStats::get(&stats.bytes_known)
+                ),
+                human_bytes(WriteStats::get(&stats.bytes_new)),
+            )
+        });
+        let parent = parents
+            .iter()
+            .rev()
+            .find(|(_, m)| m.source == source.name && m.plugin == source.info.name);
+        let result = capture_source(
+            &repo,
+            &writer,
+            source,
+            &mut instance,
+            parent.map(|(_, m)| m),
+            &snapshot,
+            time,
+            &options.tags,
+        )
+        .await;
+        if let Some(f) = follower {
+            f.abort();
+        }
+        let bytes_new = WriteStats::get(&writer.stats().bytes_new) - new_before;
+        let duration_secs = source_started.elapsed().as_secs_f64();
+        reports.push(match result {
+            Ok(manifest) => {
+                tracing::info!(source = %source.name, "captured {} items, {}", manifest.items, human_bytes(manifest.bytes));
+                SourceReport {
+                    name: source.name.clone(),
+                    plugin: source.info.name.clone(),
+                    status: "ok",
+                    error: None,
+                    items: manifest.items,
+                    bytes: manifest.bytes,
+                    files_read: manifest.annotations.get("cairn.files-read").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    files_unchanged: manifest.annotations.get("cairn.files-unchanged").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    bytes_new,
+                    duration_secs,
+                }
+            }
+            Err(e) => {
+                tracing::error!(source = %source.name, "backup failed: {e:#}");
+                SourceReport {
+                    name: source.name.clone(),
+                    plugin: source.info.name.clone(),
+                    status: "failed",
+                    error: Some(format!("{e:#}")),
+                    items: 0,
+                    bytes: 0,
+                    files_read: 0,
+                    files_unchanged: 0,
+                    bytes_new,
+                    duration_secs,
+                }
+            }
+        });
+    }
+    progress.finish();
+    Ok(BackupReport {
+        snapshot,
+        time,
+        sources: reports,
+        bytes_stored: WriteStats::get(&writer.stats().bytes_stored),
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn capture_source(
+    repo: &Arc<Repository>,
+    writer: &Arc<ChunkWriter>,
+    source: &PreparedSource,
+    instance: &mut crate::runtime::source::SourceInstance,
+    parent: Option<&SourceSnapshot>,
+    snapshot: &str,
+    time: chrono::DateTime<chrono::Utc>,
+    tags: &[String],
+) -> Result<SourceSnapshot> {
+    let started = Instant::now();
+    let parent_items = match parent {
+        Some(manifest) => {
+            let mut reader = ChunkReader::new(repo.clone());
+            match read_items(&mut reader, manifest).await {
+                Ok(items) => items,
+                Err(e) => {
+                    // A damaged parent only costs re-reading every file.
+                    tracing::warn!(source = %source.name, "ignoring the previous snapshot: {e}");
+                    Vec::new()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    let capture = Capture::new(writer.clone(), repo.config().chunker, parent_items);
+    let (capture, result) = instance
+        .backup(&source.options, capture, source.timeout)
+        .await;
+    result?;
+    let captured = capture.finish().await?;
+    writer.flush().await.context("storing the data")?;
+    let mut annotations = captured.annotations;
+    annotations.insert("cairn.files-read".into(), captured.files_read.to_string());
+    annotations.insert(
+        "cairn.files-unchanged".into(),
+        captured.files_unchanged.to_string(),
+    );
+    let manifest = SourceSnapshot {
+        version: 1,
+        snapshot: snapshot.to_string(),
+        time,
+        hostname: crate::util::hostname(),
+        username: crate::util::username(),
+        tags: tags.to_vec(),
+        source: source.name.clone(),
+        plugin: source.info.name.clone(),
+        plugin_version: source.info.version.clone(),
+        tree: captured.tree,
+        items: captured.items,
+        bytes: captured.bytes,
+        annotations,
+        duration_secs: started.elapsed().as_secs_f64(),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    repo.write_snapshot(&manifest)
+        .await
+        .context("writing the snapshot manifest")?;
+    Ok(manifest)
+}

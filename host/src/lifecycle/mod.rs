@@ -1,0 +1,211 @@
+//! The backup lifecycle: what `cairn backup`, `restore`, `check` and friends do, driving
+//! plugins (through [`crate::runtime`]) and the repository (through [`crate::repo`]).
+
+pub mod backup;
+pub mod check;
+pub mod progress;
+pub mod restore;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::{Config, SourceConfig};
+use crate::repo::Repository;
+use crate::repo::backend::Backend;
+use crate::runtime::sink::SinkPool;
+use crate::runtime::{
+    Plugin, PluginInfo, PluginKind, Runtime, RuntimeOptions, grants_from_options,
+};
+
+/// A source plugin ready to run, with its options and grants resolved.
+pub struct PreparedSource {
+    pub name: String,
+    pub plugin: Arc<Plugin>,
+    pub info: PluginInfo,
+    pub options: String,
+    pub grants: crate::runtime::grants::Grants,
+    pub timeout: std::time::Duration,
+}
+
+/// One command's worth of context: the config, the plugin runtime, the password.
+pub struct Session {
+    pub config: Config,
+    pub runtime: Arc<Runtime>,
+    password: Option<Vec<u8>>,
+    plugins: Mutex<HashMap<String, (Arc<Plugin>, PluginInfo)>>,
+}
+
+impl Session {
+    pub fn new(config: Config, password: Option<Vec<u8>>) -> Result<Session> {
+        let mut options = RuntimeOptions::default();
+        if let Some(mib) = config.plugins.memory_limit_mib {
+            options.memory_limit = mib * 1024 * 1024;
+        }
+        let runtime = Arc::new(Runtime::new(options).context("starting the plugin runtime")?);
+        Ok(Session {
+            config,
+            runtime,
+            password,
+            plugins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn password(&self) -> Result<&[u8]> {
+        self.password
+            .as_deref()
+            .context("no repository password: set CAIRN_PASSWORD or pass --password-file FILE")
+    }
+
+    /// Loads (once) and describes a plugin, checking it is of the expected kind.
+    pub async fn plugin(&self, spec: &str, kind: PluginKind) -> Result<(Arc<Plugin>, PluginInfo)> {
+        let spec = self.resolve_spec(spec);
+        if let Some(found) = self.plugins.lock().expect("plugins lock").get(&spec) {
+            return Ok(found.clone());
+        }
+        let plugin = self.runtime.load(&spec)?;
+        if plugin.kind != kind {
+            return Err(crate::runtime::LoadError::WrongKind {
+                spec,
+                found: plugin.kind,
+                wanted: kind,
+            }
+            .into());
+        }
+        let plugin = Arc::new(plugin);
+        let info = self.runtime.describe(&plugin).await?;
+        self.plugins
+            .lock()
+            .expect("plugins lock")
+            .insert(spec, (plugin.clone(), info.clone()));
+        Ok((plugin, info))
+    }
+
+    /// A plugin path in the config is relative to the config's folder.
+    fn resolve_spec(&self, spec: &str) -> String {
+        if crate::runtime::builtin::find(spec).is_some()
+            || Path::new(spec).is_absolute()
+            || !spec.contains(".wasm")
+        {
+            return spec.to_string();
+        }
+        self.config
+            .base_dir()
+            .join(spec)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Options as JSON, with relative paths in granted options made absolute against the
+    /// config's folder (so `path = "data"` means the same wherever cairn runs from).
+    fn options_json(&self, table: &toml::Table, schema: &str) -> Result<serde_json::Value> {
+        let mut options =
+            serde_json::to_value(table).context("converting plugin options to JSON")?;
+        let base = self.config.base_dir();
+        let granted: Vec<String> = serde_json::from_str::<serde_json::Value>(schema)
+            .ok()
+            .and_then(|s| s.get("properties").and_then(|p| p.as_object()).cloned())
+            .map(|props| {
+                props
+                    .iter()
+                    .filter(|(_, p)| p.get("x-cairn-grant").is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut options {
+            for key in granted {
+                if let Some(serde_json::Value::String(s)) = map.get_mut(&key)
+                    && !s.contains("://")
+                    && !Path::new(s.as_str()).is_absolute()
+                {
+                    *s = crate::runtime::grants::normalize(&base.join(&*s))
+                        .unwrap_or_else(|| base.join(&*s))
+                        .to_string_lossy()
+                        .into_owned();
+                }
+            }
+        }
+        Ok(options)
+    }
+
+    pub async fn prepare_source(&self, source: &SourceConfig) -> Result<PreparedSource> {
+        let (plugin, info) = self
+            .plugin(&source.plugin, PluginKind::Source)
+            .await
+            .with_context(|| format!("source `{}`", source.name()))?;
+        let options = self.options_json(&source.options, &info.options_schema)?;
+        let extra = source.grants.to_grants(&self.config.base_dir());
+        let grants = grants_from_options(&info.options_schema, &options, &extra);
+        let timeout = match &source.timeout {
+            Some(t) => crate::config::parse_duration(t).context("source timeout")?,
+            None => crate::config::DEFAULT_SOURCE_TIMEOUT,
+        };
+        Ok(PreparedSource {
+            name: source.name().to_string(),
+            plugin,
+            info,
+            options: options.to_string(),
+            grants,
+            timeout,
+        })
+    }
+
+    /// Opens the configured sink as repository storage.
+    pub async fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let repo = &self.config.repository;
+        let (plugin, info) = self
+            .plugin(&repo.sink, PluginKind::Sink)
+            .await
+            .context("repository sink")?;
+        let options = self.options_json(&repo.options, &info.options_schema)?;
+        let extra = repo.grants.to_grants(&self.config.base_dir());
+        let grants = grants_from_options(&info.options_schema, &options, &extra);
+        let description = describe_sink(&info.name, &options);
+        let pool = SinkPool::open(
+            self.runtime.clone(),
+            plugin,
+            &format!("sink:{}", info.name),
+            options.to_string(),
+            grants,
+            repo.concurrency,
+            description,
+        )
+        .await
+        .context("opening the repository sink")?;
+        Ok(Arc::new(pool))
+    }
+
+    pub async fn open_repository(&self) -> Result<Arc<Repository>> {
+        let backend = self.backend().await?;
+        let repo = Repository::open(backend, self.password()?).await?;
+        Ok(Arc::new(repo))
+    }
+
+    pub async fn init_repository(&self) -> Result<Arc<Repository>> {
+        let backend = self.backend().await?;
+        let password = self.password()?;
+        if password.is_empty() {
+            bail!(
+                "the repository password is empty: choose a real one (CAIRN_PASSWORD or --password-file)"
+            );
+        }
+        Ok(Arc::new(Repository::init(backend, password).await?))
+    }
+}
+
+/// "local sink at /srv/backups": names where the repository is, for messages.
+fn describe_sink(name: &str, options: &serde_json::Value) -> String {
+    let location = ["path", "bucket", "endpoint", "url"]
+        .iter()
+        .filter_map(|k| options.get(*k).and_then(|v| v.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if location.is_empty() {
+        format!("{name} sink")
+    } else {
+        format!("{name} sink at {location}")
+    }
+}

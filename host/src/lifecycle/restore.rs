@@ -1,0 +1,202 @@
+//! `cairn restore`: puts sources of a snapshot back, each through its own plugin. With
+//! `--source NAME` that source goes to the target; otherwise each source goes to
+//! `TARGET/<source name>`. A restore never writes into a non-empty directory (or over an
+//! existing file) unless forced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::Session;
+use super::progress::{Progress, human_bytes};
+use crate::repo::Repository;
+use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::snapshot::SourceSnapshot;
+use crate::runtime::bindings::RestoreTarget;
+use crate::runtime::grants::Grants;
+use crate::runtime::replay::Replay;
+
+pub struct RestoreOptions {
+    pub snapshot: String,
+    pub target: String,
+    pub source: Option<String>,
+    pub force: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub snapshot: String,
+    pub sources: Vec<RestoredSource>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoredSource {
+    pub name: String,
+    pub target: String,
+    pub items: u64,
+    pub bytes: u64,
+    pub duration_secs: f64,
+}
+
+pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreReport> {
+    let repo = session.open_repository().await?;
+    repo.load_index().await?;
+    let manifests = repo
+        .find_snapshot(&options.snapshot, options.source.as_deref())
+        .await?;
+    let progress = Progress::new(options.progress);
+    let mut restored = Vec::new();
+    let snapshot = manifests
+        .first()
+        .map(|(_, m)| m.snapshot.clone())
+        .unwrap_or_default();
+    for (_, manifest) in &manifests {
+        let target = if options.source.is_some() || options.target.contains("://") {
+            options.target.clone()
+        } else {
+            Path::new(&options.target)
+                .join(&manifest.source)
+                .to_string_lossy()
+                .into_owned()
+        };
+        progress.set(format!("restoring {} to {target}", manifest.source));
+        let started = Instant::now();
+        restore_source(session, &repo, manifest, &target, options.force)
+            .await
+            .with_context(|| {
+                format!(
+                    "restoring source `{}` of snapshot {}",
+                    manifest.source,
+                    manifest.short_id()
+                )
+            })?;
+        tracing::info!(source = %manifest.source, "restored {} items, {} into {target}", manifest.items, human_bytes(manifest.bytes));
+        restored.push(RestoredSource {
+            name: manifest.source.clone(),
+            target,
+            items: manifest.items,
+            bytes: manifest.bytes,
+            duration_secs: started.elapsed().as_secs_f64(),
+        });
+    }
+    progress.finish();
+    Ok(RestoreReport {
+        snapshot,
+        sources: restored,
+    })
+}
+
+/// Grants a restore target and returns the guest path (or URL) handed to the plugin.
+pub fn grant_target(
+    kind: RestoreTarget,
+    target: &str,
+    force: bool,
+    grants: &mut Grants,
+) -> Result<String> {
+    match kind {
+        RestoreTarget::Url => Ok(target.to_string()),
+        RestoreTarget::Directory => {
+            let dir = absolute(target)?;
+            if let Ok(mut entries) = std::fs::read_dir(&dir)
+                && entries.next().is_some()
+                && !force
+            {
+                bail!(
+                    "{} is not empty: restore into an empty or new directory, or pass --force to write into it",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            grants.write(&dir);
+            Ok(dir.to_string_lossy().into_owned())
+        }
+        RestoreTarget::File => {
+            let file = absolute(target)?;
+            if file.exists() && !force {
+                bail!(
+                    "{} exists: choose another target, or pass --force to replace it",
+                    file.display()
+                );
+            }
+            let parent = file
+                .parent()
+                .context("the target file has no parent directory")?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            grants.write(parent);
+            Ok(file.to_string_lossy().into_owned())
+        }
+    }
+}
+
+fn absolute(target: &str) -> Result<PathBuf> {
+    let path = std::path::absolute(target).with_context(|| format!("target {target}"))?;
+    Ok(crate::runtime::grants::normalize(&path).unwrap_or(path))
+}
+
+/// The replay session for one source of a snapshot.
+pub async fn replay_of(repo: &Arc<Repository>, manifest: &SourceSnapshot) -> Result<Replay> {
+    let mut reader = ChunkReader::new(repo.clone());
+    let items = read_items(&mut reader, manifest)
+        .await
+        .context("reading the snapshot's item list")?;
+    let annotations = manifest
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Replay::new(
+        ChunkReader::new(repo.clone()),
+        items,
+        annotations,
+    ))
+}
+
+async fn restore_source(
+    session: &Session,
+    repo: &Arc<Repository>,
+    manifest: &SourceSnapshot,
+    target: &str,
+    force: bool,
+) -> Result<()> {
+    let source = session.config.source(&manifest.source).with_context(|| {
+        format!(
+            "source `{}` is not in {}: add its [[source]] section (plugin `{}`) so cairn knows how to restore it",
+            manifest.source,
+            session.config.path.display(),
+            manifest.plugin
+        )
+    })?;
+    let mut prepared = session.prepare_source(source).await?;
+    if prepared.info.name != manifest.plugin {
+        bail!(
+            "source `{}` was backed up by plugin `{}` but is now configured with `{}`",
+            manifest.source,
+            manifest.plugin,
+            prepared.info.name
+        );
+    }
+    let guest_target = grant_target(
+        prepared.info.restore_target,
+        target,
+        force,
+        &mut prepared.grants,
+    )?;
+    let mut instance = session
+        .runtime
+        .instantiate_source(
+            &prepared.plugin,
+            &prepared.name,
+            Arc::new(prepared.grants.clone()),
+        )
+        .await?;
+    let replay = replay_of(repo, manifest).await?;
+    instance
+        .restore(&prepared.options, replay, &guest_target, prepared.timeout)
+        .await?;
+    Ok(())
+}

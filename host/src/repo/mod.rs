@@ -1,0 +1,359 @@
+//! The repository: deduplicated, compressed, encrypted storage on any sink.
+//!
+//! Objects (see docs/FORMAT.md): `config`, `keys/<id>`, `data/<xx>/<pack id>`,
+//! `index/<hash>`, `snapshots/<hash>`. Everything except key slots is sealed with keys
+//! derived from a master secret that key slots wrap. Writes go packs → index → snapshot
+//! and every name is unique or content-addressed, so concurrent writers need no lock and a
+//! crash at any point leaves a valid repository.
+
+pub mod backend;
+pub mod cache;
+pub mod chunker;
+pub mod crypto;
+pub mod index;
+pub mod keys;
+pub mod meta;
+pub mod pack;
+pub mod reader;
+pub mod snapshot;
+pub mod tree;
+pub mod writer;
+
+use std::sync::{Arc, RwLock};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use backend::{Backend, BackendError, BackendErrorKind};
+use cache::Cache;
+use chunker::CdcParams;
+use crypto::Keys;
+use index::{Index, IndexFile};
+use keys::KeySlot;
+use meta::MetaKind;
+use snapshot::SourceSnapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("no repository at {0}; create one with `cairn init`")]
+    NotInitialised(String),
+    #[error("{0} already holds a repository")]
+    AlreadyInitialised(String),
+    #[error(
+        "wrong password: none of the repository's {0} key slot(s) opens with it (check CAIRN_PASSWORD or --password-file)"
+    )]
+    WrongPassword(usize),
+    #[error("repository data is damaged: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RepoError {
+    /// Prefixes what was being read to a corruption report.
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        match self {
+            RepoError::Corrupt(m) => RepoError::Corrupt(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+}
+
+pub type RepoResult<T> = Result<T, RepoError>;
+
+/// Repository-wide settings, sealed in the `config` object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub version: u32,
+    /// Random id, names the local cache directory.
+    pub id: String,
+    pub chunker: CdcParams,
+    pub zstd_level: i32,
+    /// Packs are closed once they reach this many bytes.
+    pub pack_size: u32,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An open repository: keys unlocked, config read, index loaded on demand.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    keys: Keys,
+    config: RepoConfig,
+    cache: Option<Cache>,
+    index: RwLock<Arc<Index>>,
+    /// The key slot the password opened (`keys/<id>`).
+    unlocked_slot: String,
+}
+
+impl Repository {
+    /// Creates a repository on an empty backend.
+    pub async fn init(backend: Arc<dyn Backend>, password: &[u8]) -> RepoResult<Repository> {
+        match backend.get("config").await {
+            Ok(_) => return Err(RepoError::AlreadyInitialised(backend.describe())),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let keys = Keys::generate();
+        let slot = KeySlot::new(&keys, password)?;
+        let slot_name = format!("keys/{}", snapshot::new_snapshot_id());
+        backend
+            .put(&slot_name, slot.to_bytes().into(), true)
+            .await?;
+        let mut chunker = CdcParams::default_sizes();
+        chunker.seed = chunker_seed(&keys);
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: snapshot::new_snapshot_id(),
+            chunker,
+            zstd_level: 3,
+            pack_size: 16 * 1024 * 1024,
+            created: chrono::Utc::now(),
+        };
+        let sealed = meta::seal(&keys, MetaKind::Config, &config);
+        backend
+            .put("config", sealed.into(), true)
+            .await
+            .map_err(|e| match e.kind {
+                BackendErrorKind::AlreadyExists => {
+                    RepoError::AlreadyInitialised(backend.describe())
+                }
+                _ => e.into(),
+            })?;
+        Ok(Repository::assemble(backend, keys, config, slot_name))
+    }
+
+    /// Opens a repository with a password.
+    pub async fn open(backend: Arc<dyn Backend>, password: &[u8]) -> RepoResult<Repository> {
+        let sealed_config = match backend.get("config").await {
+            Ok(c) => c,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotInitialised(backend.describe()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let slots = Self::key_slots_of(&*backend).await?;
+        let mut unlocked = None;
+        for (name, slot) in &slots {
+            if let Some(k) = slot.unlock(password)? {
+                unlocked = Some((k, name.clone()));
+                break;
+            }
+        }
+        let (keys, slot_name) = unlocked.ok_or(RepoError::WrongPassword(slots.len()))?;
+        let mut config: RepoConfig =
+            meta::open(&keys, MetaKind::Config, &sealed_config).map_err(|e| e.context("config"))?;
+        if config.version != FORMAT_VERSION {
+            return Err(RepoError::Other(format!(
+                "repository format version {} is not supported by this cairn (it reads version {FORMAT_VERSION})",
+                config.version
+            )));
+        }
+        config.chunker.seed = chunker_seed(&keys);
+        Ok(Repository::assemble(backend, keys, config, slot_name))
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        keys: Keys,
+        config: RepoConfig,
+        unlocked_slot: String,
+    ) -> Repository {
+        let cache = Cache::for_repository(&config.id);
+        Repository {
+            backend,
+            keys,
+            config,
+            cache,
+            index: RwLock::new(Arc::new(Index::default())),
+            unlocked_slot,
+        }
+    }
+
+    pub fn unlocked_slot(&self) -> &str {
+        &self.unlocked_slot
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().expect("index lock").clone()
+    }
+
+    async fn key_slots_of(backend: &dyn Backend) -> RepoResult<Vec<(String, KeySlot)>> {
+        let mut slots = Vec::new();
+        for (name, _) in backend.list("keys/").await? {
+            let bytes = backend.get(&name).await?;
+            slots.push((
+                name.clone(),
+                KeySlot::from_bytes(&bytes).map_err(|e| e.context(&name))?,
+            ));
+        }
+        if slots.is_empty() {
+            return Err(RepoError::Corrupt(
+                "the repository has a config but no key slots".into(),
+            ));
+        }
+        Ok(slots)
+    }
+
+    pub async fn key_slots(&self) -> RepoResult<Vec<(String, KeySlot)>> {
+        Self::key_slots_of(&*self.backend).await
+    }
+
+    pub async fn add_key(&self, password: &[u8]) -> RepoResult<String> {
+        let slot = KeySlot::new(&self.keys, password)?;
+        let name = format!("keys/{}", snapshot::new_snapshot_id());
+        self.backend
+            .put(&name, slot.to_bytes().into(), true)
+            .await?;
+        Ok(name)
+    }
+
+    /// Fetches a content-addressed metadata object, through the local cache.
+    async fn fetch_cached(&self, name: &str) -> RepoResult<bytes::Bytes> {
+        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.get(name)) {
+            return Ok(bytes);
+        }
+        let bytes = self.backend.get(name).await?;
+        if let Some(cache) = &self.cache {
+            cache.put(name, &bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// Names of the index files, with their sizes.
+    pub async fn index_files(&self) -> RepoResult<Vec<(String, u64)>> {
+        Ok(self.backend.list("index/").await?)
+    }
+
+    pub async fn read_index_file(&self, name: &str) -> RepoResult<IndexFile> {
+        let sealed = self.fetch_cached(name).await?;
+        meta::open(&self.keys, MetaKind::Index, &sealed).map_err(|e| e.context(name))
+    }
+
+    /// Loads every index file (from the local cache where possible).
+    pub async fn load_index(&self) -> RepoResult<Arc<Index>> {
+        let names = self.index_files().await?;
+        if let Some(cache) = &self.cache {
+            cache.retain("index/", names.iter().map(|(n, _)| n.as_str()));
+        }
+        let files: Vec<IndexFile> =
+            futures::stream::iter(names.iter().map(|(name, _)| self.read_index_file(name)))
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+        let mut index = Index::default();
+        for file in &files {
+            index.add_file(file)?;
+        }
+        let index = Arc::new(index);
+        *self.index.write().expect("index lock") = index.clone();
+        Ok(index)
+    }
+
+    /// Every snapshot manifest, oldest first.
+    pub async fn snapshots(&self) -> RepoResult<Vec<(String, SourceSnapshot)>> {
+        let names = self.backend.list("snapshots/").await?;
+        if let Some(cache) = &self.cache {
+            cache.retain("snapshots/", names.iter().map(|(n, _)| n.as_str()));
+        }
+        let mut manifests: Vec<(String, SourceSnapshot)> =
+            futures::stream::iter(names.into_iter().map(|(name, _)| async move {
+                let sealed = self.fetch_cached(&name).await?;
+                let manifest: SourceSnapshot = meta::open(&self.keys, MetaKind::Snapshot, &sealed)
+                    .map_err(|e| e.context(&name))?;
+                Ok::<_, RepoError>((name, manifest))
+            }))
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        manifests.sort_by(|a, b| {
+            a.1.time
+                .cmp(&b.1.time)
+                .then_with(|| a.1.source.cmp(&b.1.source))
+        });
+        Ok(manifests)
+    }
+
+    /// Stores a manifest; the snapshot exists from this moment.
+    pub async fn write_snapshot(&self, manifest: &SourceSnapshot) -> RepoResult<String> {
+        let sealed = meta::seal(&self.keys, MetaKind::Snapshot, manifest);
+        let name = meta::content_name("snapshots", &sealed);
+        self.backend.put(&name, sealed.into(), true).await?;
+        Ok(name)
+    }
+
+    /// The manifests of the snapshot whose id starts with `id` (or the newest for `latest`),
+    /// optionally only the named source.
+    pub async fn find_snapshot(
+        &self,
+        id: &str,
+        source: Option<&str>,
+    ) -> RepoResult<Vec<(String, SourceSnapshot)>> {
+        let all = self.snapshots().await?;
+        let all: Vec<_> = all
+            .into_iter()
+            .filter(|(_, m)| source.is_none_or(|s| m.source == s))
+            .collect();
+        let wanted = if id == "latest" {
+            match all.last() {
+                Some((_, m)) => m.snapshot.clone(),
+                None => {
+                    return Err(RepoError::Other(match source {
+                        Some(s) => format!("the repository has no snapshot of source `{s}`"),
+                        None => "the repository has no snapshots yet; run `cairn backup`".into(),
+                    }));
+                }
+            }
+        } else {
+            let mut ids: Vec<&str> = all
+                .iter()
+                .map(|(_, m)| m.snapshot.as_str())
+                .filter(|s| s.starts_with(id))
+                .collect();
+            ids.dedup();
+            ids.sort();
+            ids.dedup();
+            match ids.as_slice() {
+                [one] => one.to_string(),
+                [] => {
+                    return Err(RepoError::Other(format!(
+                        "no snapshot {id}{}",
+                        source
+                            .map(|s| format!(" of source `{s}`"))
+                            .unwrap_or_default()
+                    )));
+                }
+                many => {
+                    return Err(RepoError::Other(format!(
+                        "snapshot id {id} is ambiguous: it matches {}",
+                        many.join(", ")
+                    )));
+                }
+            }
+        };
+        Ok(all
+            .into_iter()
+            .filter(|(_, m)| m.snapshot == wanted)
+            .collect())
+    }
+}
+
+fn chunker_seed(keys: &Keys) -> u64 {
+    let k = keys.derive("cairn 2026-11 chunker seed");
+    u64::from_le_bytes(k[..8].try_into().expect("8 bytes"))
+}

@@ -1,0 +1,55 @@
+//! A source's item list: one JSON object a line, in the order the source wrote the items,
+//! stored as content-defined chunks of kind `tree`. Unchanged stretches of a large tree
+//! produce the same chunks as last time, so they cost nothing to store again.
+
+use serde::{Deserialize, Serialize};
+
+use super::RepoError;
+use super::crypto::ChunkId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    File,
+    Dir,
+    Symlink,
+    Data,
+}
+
+/// One item of a snapshot: its metadata and, for files and data, its chunks in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub path: String,
+    pub kind: ItemKind,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `[chunk id, length]` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<(ChunkId, u32)>,
+}
+
+impl ItemRecord {
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("items always serialise");
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Splits a reassembled item list back into items.
+pub fn parse_lines(bytes: &[u8]) -> Result<Vec<ItemRecord>, RepoError> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| RepoError::Corrupt(format!("item list: {e}")))
+        })
+        .collect()
+}

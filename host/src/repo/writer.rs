@@ -1,0 +1,434 @@
+//! The write pipeline: chunks in, packs and index files out.
+//!
+//! The caller hashes each chunk and drops those the repository already holds; new chunks
+//! go through a bounded channel to encoder threads (compress + seal, one per core), then
+//! to a packer task that fills packs and uploads them with bounded concurrency. An index
+//! file naming packs is written only after those packs have landed, and [`ChunkWriter::flush`]
+//! returns only when everything stored so far is durable and indexed: the barrier a
+//! snapshot manifest waits for. Memory stays bounded by the channel and pack sizes,
+//! whatever the amount of data.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::chunker::{Chunking, StreamChunker};
+use super::crypto::{ChunkId, Keys};
+use super::index::{Index, IndexFile, IndexedPack};
+use super::meta::{self, MetaKind};
+use super::pack::{ChunkEncoder, ChunkKind, PackBuilder, PackEntry, PackId};
+use super::{RepoError, RepoResult, Repository};
+
+/// Packs uploading at once: enough to hide an object store's latency, few enough that
+/// their buffers stay a small, fixed amount of memory.
+const UPLOADS_IN_FLIGHT: usize = 3;
+/// Landed packs that trigger an index file before the next flush, so a crash costs at
+/// most this many packs' worth of re-upload.
+const PACKS_PER_INDEX: usize = 8;
+
+struct Job {
+    id: ChunkId,
+    kind: ChunkKind,
+    data: Bytes,
+}
+
+struct Encoded {
+    id: ChunkId,
+    kind: ChunkKind,
+    sealed: Vec<u8>,
+    raw_length: u32,
+}
+
+enum PackerMsg {
+    Chunk(Encoded),
+    Flush(oneshot::Sender<RepoResult<()>>),
+}
+
+/// Counts of what a writer stored.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub chunks_new: AtomicU64,
+    pub chunks_known: AtomicU64,
+    pub bytes_new: AtomicU64,
+    pub bytes_known: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    pub packs: AtomicU64,
+}
+
+impl WriteStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Jobs handed to the encoders and not yet received by the packer.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    drained: Notify,
+}
+
+pub struct ChunkWriter {
+    keys: Keys,
+    index: Arc<Index>,
+    pending: Mutex<HashSet<ChunkId>>,
+    /// Dropping the writer closes this channel: the encoders then exit, and with them the
+    /// last senders to the packer, which then exits too.
+    encode_tx: mpsc::Sender<Job>,
+    packer_tx: mpsc::Sender<PackerMsg>,
+    in_flight: Arc<InFlight>,
+    failure: Arc<Mutex<Option<String>>>,
+    stats: Arc<WriteStats>,
+}
+
+impl ChunkWriter {
+    /// Starts the pipeline. The repository's index must be loaded, so known chunks are
+    /// not stored again.
+    pub fn start(repo: Arc<Repository>) -> RepoResult<ChunkWriter> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let (encode_tx, encode_rx) = mpsc::channel::<Job>(workers * 2);
+        let (packer_tx, packer_rx) = mpsc::channel::<PackerMsg>(workers * 2);
+        let encode_rx = Arc::new(Mutex::new(encode_rx));
+        let failure = Arc::new(Mutex::new(None));
+        let stats = Arc::new(WriteStats::default());
+        let keys = repo.keys().clone();
+        let level = repo.config().zstd_level;
+
+        for n in 0..workers {
+            let rx = encode_rx.clone();
+            let tx = packer_tx.clone();
+            let keys = keys.clone();
+            let mut encoder =
+                ChunkEncoder::new(level).map_err(|e| RepoError::Other(format!("zstd: {e}")))?;
+            std::thread::Builder::new()
+                .name(format!("cairn-encode-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting, by one idle worker at a time.
+                        let job = rx.lock().expect("encoder queue lock").blocking_recv();
+                        let Some(job) = job else { break };
+                        let sealed = encoder.encode(&keys, &job.id, &job.data);
+                        let msg = Encoded {
+                            id: job.id,
+                            kind: job.kind,
+                            sealed,
+                            raw_length: job.data.len() as u32,
+                        };
+                        if tx.blocking_send(PackerMsg::Chunk(msg)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| RepoError::Other(format!("starting encoder thread: {e}")))?;
+        }
+
+        let in_flight = Arc::new(InFlight::default());
+        let packer = Packer {
+            repo: repo.clone(),
+            builder: PackBuilder::default(),
+            uploads: JoinSet::new(),
+            upload_slots: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
+            landed: Vec::new(),
+            in_flight: in_flight.clone(),
+            failure: failure.clone(),
+            stats: stats.clone(),
+        };
+        tokio::spawn(packer.run(packer_rx));
+
+        Ok(ChunkWriter {
+            keys,
+            index: repo.index(),
+            pending: Mutex::new(HashSet::new()),
+            encode_tx,
+            packer_tx,
+            in_flight,
+            failure,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<WriteStats> {
+        &self.stats
+    }
+
+    fn check_failure(&self) -> RepoResult<()> {
+        match &*self.failure.lock().expect("failure lock") {
+            Some(message) => Err(RepoError::Other(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn failed(&self) -> RepoError {
+        match self.check_failure() {
+            Err(e) => e,
+            Ok(()) => RepoError::Other("the write pipeline stopped".into()),
+        }
+    }
+
+    /// Stores one chunk unless the repository already holds it; returns its id.
+    pub async fn store(&self, kind: ChunkKind, data: Bytes) -> RepoResult<ChunkId> {
+        let id = self.keys.chunk_id(&data);
+        let len = data.len() as u64;
+        let known =
+            self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
+        if known {
+            WriteStats::add(&self.stats.chunks_known, 1);
+            WriteStats::add(&self.stats.bytes_known, len);
+            return Ok(id);
+        }
+        self.check_failure()?;
+        WriteStats::add(&self.stats.chunks_new, 1);
+        WriteStats::add(&self.stats.bytes_new, len);
+        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        self.encode_tx
+            .send(Job { id, kind, data })
+            .await
+            .map_err(|_| self.failed())?;
+        Ok(id)
+    }
+
+    /// Whether a chunk is stored or on its way (used to trust a parent snapshot's chunks).
+    pub fn holds(&self, id: &ChunkId) -> bool {
+        self.index.contains(id) || self.pending.lock().expect("pending lock").contains(id)
+    }
+
+    /// Returns once every chunk stored so far is in a landed pack named by a landed index.
+    pub async fn flush(&self) -> RepoResult<()> {
+        loop {
+            let drained = self.in_flight.drained.notified();
+            if self.in_flight.count.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            self.check_failure()?;
+            drained.await;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.packer_tx
+            .send(PackerMsg::Flush(tx))
+            .await
+            .map_err(|_| self.failed())?;
+        rx.await.map_err(|_| self.failed())??;
+        self.check_failure()
+    }
+}
+
+struct Packer {
+    repo: Arc<Repository>,
+    builder: PackBuilder,
+    uploads: JoinSet<RepoResult<(PackId, u64, Vec<PackEntry>)>>,
+    upload_slots: Arc<Semaphore>,
+    landed: Vec<IndexedPack>,
+    in_flight: Arc<InFlight>,
+    failure: Arc<Mutex<Option<String>>>,
+    stats: Arc<WriteStats>,
+}
+
+impl Packer {
+    async fn run(mut self, mut rx: mpsc::Receiver<PackerMsg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                PackerMsg::Chunk(chunk) => {
+                    let result = self.add(chunk).await;
+                    if self.in_flight.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        self.in_flight.drained.notify_waiters();
+                    }
+                    if let Err(e) = result {
+                        self.fail(&e);
+                    }
+                }
+                PackerMsg::Flush(reply) => {
+                    let result = self.flush().await;
+                    if let Err(e) = &result {
+                        self.fail(e);
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    fn fail(&self, e: &RepoError) {
+        let mut failure = self.failure.lock().expect("failure lock");
+        if failure.is_none() {
+            *failure = Some(e.to_string());
+        }
+        self.in_flight.drained.notify_waiters();
+    }
+
+    async fn add(&mut self, chunk: Encoded) -> RepoResult<()> {
+        self.builder
+            .add(chunk.id, chunk.kind, &chunk.sealed, chunk.raw_length);
+        if self.builder.len() >= self.repo.config().pack_size as usize {
+            self.seal_pack().await?;
+        }
+        self.collect_landed(false).await?;
+        if self.landed.len() >= PACKS_PER_INDEX {
+            self.write_index().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current pack and starts its upload (waiting for an upload slot).
+    async fn seal_pack(&mut self) -> RepoResult<()> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let builder = std::mem::take(&mut self.builder);
+        let keys = self.repo.keys().clone();
+        let (id, bytes, entries) = tokio::task::spawn_blocking(move || builder.finish(&keys))
+            .await
+            .map_err(|e| RepoError::Other(format!("sealing a pack: {e}")))?;
+        let permit = self
+            .upload_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RepoError::Other("upload slots closed".into()))?;
+        let repo = self.repo.clone();
+        let stats = self.stats.clone();
+        self.uploads.spawn(async move {
+            let _permit = permit;
+            let size = bytes.len() as u64;
+            match repo.backend().put(&id.object_name(), bytes, true).await {
+                Ok(()) => {}
+                // Same bytes, same name: an earlier, interrupted run already stored it.
+                Err(e) if e.kind == super::backend::BackendErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(RepoError::Other(format!(
+                        "uploading pack {}: {e}",
+                        id.to_hex()
+                    )));
+                }
+            }
+            WriteStats::add(&stats.bytes_stored, size);
+            WriteStats::add(&stats.packs, 1);
+            Ok((id, size, entries))
+        });
+        Ok(())
+    }
+
+    /// Moves finished uploads into `landed`; with `all`, waits for every upload.
+    async fn collect_landed(&mut self, all: bool) -> RepoResult<()> {
+        loop {
+            let next = if all {
+                self.uploads.join_next().await
+            } else {
+                self.uploads.try_join_next()
+            };
+            let Some(joined) = next else { return Ok(()) };
+            let (id, size, entries) =
+                joined.map_err(|e| RepoError::Other(format!("upload task: {e}")))??;
+            self.landed.push(IndexedPack::new(id, size, &entries));
+        }
+    }
+
+    async fn write_index(&mut self) -> RepoResult<()> {
+        if self.landed.is_empty() {
+            return Ok(());
+        }
+        let file = IndexFile {
+            version: 1,
+            packs: std::mem::take(&mut self.landed),
+            supersedes: Vec::new(),
+        };
+        let sealed = meta::seal(self.repo.keys(), MetaKind::Index, &file);
+        let name = meta::content_name("index", &sealed);
+        self.repo
+            .backend()
+            .put(&name, sealed.into(), true)
+            .await
+            .or_else(|e| {
+                if e.kind == super::backend::BackendErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> RepoResult<()> {
+        self.seal_pack().await?;
+        self.collect_landed(true).await?;
+        self.write_index().await
+    }
+}
+
+/// Cuts one item's bytes into chunks and stores them, remembering the chunk list.
+pub struct ContentWriter {
+    writer: Arc<ChunkWriter>,
+    chunker: StreamChunker,
+    kind: ChunkKind,
+    ready: Vec<Bytes>,
+    chunks: Vec<(ChunkId, u32)>,
+    size: u64,
+}
+
+/// How much of a file is read at once.
+const READ_SIZE: usize = 4 * 1024 * 1024;
+
+impl ContentWriter {
+    pub fn new(writer: Arc<ChunkWriter>, chunking: Chunking, kind: ChunkKind) -> Self {
+        ContentWriter {
+            writer,
+            chunker: StreamChunker::new(chunking),
+            kind,
+            ready: Vec::new(),
+            chunks: Vec::new(),
+            size: 0,
+        }
+    }
+
+    async fn store_ready(&mut self) -> RepoResult<()> {
+        for chunk in std::mem::take(&mut self.ready) {
+            let len = chunk.len() as u32;
+            let id = self.writer.store(self.kind, chunk).await?;
+            self.chunks.push((id, len));
+        }
+        Ok(())
+    }
+
+    pub async fn write(&mut self, data: &[u8]) -> RepoResult<()> {
+        self.size += data.len() as u64;
+        self.chunker.push(data, &mut self.ready);
+        self.store_ready().await
+    }
+
+    /// Reads `reader` to its end natively. Reads block the calling thread, which is
+    /// where a plugin call already runs; the encoders work meanwhile on other cores.
+    pub async fn read_all(
+        &mut self,
+        reader: &mut impl std::io::Read,
+    ) -> std::io::Result<RepoResult<()>> {
+        loop {
+            let n = self.chunker.read_from(reader, READ_SIZE, &mut self.ready)?;
+            self.size += n as u64;
+            if let Err(e) = self.store_ready().await {
+                return Ok(Err(e));
+            }
+            if n == 0 {
+                return Ok(Ok(()));
+            }
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn finish(mut self) -> RepoResult<(Vec<(ChunkId, u32)>, u64)> {
+        self.chunker.finish(&mut self.ready);
+        self.store_ready().await?;
+        Ok((self.chunks, self.size))
+    }
+}

@@ -1,0 +1,140 @@
+//! Host-held bytes behind the WIT `blob` resource: a buffer, a range of an open file, or an
+//! item's contents streamed from the repository. The host reads and writes them natively
+//! wherever a plugin hands one back; a plugin may also read them in pieces.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::repo::RepoError;
+use crate::repo::crypto::ChunkId;
+use crate::repo::reader::ChunkReader;
+
+/// How much of a file one native read takes.
+const FILE_PIECE: usize = 4 * 1024 * 1024;
+
+pub enum Blob {
+    /// Bytes in memory: built by a plugin, or handed to a sink by the host.
+    Memory { data: BytesMut, pos: usize },
+    /// Up to `remaining` bytes of a file, from its current position.
+    File {
+        file: std::fs::File,
+        remaining: u64,
+        size: u64,
+    },
+    /// An item's contents, read chunk by chunk from the repository.
+    Chunks {
+        reader: Arc<tokio::sync::Mutex<ChunkReader>>,
+        chunks: VecDeque<ChunkId>,
+        current: Bytes,
+        size: u64,
+    },
+}
+
+impl Blob {
+    pub fn from_bytes(data: Bytes) -> Blob {
+        // `BytesMut::from(Bytes)` reuses the allocation when it is not shared.
+        Blob::Memory {
+            data: BytesMut::from(data),
+            pos: 0,
+        }
+    }
+
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Blob::Memory { data, .. } => Some(data.len() as u64),
+            Blob::File { size, .. } => Some(*size),
+            Blob::Chunks { size, .. } => Some(*size),
+        }
+    }
+
+    /// The next piece of at most `max` bytes; `None` at the end.
+    pub async fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, BlobError> {
+        let max = max.max(1);
+        match self {
+            Blob::Memory { data, pos } => {
+                if *pos >= data.len() {
+                    return Ok(None);
+                }
+                let end = (*pos + max).min(data.len());
+                let piece = Bytes::copy_from_slice(&data[*pos..end]);
+                *pos = end;
+                Ok(Some(piece))
+            }
+            Blob::File {
+                file, remaining, ..
+            } => {
+                if *remaining == 0 {
+                    return Ok(None);
+                }
+                let want = (*remaining).min(max as u64).min(FILE_PIECE as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let n = read_full(file, &mut buf).map_err(BlobError::Io)?;
+                if n == 0 {
+                    *remaining = 0;
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                *remaining -= n as u64;
+                Ok(Some(Bytes::from(buf)))
+            }
+            Blob::Chunks {
+                reader,
+                chunks,
+                current,
+                ..
+            } => {
+                while current.is_empty() {
+                    let Some(id) = chunks.pop_front() else {
+                        return Ok(None);
+                    };
+                    *current = reader
+                        .lock()
+                        .await
+                        .read(&id)
+                        .await
+                        .map_err(BlobError::Repo)?;
+                }
+                let n = current.len().min(max);
+                Ok(Some(current.split_to(n)))
+            }
+        }
+    }
+
+    /// Takes the whole (remaining) contents; for memory blobs without copying.
+    pub async fn into_bytes(mut self) -> Result<Bytes, BlobError> {
+        if let Blob::Memory { data, pos } = self {
+            let mut data = data;
+            let _ = data.split_to(pos);
+            return Ok(data.freeze());
+        }
+        let mut out = BytesMut::with_capacity(self.size().unwrap_or(0) as usize);
+        while let Some(piece) = self.next_piece(FILE_PIECE).await? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out.freeze())
+    }
+}
+
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("reading: {0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
+    Repo(RepoError),
+}

@@ -1,0 +1,34 @@
+//! The plugins compiled into the binary (by `host/build.rs`, for wasm32-wasip2). They load
+//! through exactly the same path as a third-party `.wasm` file.
+
+use super::PluginKind;
+
+pub struct Builtin {
+    pub name: &'static str,
+    pub kind: PluginKind,
+    pub wasm: &'static [u8],
+}
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "filesystem",
+        kind: PluginKind::Source,
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/cairn_source_filesystem.wasm"
+        )),
+    },
+    Builtin {
+        name: "local",
+        kind: PluginKind::Sink,
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_local.wasm")),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.name).collect()
+}

@@ -1,0 +1,377 @@
+//! The backup side of a source: the `item-writer` and `item-stream` resources, and the
+//! [`Capture`] session that turns what a source emits into chunks and an item list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use super::bindings::source::cairn::plugin::backup_io;
+use super::bindings::source::cairn::plugin::types::Chunking as WitChunking;
+use super::bindings::{ItemKind, ItemMeta, PluginError};
+use super::blob::Blob;
+use super::files::open_native;
+use super::state::PluginState;
+use crate::repo::chunker::{CdcParams, Chunking, FIXED_MAX, FIXED_MIN};
+use crate::repo::crypto::ChunkId;
+use crate::repo::pack::ChunkKind;
+use crate::repo::tree::{self, ItemRecord};
+use crate::repo::writer::{ChunkWriter, ContentWriter};
+
+/// The writer a source's `backup` receives; its state lives in [`PluginState::capture`].
+pub struct ItemWriter;
+
+/// An item whose bytes the plugin writes itself.
+pub struct ItemStream {
+    meta: ItemMeta,
+    content: Option<ContentWriter>,
+}
+
+/// One source's backup in progress.
+pub struct Capture {
+    writer: Arc<ChunkWriter>,
+    cdc: CdcParams,
+    tree: ContentWriter,
+    /// The previous snapshot's items of this source, to skip reading unchanged files.
+    parent: HashMap<String, ItemRecord>,
+    pub items: u64,
+    pub bytes: u64,
+    pub files_read: u64,
+    pub files_unchanged: u64,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a finished capture stores in the snapshot manifest.
+pub struct Captured {
+    pub tree: Vec<ChunkId>,
+    pub items: u64,
+    pub bytes: u64,
+    pub files_read: u64,
+    pub files_unchanged: u64,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Capture {
+    pub fn new(writer: Arc<ChunkWriter>, cdc: CdcParams, parent: Vec<ItemRecord>) -> Capture {
+        Capture {
+            tree: ContentWriter::new(
+                writer.clone(),
+                Chunking::ContentDefined(cdc),
+                ChunkKind::Tree,
+            ),
+            writer,
+            cdc,
+            parent: parent.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            items: 0,
+            bytes: 0,
+            files_read: 0,
+            files_unchanged: 0,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    async fn record(&mut self, record: ItemRecord) -> Result<(), PluginError> {
+        self.items += 1;
+        if matches!(record.kind, tree::ItemKind::File | tree::ItemKind::Data) {
+            self.bytes += record.size;
+        }
+        self.tree.write(&record.to_line()).await.map_err(repo_error)
+    }
+
+    fn content(&self, chunking: Chunking) -> ContentWriter {
+        ContentWriter::new(self.writer.clone(), chunking, ChunkKind::Data)
+    }
+
+    fn chunking(&self, chunking: WitChunking) -> Result<Chunking, PluginError> {
+        match chunking {
+            WitChunking::ContentDefined => Ok(Chunking::ContentDefined(self.cdc)),
+            WitChunking::Fixed(size) if (FIXED_MIN..=FIXED_MAX).contains(&size) => {
+                Ok(Chunking::Fixed(size))
+            }
+            WitChunking::Fixed(size) => Err(PluginError::Permanent(format!(
+                "fixed chunk size {size} is outside {FIXED_MIN}..={FIXED_MAX} bytes"
+            ))),
+        }
+    }
+
+    /// A parent's record of the same file, if the file is unchanged and its chunks are
+    /// still stored.
+    fn unchanged(&self, meta: &ItemMeta) -> Option<ItemRecord> {
+        let old = self.parent.get(&meta.path)?;
+        let same = old.kind == tree::ItemKind::File
+            && old.size == meta.size
+            && old.mtime_ns == meta.mtime_ns
+            && old.ctime_ns == meta.ctime_ns
+            && old.inode == meta.inode;
+        (same && old.chunks.iter().all(|(id, _)| self.writer.holds(id))).then(|| old.clone())
+    }
+
+    pub async fn finish(self) -> Result<Captured, PluginError> {
+        let (chunks, _) = self.tree.finish().await.map_err(repo_error)?;
+        Ok(Captured {
+            tree: chunks.into_iter().map(|(id, _)| id).collect(),
+            items: self.items,
+            bytes: self.bytes,
+            files_read: self.files_read,
+            files_unchanged: self.files_unchanged,
+            annotations: self.annotations,
+        })
+    }
+}
+
+fn repo_error(e: crate::repo::RepoError) -> PluginError {
+    PluginError::Permanent(format!("repository: {e}"))
+}
+
+/// Item paths are relative, `/`-separated, without `.`, `..` or empty parts; "" is the root.
+fn check_item_path(path: &str) -> Result<(), PluginError> {
+    let bad = path.starts_with('/')
+        || path.contains('\0')
+        || (!path.is_empty()
+            && path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".."));
+    if bad {
+        return Err(PluginError::Permanent(format!(
+            "invalid item path `{path}`: use a relative path without `.`, `..` or empty parts"
+        )));
+    }
+    Ok(())
+}
+
+pub fn record_from_meta(meta: &ItemMeta, chunks: Vec<(ChunkId, u32)>) -> ItemRecord {
+    ItemRecord {
+        path: meta.path.clone(),
+        kind: match meta.kind {
+            ItemKind::File => tree::ItemKind::File,
+            ItemKind::Directory => tree::ItemKind::Dir,
+            ItemKind::Symlink => tree::ItemKind::Symlink,
+            ItemKind::Data => tree::ItemKind::Data,
+        },
+        size: meta.size,
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime_ns: meta.mtime_ns,
+        ctime_ns: meta.ctime_ns,
+        inode: meta.inode,
+        target: meta.symlink_target.clone(),
+        chunks,
+    }
+}
+
+impl PluginState {
+    fn capture(&mut self) -> Result<&mut Capture, PluginError> {
+        self.capture.as_mut().ok_or_else(|| {
+            PluginError::Permanent("the item writer is only usable during backup".into())
+        })
+    }
+
+    async fn add_file_inner(
+        &mut self,
+        mut meta: ItemMeta,
+        source: String,
+    ) -> Result<(), PluginError> {
+        check_item_path(&meta.path)?;
+        meta.kind = ItemKind::File;
+        if let Some(old) = self.capture()?.unchanged(&meta) {
+            let capture = self.capture()?;
+            capture.files_unchanged += 1;
+            return capture
+                .record(ItemRecord {
+                    mode: meta.mode,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    ..old
+                })
+                .await;
+        }
+        let (mut file, _) = open_native(self, &source)?;
+        let capture = self.capture()?;
+        let mut content = capture.content(Chunking::ContentDefined(capture.cdc));
+        content
+            .read_all(&mut file)
+            .await
+            .map_err(|e| super::state::io_error(&source, e))?
+            .map_err(repo_error)?;
+        let (chunks, size) = content.finish().await.map_err(repo_error)?;
+        // The file may have grown or shrunk since it was listed: record what was read.
+        meta.size = size;
+        capture.files_read += 1;
+        capture.record(record_from_meta(&meta, chunks)).await
+    }
+
+    async fn add_blob_inner(
+        &mut self,
+        mut meta: ItemMeta,
+        chunking: WitChunking,
+        blob: Resource<Blob>,
+    ) -> Result<u64, PluginError> {
+        check_item_path(&meta.path)?;
+        let chunking = self.capture()?.chunking(chunking)?;
+        let mut content = self.capture()?.content(chunking);
+        splice_blob(self, &blob, &mut content).await?;
+        let (chunks, size) = content.finish().await.map_err(repo_error)?;
+        meta.size = size;
+        self.capture()?
+            .record(record_from_meta(&meta, chunks))
+            .await?;
+        Ok(size)
+    }
+}
+
+/// Reads a blob natively into an item's content.
+async fn splice_blob(
+    state: &mut PluginState,
+    blob: &Resource<Blob>,
+    content: &mut ContentWriter,
+) -> Result<u64, PluginError> {
+    let blob = state
+        .table
+        .get_mut(blob)
+        .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+    let mut total = 0u64;
+    while let Some(piece) = blob
+        .next_piece(4 * 1024 * 1024)
+        .await
+        .map_err(|e| PluginError::Permanent(e.to_string()))?
+    {
+        total += piece.len() as u64;
+        content.write(&piece).await.map_err(repo_error)?;
+    }
+    Ok(total)
+}
+
+impl backup_io::Host for PluginState {}
+
+impl backup_io::HostItemWriter for PluginState {
+    async fn add_entry(
+        &mut self,
+        _self: Resource<ItemWriter>,
+        meta: ItemMeta,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        let result = async {
+            check_item_path(&meta.path)?;
+            if matches!(meta.kind, ItemKind::File | ItemKind::Data) {
+                return Err(PluginError::Permanent(format!(
+                    "`{}` has contents: store it with add-file, add-blob or begin-stream",
+                    meta.path
+                )));
+            }
+            self.capture()?
+                .record(record_from_meta(&meta, Vec::new()))
+                .await
+        };
+        Ok(result.await)
+    }
+
+    async fn add_file(
+        &mut self,
+        _self: Resource<ItemWriter>,
+        meta: ItemMeta,
+        source: String,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        Ok(self.add_file_inner(meta, source).await)
+    }
+
+    async fn add_blob(
+        &mut self,
+        _self: Resource<ItemWriter>,
+        meta: ItemMeta,
+        chunking: WitChunking,
+        contents: Resource<Blob>,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        Ok(self.add_blob_inner(meta, chunking, contents).await)
+    }
+
+    async fn begin_stream(
+        &mut self,
+        _self: Resource<ItemWriter>,
+        meta: ItemMeta,
+        chunking: WitChunking,
+    ) -> wasmtime::Result<Result<Resource<ItemStream>, PluginError>> {
+        let result = (|| {
+            check_item_path(&meta.path)?;
+            let chunking = self.capture()?.chunking(chunking)?;
+            Ok(self.capture()?.content(chunking))
+        })();
+        match result {
+            Ok(content) => Ok(Ok(self.table.push(ItemStream {
+                meta,
+                content: Some(content),
+            })?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn annotate(
+        &mut self,
+        _self: Resource<ItemWriter>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        if let Some(capture) = self.capture.as_mut() {
+            capture.annotations.insert(key, value);
+        }
+        Ok(())
+    }
+
+    async fn drop(&mut self, rep: Resource<ItemWriter>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl backup_io::HostItemStream for PluginState {
+    async fn write(
+        &mut self,
+        stream: Resource<ItemStream>,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        let stream = self.table.get_mut(&stream)?;
+        let Some(content) = stream.content.as_mut() else {
+            return Ok(Err(PluginError::Permanent("write after finish".into())));
+        };
+        Ok(content.write(&bytes).await.map_err(repo_error))
+    }
+
+    async fn splice(
+        &mut self,
+        stream: Resource<ItemStream>,
+        contents: Resource<Blob>,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        // Take the content writer out so the table can lend the blob meanwhile.
+        let Some(mut content) = self.table.get_mut(&stream)?.content.take() else {
+            return Ok(Err(PluginError::Permanent("splice after finish".into())));
+        };
+        let result = splice_blob(self, &contents, &mut content).await;
+        self.table.get_mut(&stream)?.content = Some(content);
+        Ok(result)
+    }
+
+    async fn finish(
+        &mut self,
+        stream: Resource<ItemStream>,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        let entry = self.table.get_mut(&stream)?;
+        let Some(content) = entry.content.take() else {
+            return Ok(Err(PluginError::Permanent("finish called twice".into())));
+        };
+        let mut meta = entry.meta.clone();
+        let result = async {
+            let (chunks, size) = content.finish().await.map_err(repo_error)?;
+            meta.size = size;
+            self.capture()?
+                .record(record_from_meta(&meta, chunks))
+                .await?;
+            Ok(size)
+        };
+        Ok(result.await)
+    }
+
+    async fn drop(&mut self, rep: Resource<ItemStream>) -> wasmtime::Result<()> {
+        // An unfinished stream records nothing: its chunks are stored but unreferenced.
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! The restore side of a source: the `item-reader` resource and the [`Replay`] session it
+//! reads from (one source of one snapshot).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use super::bindings::source::cairn::plugin::restore_io;
+use super::bindings::source::cairn::plugin::types::Annotation;
+use super::bindings::{ItemKind, ItemMeta, PluginError};
+use super::blob::Blob;
+use super::state::PluginState;
+use crate::repo::reader::ChunkReader;
+use crate::repo::tree::{self, ItemRecord};
+
+/// The reader a source's `restore` and `verify` receive; its state lives in
+/// [`PluginState::replay`].
+pub struct ItemReader;
+
+pub struct Replay {
+    reader: Arc<tokio::sync::Mutex<ChunkReader>>,
+    items: Vec<ItemRecord>,
+    by_path: HashMap<String, usize>,
+    cursor: usize,
+    annotations: Vec<(String, String)>,
+}
+
+impl Replay {
+    pub fn new(
+        reader: ChunkReader,
+        items: Vec<ItemRecord>,
+        annotations: Vec<(String, String)>,
+    ) -> Replay {
+        let by_path = items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.path.clone(), i))
+            .collect();
+        Replay {
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            items,
+            by_path,
+            cursor: 0,
+            annotations,
+        }
+    }
+}
+
+pub fn meta_from_record(r: &ItemRecord) -> ItemMeta {
+    ItemMeta {
+        path: r.path.clone(),
+        kind: match r.kind {
+            tree::ItemKind::File => ItemKind::File,
+            tree::ItemKind::Dir => ItemKind::Directory,
+            tree::ItemKind::Symlink => ItemKind::Symlink,
+            tree::ItemKind::Data => ItemKind::Data,
+        },
+        size: r.size,
+        mode: r.mode,
+        uid: r.uid,
+        gid: r.gid,
+        mtime_ns: r.mtime_ns,
+        ctime_ns: r.ctime_ns,
+        inode: r.inode,
+        symlink_target: r.target.clone(),
+    }
+}
+
+impl PluginState {
+    fn replay(&mut self) -> Result<&mut Replay, PluginError> {
+        self.replay.as_mut().ok_or_else(|| {
+            PluginError::Permanent("the item reader is only usable during restore or verify".into())
+        })
+    }
+}
+
+impl restore_io::Host for PluginState {}
+
+impl restore_io::HostItemReader for PluginState {
+    async fn next_items(
+        &mut self,
+        _self: Resource<ItemReader>,
+        max: u32,
+    ) -> wasmtime::Result<Vec<ItemMeta>> {
+        let Ok(replay) = self.replay() else {
+            return Ok(Vec::new());
+        };
+        let end = (replay.cursor + max.max(1) as usize).min(replay.items.len());
+        let batch = replay.items[replay.cursor..end]
+            .iter()
+            .map(meta_from_record)
+            .collect();
+        replay.cursor = end;
+        Ok(batch)
+    }
+
+    async fn open(
+        &mut self,
+        _self: Resource<ItemReader>,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
+        let blob = (|| {
+            let replay = self.replay()?;
+            let index = *replay.by_path.get(&path).ok_or_else(|| {
+                PluginError::NotFound(format!("no item `{path}` in this snapshot"))
+            })?;
+            let record = &replay.items[index];
+            Ok(Blob::Chunks {
+                reader: replay.reader.clone(),
+                chunks: record.chunks.iter().map(|(id, _)| *id).collect(),
+                current: bytes::Bytes::new(),
+                size: record.size,
+            })
+        })();
+        match blob {
+            Ok(blob) => Ok(Ok(self.table.push(blob)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn annotations(
+        &mut self,
+        _self: Resource<ItemReader>,
+    ) -> wasmtime::Result<Vec<Annotation>> {
+        let Ok(replay) = self.replay() else {
+            return Ok(Vec::new());
+        };
+        Ok(replay
+            .annotations
+            .iter()
+            .map(|(key, value)| Annotation {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect())
+    }
+
+    async fn drop(&mut self, rep: Resource<ItemReader>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}

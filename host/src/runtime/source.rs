@@ -1,0 +1,169 @@
+//! A running source plugin instance and its calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use super::bindings::source::SourcePlugin;
+use super::bindings::{PluginInfo, VerifyReport};
+use super::capture::{Capture, ItemWriter};
+use super::grants::Grants;
+use super::replay::{ItemReader, Replay};
+use super::state::{PluginState, ProgressHook};
+use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
+
+pub struct SourceInstance {
+    store: Store<PluginState>,
+    bindings: SourcePlugin,
+    name: String,
+    memory_limit: usize,
+}
+
+impl Runtime {
+    /// Instantiates a source plugin under `name` (the source's name in the config).
+    pub async fn instantiate_source(
+        &self,
+        plugin: &Plugin,
+        name: &str,
+        grants: Arc<Grants>,
+    ) -> Result<SourceInstance, CallError> {
+        let mut store = self.new_store(name, grants);
+        super::arm(&mut store, QUICK_CALL);
+        let bindings =
+            SourcePlugin::instantiate_async(&mut store, &plugin.component, &self.source_linker)
+                .await
+                .map_err(|e| CallError::Instantiate {
+                    plugin: name.to_string(),
+                    message: format!("{e:#}"),
+                })?;
+        Ok(SourceInstance {
+            store,
+            bindings,
+            name: name.to_string(),
+            memory_limit: self.memory_limit,
+        })
+    }
+}
+
+impl SourceInstance {
+    pub fn set_progress(&mut self, hook: ProgressHook) {
+        self.store.data_mut().progress = Some(hook);
+    }
+
+    pub async fn info(&mut self) -> Result<PluginInfo, CallError> {
+        let api = self.bindings.cairn_plugin_source();
+        let store = &mut self.store;
+        guarded!(store, &self.name, self.memory_limit, QUICK_CALL, async {
+            api.call_info(&mut *store).await.map(Ok)
+        })
+    }
+
+    pub async fn validate(&mut self, options: &str) -> Result<(), CallError> {
+        let api = self.bindings.cairn_plugin_source();
+        let store = &mut self.store;
+        guarded!(
+            store,
+            &self.name,
+            self.memory_limit,
+            QUICK_CALL,
+            api.call_validate(&mut *store, options)
+        )
+    }
+
+    /// Runs `backup` with `capture` as the item writer's session; returns the session.
+    pub async fn backup(
+        &mut self,
+        options: &str,
+        capture: Capture,
+        timeout: Duration,
+    ) -> (Capture, Result<(), CallError>) {
+        self.store.data_mut().capture = Some(capture);
+        let result = match self.store.data_mut().table.push(ItemWriter) {
+            Ok(writer) => {
+                let api = self.bindings.cairn_plugin_source();
+                let store = &mut self.store;
+                let r = guarded!(
+                    store,
+                    &self.name,
+                    self.memory_limit,
+                    timeout,
+                    api.call_backup(&mut *store, options, writer)
+                );
+                r
+            }
+            Err(e) => Err(CallError::Instantiate {
+                plugin: self.name.clone(),
+                message: e.to_string(),
+            }),
+        };
+        let capture = self
+            .store
+            .data_mut()
+            .capture
+            .take()
+            .expect("the capture stays in the store during the call");
+        (capture, result)
+    }
+
+    pub async fn restore(
+        &mut self,
+        options: &str,
+        replay: Replay,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.store.data_mut().replay = Some(replay);
+        let reader = self
+            .store
+            .data_mut()
+            .table
+            .push(ItemReader)
+            .map_err(|e| self.instantiate_error(e))?;
+        let api = self.bindings.cairn_plugin_source();
+        let store = &mut self.store;
+        let result = guarded!(
+            store,
+            &self.name,
+            self.memory_limit,
+            timeout,
+            api.call_restore(&mut *store, options, reader, target)
+        );
+        self.store.data_mut().replay = None;
+        result
+    }
+
+    pub async fn verify(
+        &mut self,
+        options: &str,
+        replay: Replay,
+        scratch: &str,
+        timeout: Duration,
+    ) -> Result<VerifyReport, CallError> {
+        self.store.data_mut().replay = Some(replay);
+        let reader = self
+            .store
+            .data_mut()
+            .table
+            .push(ItemReader)
+            .map_err(|e| self.instantiate_error(e))?;
+        let api = self.bindings.cairn_plugin_source();
+        let store = &mut self.store;
+        let result = guarded!(
+            store,
+            &self.name,
+            self.memory_limit,
+            timeout,
+            api.call_verify(&mut *store, options, reader, scratch)
+        );
+        self.store.data_mut().replay = None;
+        result
+    }
+
+    fn instantiate_error(&self, e: impl std::fmt::Display) -> CallError {
+        CallError::Instantiate {
+            plugin: self.name.clone(),
+            message: e.to_string(),
+        }
+    }
+}

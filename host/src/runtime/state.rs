@@ -1,0 +1,129 @@
+//! What one plugin instance's store holds: its WASI context (preopens for its granted
+//! directories only, no network), its resource table, its memory limit, its grants, and the
+//! backup or restore session it is working in.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::PluginError;
+use super::capture::Capture;
+use super::grants::{Denied, Grants, Resolved};
+use super::replay::Replay;
+
+/// Called with (plugin, phase, done, total) when a plugin reports progress.
+pub type ProgressHook = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
+
+pub struct PluginState {
+    pub plugin: String,
+    wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub grants: Arc<Grants>,
+    roots: HashMap<PathBuf, Arc<cap_std::fs::Dir>>,
+    /// When the current call must have returned; checked on every epoch tick.
+    pub deadline: Instant,
+    pub capture: Option<Capture>,
+    pub replay: Option<Replay>,
+    pub progress: Option<ProgressHook>,
+}
+
+impl PluginState {
+    pub fn new(plugin: &str, grants: Arc<Grants>, memory_limit: usize) -> PluginState {
+        let mut wasi = WasiCtx::builder();
+        // No inherited environment, arguments, network or stdin. Plugin stdout/stderr are
+        // discarded: plugins talk through `host.log`, which tags messages with their name.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for grant in &grants.paths {
+            if !grant.path.is_dir() {
+                continue;
+            }
+            let perms = if grant.write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            if let Err(e) = wasi.preopened_dir(&grant.path, grant.path.to_string_lossy(), perms) {
+                tracing::warn!(plugin, "could not preopen {}: {e}", grant.path.display());
+            }
+        }
+        PluginState {
+            plugin: plugin.to_string(),
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            grants,
+            roots: HashMap::new(),
+            deadline: Instant::now(),
+            capture: None,
+            replay: None,
+            progress: None,
+        }
+    }
+
+    /// Resolves a guest path through the grants and opens the grant's root directory.
+    pub fn resolve(
+        &mut self,
+        guest_path: &str,
+        write: bool,
+    ) -> Result<(Arc<cap_std::fs::Dir>, Resolved), PluginError> {
+        let resolved = self.grants.resolve(guest_path, write).map_err(denied)?;
+        let root = match self.roots.get(&resolved.root) {
+            Some(dir) => dir.clone(),
+            None => {
+                if write {
+                    std::fs::create_dir_all(&resolved.root)
+                        .map_err(|e| io_error(&resolved.root.to_string_lossy(), e))?;
+                }
+                let dir = cap_std::fs::Dir::open_ambient_dir(
+                    &resolved.root,
+                    cap_std::ambient_authority(),
+                )
+                .map_err(|e| io_error(&resolved.root.to_string_lossy(), e))?;
+                let dir = Arc::new(dir);
+                self.roots.insert(resolved.root.clone(), dir.clone());
+                dir
+            }
+        };
+        Ok((root, resolved))
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+pub fn denied(d: Denied) -> PluginError {
+    PluginError::Denied(d.to_string())
+}
+
+/// Maps an I/O error on `what` to the plugin error kind a plugin can act on.
+pub fn io_error(what: &str, e: std::io::Error) -> PluginError {
+    use std::io::ErrorKind;
+    let message = format!("{what}: {e}");
+    match e.kind() {
+        ErrorKind::NotFound => PluginError::NotFound(message),
+        ErrorKind::AlreadyExists => PluginError::AlreadyExists(message),
+        ErrorKind::PermissionDenied => PluginError::Denied(message),
+        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+            PluginError::Retryable(message)
+        }
+        _ => PluginError::Permanent(message),
+    }
+}
