@@ -17,7 +17,10 @@ pub struct Info {
 }
 
 impl Info {
-    pub(crate) fn into_wit(self, kind: crate::bindings::cairn::plugin::types::PluginKind) -> crate::bindings::cairn::plugin::types::PluginInfo {
+    pub(crate) fn into_wit(
+        self,
+        kind: crate::bindings::cairn::plugin::types::PluginKind,
+    ) -> crate::bindings::cairn::plugin::types::PluginInfo {
         crate::bindings::cairn::plugin::types::PluginInfo {
             name: self.name.to_string(),
             version: self.version.to_string(),

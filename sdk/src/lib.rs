@@ -11,7 +11,9 @@
 extern crate self as cairn_sdk;
 
 #[cfg(all(feature = "source", feature = "sink"))]
-compile_error!("enable only one of the features `source` and `sink`: a component implements one world");
+compile_error!(
+    "enable only one of the features `source` and `sink`: a component implements one world"
+);
 
 #[cfg(any(feature = "source", feature = "sink"))]
 pub mod bindings;

@@ -53,23 +53,40 @@ macro_rules! export_sink {
             fn validate(options: String) -> Result<(), $crate::PluginError> {
                 $crate::__private::sink::validate::<$plugin>(&options)
             }
-            fn open(options: String) -> Result<$crate::__private::StoreHandle, $crate::PluginError> {
+            fn open(
+                options: String,
+            ) -> Result<$crate::__private::StoreHandle, $crate::PluginError> {
                 let store = $crate::__private::sink::open::<$plugin>(&options)?;
-                Ok($crate::__private::StoreHandle::new(__CairnStoreExport(store)))
+                Ok($crate::__private::StoreHandle::new(__CairnStoreExport(
+                    store,
+                )))
             }
         }
 
         impl $crate::__private::GuestStore for __CairnStoreExport {
-            fn put(&self, name: String, contents: &$crate::Blob) -> Result<(), $crate::PluginError> {
+            fn put(
+                &self,
+                name: String,
+                contents: &$crate::Blob,
+            ) -> Result<(), $crate::PluginError> {
                 $crate::Store::put(&self.0, &name, contents)
             }
-            fn put_new(&self, name: String, contents: &$crate::Blob) -> Result<(), $crate::PluginError> {
+            fn put_new(
+                &self,
+                name: String,
+                contents: &$crate::Blob,
+            ) -> Result<(), $crate::PluginError> {
                 $crate::Store::put_new(&self.0, &name, contents)
             }
             fn get(&self, name: String) -> Result<$crate::Blob, $crate::PluginError> {
                 $crate::Store::get(&self.0, &name)
             }
-            fn get_range(&self, name: String, offset: u64, length: u64) -> Result<$crate::Blob, $crate::PluginError> {
+            fn get_range(
+                &self,
+                name: String,
+                offset: u64,
+                length: u64,
+            ) -> Result<$crate::Blob, $crate::PluginError> {
                 $crate::Store::get_range(&self.0, &name, offset, length)
             }
             fn list(&self, prefix: String) -> Result<Vec<$crate::ObjectInfo>, $crate::PluginError> {

@@ -42,7 +42,10 @@ macro_rules! export_source {
             fn validate(options: String) -> Result<(), $crate::PluginError> {
                 $crate::__private::source::validate::<$plugin>(&options)
             }
-            fn backup(options: String, writer: &$crate::ItemWriter) -> Result<(), $crate::PluginError> {
+            fn backup(
+                options: String,
+                writer: &$crate::ItemWriter,
+            ) -> Result<(), $crate::PluginError> {
                 $crate::__private::source::backup::<$plugin>(&options, writer)
             }
             fn restore(
@@ -93,7 +96,11 @@ pub mod adapter {
         T::restore(&parsed::<T>(options)?, reader, target)
     }
 
-    pub fn verify<T: Source>(options: &str, reader: &ItemReader, scratch: &str) -> Result<VerifyReport> {
+    pub fn verify<T: Source>(
+        options: &str,
+        reader: &ItemReader,
+        scratch: &str,
+    ) -> Result<VerifyReport> {
         T::verify(&parsed::<T>(options)?, reader, scratch)
     }
 }

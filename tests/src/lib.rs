@@ -1,1 +1,357 @@
-//! e2e
+//! Fixtures for cairn's end-to-end tests: the built `cairn` binary, plugins built for
+//! wasm32-wasip2 on demand, generated file trees, and tree comparison.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use rand::{Rng, RngCore, SeedableRng};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `cairn` binary of this build (target/<profile>/cairn).
+pub fn cairn_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/cairn
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("cairn");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+fn wasm_target_dir() -> PathBuf {
+    std::env::var_os("CAIRN_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("wasm"))
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Builds `package` of the cargo workspace at `dir` for wasm32-wasip2 (release) and
+/// returns the path of its component.
+pub fn build_wasm(dir: &Path, package: &str) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = wasm_target_dir();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--package",
+            package,
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("running cargo");
+    assert!(
+        status.success(),
+        "building {package} for wasm32-wasip2 failed"
+    );
+    let path = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "{} not found after the build",
+        path.display()
+    );
+    path
+}
+
+/// The test plugin that misbehaves on request (see tests/plugins/misbehave).
+pub fn misbehave_plugin() -> PathBuf {
+    build_wasm(
+        &workspace_root().join("tests/plugins"),
+        "cairn-test-misbehave",
+    )
+}
+
+/// A scratch environment: a temp dir with a config, a repository and a private cache.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path("cairn.toml");
+        std::fs::write(&path, text).expect("writing config");
+        path
+    }
+
+    /// A config with the local sink at `repo/` and the given `[[source]]` sections.
+    pub fn local_config(&self, sources: &str) -> PathBuf {
+        self.write_config(&format!(
+            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n{sources}",
+            self.path("repo").display()
+        ))
+    }
+
+    /// `cairn ARGS` with this environment's config, cache and password.
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.cairn_with(args, &[("CAIRN_PASSWORD", "correct horse battery staple")])
+    }
+
+    pub fn cairn_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running cairn")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cairn_bin());
+        cmd.args(["--config"])
+            .arg(self.path("cairn.toml"))
+            .args(args)
+            .env_remove("CAIRN_PASSWORD")
+            .env_remove("CAIRN_CONFIG")
+            .env("CAIRN_CACHE_DIR", self.path("cache"))
+            .env("CAIRN_PASSWORD", "correct horse battery staple")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs cairn and insists on success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes `len` bytes that compress about 2:1 (random bytes interleaved with text).
+pub fn semi_compressible(rng: &mut impl RngCore, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let words: [&[u8]; 6] = [
+        b"backup ",
+        b"restore ",
+        b"snapshot ",
+        b"chunk ",
+        b"index ",
+        b"pack ",
+    ];
+    while out.len() < len {
+        let mut noise = [0u8; 64];
+        rng.fill_bytes(&mut noise);
+        out.extend_from_slice(&noise);
+        for _ in 0..8 {
+            out.extend_from_slice(words[rng.random_range(0..words.len())]);
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// Generates a tree with nested and empty directories, empty files, a file of
+/// `large_file` bytes, symlinks, names with spaces and UTF-8, varied modes and mtimes.
+pub fn generate_tree(root: &Path, seed: u64, files: usize, large_file: usize) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dirs = [
+        "",
+        "docs",
+        "docs/drafts",
+        "media/photos 2024",
+        "media/vidéos",
+        "empty",
+        "deep/a/b/c/d",
+    ];
+    for d in dirs {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    for i in 0..files {
+        let dir = dirs[i % (dirs.len() - 1) + usize::from(i % (dirs.len() - 1) >= 5)];
+        let name = match i % 5 {
+            0 => format!("file {i}.txt"),
+            1 => format!("ünïcödé-{i}.md"),
+            2 => format!("f{i}.bin"),
+            3 => format!("empty-{i}"),
+            _ => format!("notes_{i}.log"),
+        };
+        let len = match i % 5 {
+            3 => 0,
+            2 => rng.random_range(1..200_000),
+            _ => rng.random_range(1..20_000),
+        };
+        let path = root.join(dir).join(name);
+        std::fs::write(&path, semi_compressible(&mut rng, len)).expect("write");
+        let mode = [0o644, 0o600, 0o755, 0o640, 0o444][i % 5];
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(1_500_000_000 + rng.random_range(0..100_000_000));
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .ok();
+    }
+    if large_file > 0 {
+        let path = root.join("media/large.bin");
+        let mut file = std::fs::File::create(&path).expect("create large");
+        let mut written = 0;
+        while written < large_file {
+            let n = (large_file - written).min(8 << 20);
+            std::io::Write::write_all(&mut file, &semi_compressible(&mut rng, n))
+                .expect("write large");
+            written += n;
+        }
+    }
+    std::os::unix::fs::symlink("docs/file 0.txt", root.join("link-to-file")).expect("symlink");
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling link")).expect("symlink");
+    std::os::unix::fs::symlink("media", root.join("docs/link-to-dir")).expect("symlink");
+    std::fs::set_permissions(
+        root.join("docs/drafts"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .expect("chmod dir");
+}
+
+/// What a tree looks like: per path, its kind, mode, mtime, size, content hash or link.
+pub fn describe_tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let rel = path
+            .strip_prefix(root)
+            .expect("prefix")
+            .to_string_lossy()
+            .into_owned();
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let desc = if meta.file_type().is_symlink() {
+            format!(
+                "link -> {}",
+                std::fs::read_link(&path).expect("readlink").display()
+            )
+        } else if meta.is_dir() {
+            walk(root, &path, out);
+            format!("dir mode={:o} mtime={}", meta.mode() & 0o7777, meta.mtime())
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            format!(
+                "file mode={:o} mtime={}.{} size={} blake3={}",
+                meta.mode() & 0o7777,
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.len(),
+                blake3_hex(&bytes)
+            )
+        };
+        out.insert(rel, desc);
+    }
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Asserts two trees are identical in contents and metadata, listing the differences.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let a = describe_tree(expected);
+    let b = describe_tree(actual);
+    let mut diffs = Vec::new();
+    for (path, desc) in &a {
+        match b.get(path) {
+            None => diffs.push(format!("missing: {path}")),
+            Some(other) if other != desc => {
+                diffs.push(format!("{path}: expected {desc}, got {other}"))
+            }
+            _ => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        diffs.push(format!("unexpected: {path}"));
+    }
+    assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
+}
+
+/// Total size of the files below `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let meta = entry.metadata().expect("metadata");
+            total += if meta.is_dir() {
+                dir_size(&entry.path())
+            } else {
+                meta.len()
+            };
+        }
+    }
+    total
+}
+
+/// The objects of one kind in a local repository (`data`, `index`, `snapshots`, `keys`).
+pub fn repo_objects(repo: &Path, kind: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    collect(&path, out);
+                } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    collect(&repo.join(kind), &mut out);
+    out.sort();
+    out
+}
