@@ -247,7 +247,7 @@ impl backup_io::Host for PluginState {}
 impl backup_io::HostItemWriter for PluginState {
     async fn add_entry(
         &mut self,
-        _self: Resource<ItemWriter>,
+        _writer: Resource<ItemWriter>,
         meta: ItemMeta,
     ) -> wasmtime::Result<Result<(), PluginError>> {
         let result = async {
@@ -267,7 +267,7 @@ impl backup_io::HostItemWriter for PluginState {
 
     async fn add_file(
         &mut self,
-        _self: Resource<ItemWriter>,
+        _writer: Resource<ItemWriter>,
         meta: ItemMeta,
         source: String,
     ) -> wasmtime::Result<Result<(), PluginError>> {
@@ -276,7 +276,7 @@ impl backup_io::HostItemWriter for PluginState {
 
     async fn add_blob(
         &mut self,
-        _self: Resource<ItemWriter>,
+        _writer: Resource<ItemWriter>,
         meta: ItemMeta,
         chunking: WitChunking,
         contents: Resource<Blob>,
@@ -286,7 +286,7 @@ impl backup_io::HostItemWriter for PluginState {
 
     async fn begin_stream(
         &mut self,
-        _self: Resource<ItemWriter>,
+        _writer: Resource<ItemWriter>,
         meta: ItemMeta,
         chunking: WitChunking,
     ) -> wasmtime::Result<Result<Resource<ItemStream>, PluginError>> {
@@ -306,7 +306,7 @@ impl backup_io::HostItemWriter for PluginState {
 
     async fn annotate(
         &mut self,
-        _self: Resource<ItemWriter>,
+        _writer: Resource<ItemWriter>,
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {

@@ -80,7 +80,7 @@ impl restore_io::Host for PluginState {}
 impl restore_io::HostItemReader for PluginState {
     async fn next_items(
         &mut self,
-        _self: Resource<ItemReader>,
+        _reader: Resource<ItemReader>,
         max: u32,
     ) -> wasmtime::Result<Vec<ItemMeta>> {
         let Ok(replay) = self.replay() else {
@@ -97,7 +97,7 @@ impl restore_io::HostItemReader for PluginState {
 
     async fn open(
         &mut self,
-        _self: Resource<ItemReader>,
+        _reader: Resource<ItemReader>,
         path: String,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
         let blob = (|| {
@@ -121,7 +121,7 @@ impl restore_io::HostItemReader for PluginState {
 
     async fn annotations(
         &mut self,
-        _self: Resource<ItemReader>,
+        _reader: Resource<ItemReader>,
     ) -> wasmtime::Result<Vec<Annotation>> {
         let Ok(replay) = self.replay() else {
             return Ok(Vec::new());

@@ -83,14 +83,13 @@ impl SourceInstance {
             Ok(writer) => {
                 let api = self.bindings.cairn_plugin_source();
                 let store = &mut self.store;
-                let r = guarded!(
+                guarded!(
                     store,
                     &self.name,
                     self.memory_limit,
                     timeout,
                     api.call_backup(&mut *store, options, writer)
-                );
-                r
+                )
             }
             Err(e) => Err(CallError::Instantiate {
                 plugin: self.name.clone(),

@@ -42,6 +42,11 @@ impl PluginState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         for grant in &grants.paths {
+            // A writable grant is somewhere the plugin will create things (a repository, a
+            // restore target): it exists from the start, so it can be preopened.
+            if grant.write && !grant.path.exists() {
+                let _ = std::fs::create_dir_all(&grant.path);
+            }
             if !grant.path.is_dir() {
                 continue;
             }

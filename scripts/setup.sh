@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing cairn needs, idempotently: the Rust target plugins
+# compile to, and the system packages the tests use. Safe to run again and again.
+#   scripts/setup.sh           everything the test suite needs
+#   scripts/setup.sh --build   only what building cairn needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+# rust-toolchain.toml pins the toolchain and lists the wasm32-wasip2 target; rustup installs
+# both on first use, but say so explicitly for machines where that is disabled.
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup target list --installed --toolchain "$toolchain" 2>/dev/null | grep -qx wasm32-wasip2; then
+  say "installing the wasm32-wasip2 target for Rust $toolchain"
+  rustup target add wasm32-wasip2 --toolchain "$toolchain"
+fi
+
+[ "${1:-}" = "--build" ] && exit 0
+
+# Debian packages the tests use. Installed only when missing.
+apt_packages=()
+command -v sqlite3 >/dev/null 2>&1 || apt_packages+=(sqlite3)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "missing packages ${apt_packages[*]}: install them, or run this as root" >&2
+    exit 1
+  fi
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  say "installing ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi

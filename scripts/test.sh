@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds cairn and its
+# plugins once (one target directory), runs every test, then formatting and lint checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Builds the binary the end-to-end tests run (and the embedded plugins, via build.rs).
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# Guest code compiles for wasm32 in its own workspaces: lint it there.
+(cd plugins && for p in cairn-source-filesystem cairn-sink-local; do
+  cargo clippy --release --target wasm32-wasip2 -p "$p" --target-dir ../target/wasm -- -D warnings
+done)
+(cd tests/plugins && cargo clippy --release --target wasm32-wasip2 --target-dir ../../target/wasm -- -D warnings)
+echo "all tests and checks passed"
