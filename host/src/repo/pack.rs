@@ -119,6 +119,13 @@ impl ChunkEncoder {
     }
 }
 
+thread_local! {
+    /// One zstd decompression context per thread: creating one costs more than
+    /// decompressing a small chunk.
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().expect("a zstd decompression context"));
+}
+
 /// Opens, decompresses and checks one chunk against its id.
 pub fn decode_chunk(
     keys: &Keys,
@@ -131,7 +138,8 @@ pub fn decode_chunk(
         .map_err(|e| e.context(format!("chunk {id}")))?;
     let raw = match plain.first() {
         Some(&COMPRESSION_NONE) => plain[1..].to_vec(),
-        Some(&COMPRESSION_ZSTD) => zstd::bulk::decompress(&plain[1..], raw_length as usize)
+        Some(&COMPRESSION_ZSTD) => DECOMPRESSOR
+            .with(|d| d.borrow_mut().decompress(&plain[1..], raw_length as usize))
             .map_err(|e| RepoError::Corrupt(format!("chunk {id}: zstd: {e}")))?,
         other => {
             return Err(RepoError::Corrupt(format!(

@@ -376,6 +376,8 @@ pub struct ContentWriter {
 
 /// How much of a file is read at once.
 const READ_SIZE: usize = 4 * 1024 * 1024;
+/// The read that confirms a file ended where its size said.
+const END_PROBE: usize = 64 * 1024;
 
 impl ContentWriter {
     pub fn new(writer: Arc<ChunkWriter>, chunking: Chunking, kind: ChunkKind) -> Self {
@@ -404,14 +406,28 @@ impl ContentWriter {
         self.store_ready().await
     }
 
-    /// Reads `reader` to its end natively. Reads block the calling thread, which is
-    /// where a plugin call already runs; the encoders work meanwhile on other cores.
+    /// Reads `reader` to its end natively. `size_hint` (the file's size, if known) sizes
+    /// the reads: buffers are zero-filled before a read, so a small file must cost a small
+    /// buffer. Reads block the calling thread, which is where a plugin call already runs;
+    /// the encoders work meanwhile on other cores.
     pub async fn read_all(
         &mut self,
         reader: &mut impl std::io::Read,
+        size_hint: Option<u64>,
     ) -> std::io::Result<RepoResult<()>> {
+        let start = self.size;
         loop {
-            let n = self.chunker.read_from(reader, READ_SIZE, &mut self.ready)?;
+            let read = self.size - start;
+            let want = match size_hint {
+                // One byte more than what is left, so the end shows in the same read.
+                Some(hint) if read < hint => {
+                    (hint - read).saturating_add(1).min(READ_SIZE as u64) as usize
+                }
+                // Past the hint: a small read to confirm the end, full ones if it grew.
+                Some(hint) if read == hint => END_PROBE,
+                _ => READ_SIZE,
+            };
+            let n = self.chunker.read_from(reader, want, &mut self.ready)?;
             self.size += n as u64;
             if let Err(e) = self.store_ready().await {
                 return Ok(Err(e));

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
-use crate::repo::reader::ChunkReader;
+use crate::repo::reader::{ChunkReader, Prefetch};
 
 /// How much of a file one native read takes.
 const FILE_PIECE: usize = 4 * 1024 * 1024;
@@ -24,10 +24,12 @@ pub enum Blob {
         remaining: u64,
         size: u64,
     },
-    /// An item's contents, read chunk by chunk from the repository.
+    /// An item's contents, read chunk by chunk from the repository: from the prefetch
+    /// when it has them (each chunk with its position there), else directly.
     Chunks {
         reader: Arc<tokio::sync::Mutex<ChunkReader>>,
-        chunks: VecDeque<ChunkId>,
+        prefetch: Option<Arc<tokio::sync::Mutex<Prefetch>>>,
+        chunks: VecDeque<(usize, ChunkId)>,
         current: Bytes,
         size: u64,
     },
@@ -82,20 +84,24 @@ impl Blob {
             }
             Blob::Chunks {
                 reader,
+                prefetch,
                 chunks,
                 current,
                 ..
             } => {
                 while current.is_empty() {
-                    let Some(id) = chunks.pop_front() else {
+                    let Some((seq, id)) = chunks.pop_front() else {
                         return Ok(None);
                     };
-                    *current = reader
-                        .lock()
-                        .await
-                        .read(&id)
-                        .await
-                        .map_err(BlobError::Repo)?;
+                    let prefetched = match prefetch {
+                        Some(p) => p.lock().await.take(seq).await,
+                        None => None,
+                    };
+                    *current = match prefetched {
+                        Some(chunk) => chunk,
+                        None => reader.lock().await.read(&id).await,
+                    }
+                    .map_err(BlobError::Repo)?;
                 }
                 let n = current.len().min(max);
                 Ok(Some(current.split_to(n)))

@@ -186,11 +186,11 @@ impl PluginState {
                 })
                 .await;
         }
-        let (mut file, _) = open_native(self, &source)?;
+        let (mut file, file_size) = open_native(self, &source)?;
         let capture = self.capture()?;
         let mut content = capture.content(Chunking::ContentDefined(capture.cdc));
         content
-            .read_all(&mut file)
+            .read_all(&mut file, Some(file_size))
             .await
             .map_err(|e| super::state::io_error(&source, e))?
             .map_err(repo_error)?;

@@ -11,7 +11,7 @@ use super::bindings::source::cairn::plugin::types::Annotation;
 use super::bindings::{ItemKind, ItemMeta, PluginError};
 use super::blob::Blob;
 use super::state::PluginState;
-use crate::repo::reader::ChunkReader;
+use crate::repo::reader::{ChunkReader, Prefetch};
 use crate::repo::tree::{self, ItemRecord};
 
 /// The reader a source's `restore` and `verify` receive; its state lives in
@@ -20,6 +20,9 @@ pub struct ItemReader;
 
 pub struct Replay {
     reader: Arc<tokio::sync::Mutex<ChunkReader>>,
+    prefetch: Option<Arc<tokio::sync::Mutex<Prefetch>>>,
+    /// Where each item's chunks start in the prefetch sequence.
+    first_chunk: Vec<usize>,
     items: Vec<ItemRecord>,
     by_path: HashMap<String, usize>,
     cursor: usize,
@@ -27,8 +30,11 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// A replay of `items`; with `prefetch` (a second reader), their chunks are opened
+    /// ahead of use, in item order.
     pub fn new(
         reader: ChunkReader,
+        prefetch: Option<ChunkReader>,
         items: Vec<ItemRecord>,
         annotations: Vec<(String, String)>,
     ) -> Replay {
@@ -37,8 +43,18 @@ impl Replay {
             .enumerate()
             .map(|(i, r)| (r.path.clone(), i))
             .collect();
+        let mut first_chunk = Vec::with_capacity(items.len());
+        let mut plan = Vec::new();
+        for item in &items {
+            first_chunk.push(plan.len());
+            plan.extend(item.chunks.iter().map(|(id, _)| *id));
+        }
+        let prefetch =
+            prefetch.map(|r| Arc::new(tokio::sync::Mutex::new(Prefetch::start(r, plan))));
         Replay {
             reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            prefetch,
+            first_chunk,
             items,
             by_path,
             cursor: 0,
@@ -106,9 +122,16 @@ impl restore_io::HostItemReader for PluginState {
                 PluginError::NotFound(format!("no item `{path}` in this snapshot"))
             })?;
             let record = &replay.items[index];
+            let first = replay.first_chunk[index];
             Ok(Blob::Chunks {
                 reader: replay.reader.clone(),
-                chunks: record.chunks.iter().map(|(id, _)| *id).collect(),
+                prefetch: replay.prefetch.clone(),
+                chunks: record
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (id, _))| (first + k, *id))
+                    .collect(),
                 current: bytes::Bytes::new(),
                 size: record.size,
             })

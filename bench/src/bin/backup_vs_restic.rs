@@ -1,0 +1,182 @@
+//! cairn against restic on the same mixed tree, in one run: first backup, unchanged
+//! re-backup, restore; wall time, peak RSS and repository size, with cairn/restic ratios.
+//!
+//!     cargo build --release -p cairn -p cairn-bench
+//!     target/release/backup_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]
+//!
+//! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
+//! about 2:1. Needs restic (Debian's `restic` package; bench/run.sh installs it).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use cairn_bench::{Measured, du, measure, mixed_tree};
+
+fn main() -> Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let (small, large, large_mib) = match args.as_slice() {
+        [] => (16_000, 4, 128),
+        [s, l, m] => (*s, *l, *m),
+        _ => anyhow::bail!("usage: backup_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]"),
+    };
+    let cairn = std::env::current_exe()?.with_file_name("cairn");
+    anyhow::ensure!(
+        cairn.exists(),
+        "{} missing: cargo build --release -p cairn",
+        cairn.display()
+    );
+    let restic = which("restic")
+        .context("restic not found: install Debian's `restic` package (bench/run.sh does)")?;
+    let version = Command::new(&restic).arg("version").output()?;
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )?;
+    let data = dir.path().join("data");
+    let bytes = mixed_tree(&data, small, large, large_mib)?;
+    println!(
+        "# {} files ({small} of 1-64 KiB, {large} of {large_mib} MiB), {:.0} MiB; {}",
+        small + large,
+        bytes as f64 / (1 << 20) as f64,
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
+    // Warm the page cache so both tools read from memory.
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "find {} -type f -exec cat {{}} + > /dev/null",
+            data.display()
+        ))
+        .status()?;
+
+    let c = run_cairn(&cairn, dir.path(), &data)?;
+    let r = run_restic(&restic, dir.path(), &data)?;
+
+    println!(
+        "{:<22} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",
+        "", "cairn s", "restic s", "ratio", "cairn RSS", "restic RSS", "ratio"
+    );
+    for (name, a, b) in [
+        ("first backup", c.first, r.first),
+        ("unchanged re-backup", c.second, r.second),
+        ("restore", c.restore, r.restore),
+    ] {
+        println!(
+            "{:<22} {:>10.2} {:>10.2} {:>8.2} {:>9} MiB {:>9} MiB {:>8.2}",
+            name,
+            a.time.as_secs_f64(),
+            b.time.as_secs_f64(),
+            a.time.as_secs_f64() / b.time.as_secs_f64(),
+            a.peak_rss_kib / 1024,
+            b.peak_rss_kib / 1024,
+            a.peak_rss_kib as f64 / b.peak_rss_kib as f64
+        );
+    }
+    println!(
+        "{:<22} {:>10} {:>10} {:>8.2}",
+        "repository MiB",
+        c.repo_bytes >> 20,
+        r.repo_bytes >> 20,
+        c.repo_bytes as f64 / r.repo_bytes as f64
+    );
+    println!(
+        "cairn: re-backup took {:.1}% of the first backup and added {} KiB",
+        100.0 * c.second.time.as_secs_f64() / c.first.time.as_secs_f64(),
+        c.second_added / 1024
+    );
+    Ok(())
+}
+
+struct Runs {
+    first: Measured,
+    second: Measured,
+    restore: Measured,
+    repo_bytes: u64,
+    second_added: u64,
+}
+
+fn run_cairn(cairn: &Path, dir: &Path, data: &Path) -> Result<Runs> {
+    let work = dir.join("cairn");
+    std::fs::create_dir_all(&work)?;
+    let config = work.join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"data\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n",
+            work.join("repo").display(),
+            data.display()
+        ),
+    )?;
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(cairn);
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("CAIRN_PASSWORD", "bench")
+            .env("CAIRN_CACHE_DIR", work.join("cache"));
+        c
+    };
+    measure(&mut cmd(&["init"]))?;
+    let first = measure(&mut cmd(&["backup"]))?;
+    let after_first = du(&work.join("repo"));
+    let second = measure(&mut cmd(&["backup"]))?;
+    let repo_bytes = du(&work.join("repo"));
+    let restore = measure(&mut cmd(&[
+        "restore",
+        "latest",
+        "--target",
+        work.join("restored").to_str().unwrap(),
+    ]))?;
+    Ok(Runs {
+        first,
+        second,
+        restore,
+        repo_bytes: after_first,
+        second_added: repo_bytes - after_first,
+    })
+}
+
+fn run_restic(restic: &Path, dir: &Path, data: &Path) -> Result<Runs> {
+    let work = dir.join("restic");
+    std::fs::create_dir_all(&work)?;
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(restic);
+        c.arg("--repo")
+            .arg(work.join("repo"))
+            .arg("--cache-dir")
+            .arg(work.join("cache"))
+            .args(["--quiet", "--no-lock"])
+            .args(args)
+            .env("RESTIC_PASSWORD", "bench");
+        c
+    };
+    measure(&mut cmd(&["init", "--repository-version", "2"]))?;
+    let first = measure(cmd(&["backup"]).arg(data))?;
+    let after_first = du(&work.join("repo"));
+    let second = measure(cmd(&["backup"]).arg(data))?;
+    let repo_bytes = du(&work.join("repo"));
+    let restore = measure(&mut cmd(&[
+        "restore",
+        "latest",
+        "--target",
+        work.join("restored").to_str().unwrap(),
+    ]))?;
+    Ok(Runs {
+        first,
+        second,
+        restore,
+        repo_bytes: after_first,
+        second_added: repo_bytes - after_first,
+    })
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}

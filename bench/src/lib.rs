@@ -1,0 +1,82 @@
+//! Shared by the benchmarks: timing a child process with its peak memory, generating the
+//! data sets, and printing results.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+/// Wall time and peak resident memory of one child process.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub time: Duration,
+    pub peak_rss_kib: u64,
+}
+
+/// Runs `cmd` to completion, failing if it fails; peak RSS from wait4(2).
+pub fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let child = cmd.stdout(std::process::Stdio::null()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage are valid for writes.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let time = started.elapsed();
+    anyhow::ensure!(
+        rc == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed with status {status}"
+    );
+    std::mem::forget(child);
+    Ok(Measured {
+        time,
+        peak_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+/// The mixed tree of the repository benchmarks: `small` files of 1-64 KiB in nested
+/// directories plus `large` files of `large_mib` MiB, all compressing about 2:1.
+pub fn mixed_tree(
+    root: &Path,
+    small: usize,
+    large: usize,
+    large_mib: usize,
+) -> anyhow::Result<u64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut total = 0u64;
+    for i in 0..small {
+        let dir = root.join(format!("d{:02}/e{:02}", i % 40, (i / 40) % 20));
+        std::fs::create_dir_all(&dir)?;
+        let len = rng.random_range(1024..64 * 1024);
+        std::fs::write(
+            dir.join(format!("file-{i}.dat")),
+            cairn_e2e::semi_compressible(&mut rng, len),
+        )?;
+        total += len as u64;
+    }
+    std::fs::create_dir_all(root.join("large"))?;
+    for i in 0..large {
+        let mut file = std::fs::File::create(root.join(format!("large/blob-{i}.bin")))?;
+        for _ in 0..large_mib {
+            std::io::Write::write_all(&mut file, &cairn_e2e::semi_compressible(&mut rng, 1 << 20))?;
+        }
+        total += (large_mib as u64) << 20;
+    }
+    Ok(total)
+}
+
+pub fn mib_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / time.as_secs_f64()
+}
+
+/// Size of everything below `dir`.
+pub fn du(dir: &Path) -> u64 {
+    cairn_e2e::dir_size(dir)
+}
