@@ -180,3 +180,74 @@ fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_is_denied_unless_the_config_grants_the_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        // Serve whoever gets through; the test ends the loop by dropping the listener.
+        for stream in listener.incoming().take(1) {
+            let _ = std::io::Write::write_all(&mut stream.unwrap(), b"hello over loopback");
+        }
+    });
+    let env = Env::new();
+    let wasm = misbehave_plugin();
+    let source = |name: &str, grants: &str| {
+        format!(
+            "[[source]]\nname = \"{name}\"\nplugin = \"{}\"\ntimeout = \"10s\"\n[source.options]\nmode = \"connect\"\naddr = \"{addr}\"\n{grants}\n",
+            wasm.display()
+        )
+    };
+    let other_port = format!(
+        "[source.grants]\nhosts = [\"127.0.0.1:{}\"]",
+        addr.port().wrapping_add(1).max(1)
+    );
+    let config = env.local_config(
+        &[
+            source("ungranted", ""),
+            source("wrong-port", &other_port),
+            source(
+                "granted",
+                &format!("[source.grants]\nhosts = [\"127.0.0.1:{}\"]", addr.port()),
+            ),
+        ]
+        .concat(),
+    );
+    let session = Session::new(Config::load(&config).unwrap(), Some(b"pw".to_vec())).unwrap();
+    session.init_repository().await.unwrap();
+    let report = backup::run(
+        &session,
+        &BackupOptions {
+            tags: vec![],
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    let error = |name: &str| {
+        report
+            .sources
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .error
+            .clone()
+    };
+    let denied = error("ungranted").expect("no network without a grant");
+    assert!(
+        denied.contains(&format!("connecting to {addr}")),
+        "{denied}"
+    );
+    assert!(
+        error("wrong-port").is_some(),
+        "a grant for another port does not open this one"
+    );
+    assert_eq!(error("granted"), None, "the granted host is reachable");
+    server.join().unwrap();
+
+    let repo = session.open_repository().await.unwrap();
+    let manifests = repo.snapshots().await.unwrap();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0].1.bytes, b"hello over loopback".len() as u64);
+}

@@ -163,6 +163,15 @@ pub struct PackBuilder {
 }
 
 impl PackBuilder {
+    /// A builder whose buffer never grows past `capacity` (by doubling, a 16 MiB pack
+    /// could otherwise hold 32 MiB).
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackBuilder {
+            buf: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len()
     }

@@ -135,7 +135,7 @@ impl ChunkWriter {
         let in_flight = Arc::new(InFlight::default());
         let packer = Packer {
             repo: repo.clone(),
-            builder: PackBuilder::default(),
+            builder: PackBuilder::with_capacity(pack_capacity(&repo)),
             uploads: JoinSet::new(),
             upload_slots: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
             landed: Vec::new(),
@@ -222,6 +222,15 @@ impl ChunkWriter {
     }
 }
 
+/// A pack closes once it reaches the pack size, so it holds at most that plus one sealed
+/// content-defined chunk (a larger fixed-size chunk just grows the buffer once).
+fn pack_capacity(repo: &Repository) -> usize {
+    repo.config().pack_size as usize
+        + repo.config().chunker.max_size as usize
+        + super::crypto::SEALED_OVERHEAD
+        + 1
+}
+
 struct Packer {
     repo: Arc<Repository>,
     builder: PackBuilder,
@@ -283,7 +292,8 @@ impl Packer {
         if self.builder.is_empty() {
             return Ok(());
         }
-        let builder = std::mem::take(&mut self.builder);
+        let fresh = PackBuilder::with_capacity(pack_capacity(&self.repo));
+        let builder = std::mem::replace(&mut self.builder, fresh);
         let keys = self.repo.keys().clone();
         let (id, bytes, entries) = tokio::task::spawn_blocking(move || builder.finish(&keys))
             .await

@@ -16,7 +16,9 @@ use crate::repo::reader::{ChunkReader, Prefetch};
 const FILE_PIECE: usize = 4 * 1024 * 1024;
 
 pub enum Blob {
-    /// Bytes in memory: built by a plugin, or handed to a sink by the host.
+    /// Bytes the host hands a plugin (a pack for a sink): read without copying.
+    Shared { data: Bytes, pos: usize },
+    /// Bytes a plugin builds (with the constructor and `append`).
     Memory { data: BytesMut, pos: usize },
     /// Up to `remaining` bytes of a file, from its current position.
     File {
@@ -37,15 +39,12 @@ pub enum Blob {
 
 impl Blob {
     pub fn from_bytes(data: Bytes) -> Blob {
-        // `BytesMut::from(Bytes)` reuses the allocation when it is not shared.
-        Blob::Memory {
-            data: BytesMut::from(data),
-            pos: 0,
-        }
+        Blob::Shared { data, pos: 0 }
     }
 
     pub fn size(&self) -> Option<u64> {
         match self {
+            Blob::Shared { data, .. } => Some(data.len() as u64),
             Blob::Memory { data, .. } => Some(data.len() as u64),
             Blob::File { size, .. } => Some(*size),
             Blob::Chunks { size, .. } => Some(*size),
@@ -56,6 +55,15 @@ impl Blob {
     pub async fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, BlobError> {
         let max = max.max(1);
         match self {
+            Blob::Shared { data, pos } => {
+                if *pos >= data.len() {
+                    return Ok(None);
+                }
+                let end = (*pos + max).min(data.len());
+                let piece = data.slice(*pos..end);
+                *pos = end;
+                Ok(Some(piece))
+            }
             Blob::Memory { data, pos } => {
                 if *pos >= data.len() {
                     return Ok(None);
@@ -111,6 +119,9 @@ impl Blob {
 
     /// Takes the whole (remaining) contents; for memory blobs without copying.
     pub async fn into_bytes(mut self) -> Result<Bytes, BlobError> {
+        if let Blob::Shared { data, pos } = self {
+            return Ok(data.slice(pos..));
+        }
         if let Blob::Memory { data, pos } = self {
             let mut data = data;
             let _ = data.split_to(pos);

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod files;
 pub mod grants;
 pub mod host_api;
+pub mod network;
 pub mod replay;
 pub mod sink;
 pub mod source;

@@ -41,6 +41,17 @@ impl PluginState {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        // Plugin file I/O runs on the calling thread, as the host's own native reads do,
+        // rather than being handed to the blocking pool one read at a time.
+        wasi.allow_blocking_current_thread(true);
+        if !grants.hosts.is_empty() {
+            let allowed = Arc::new(super::network::resolve(&grants.hosts));
+            wasi.allow_tcp(true).allow_ip_name_lookup(true);
+            wasi.socket_addr_check(move |addr, usage| {
+                let ok = super::network::permitted(&allowed, addr, usage);
+                Box::pin(async move { ok })
+            });
+        }
         for grant in &grants.paths {
             // A writable grant is somewhere the plugin will create things (a repository, a
             // restore target): it exists from the start, so it can be preopened.

@@ -1,6 +1,6 @@
 //! A source that misbehaves on purpose, as its `mode` option says, so the tests can show
-//! that the host contains it: `trap`, `loop`, `oom`, `escape-wasi`, `escape-host`, or
-//! `ok` (writes one small item).
+//! that the host contains it: `trap`, `loop`, `oom`, `escape-wasi`, `escape-host`,
+//! `connect` (a TCP connection to option `addr`), or `ok` (writes one small item).
 
 use cairn_sdk::{
     Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError, Result, RestoreTarget,
@@ -14,6 +14,8 @@ struct Options {
     mode: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    addr: Option<String>,
 }
 
 struct Misbehave;
@@ -89,6 +91,18 @@ impl Source for Misbehave {
                 let base = options.path.clone().unwrap_or_else(|| "/nonexistent".into());
                 files::stat(&format!("{base}/../../../etc/passwd"))?;
                 files::stat("/etc/passwd")?;
+                Ok(())
+            }
+            "connect" => {
+                use std::io::Read;
+                let addr = options.addr.clone().unwrap_or_default();
+                let mut stream = std::net::TcpStream::connect(&addr)
+                    .map_err(|e| PluginError::permanent(format!("connecting to {addr}: {e}")))?;
+                let mut greeting = Vec::new();
+                stream.read_to_end(&mut greeting)?;
+                let item = writer.begin_stream(&meta("greeting"), Chunking::ContentDefined)?;
+                item.write(&greeting)?;
+                item.finish()?;
                 Ok(())
             }
             "ok" => {
