@@ -23,9 +23,9 @@ fi
 
 [ "${1:-}" = "--build" ] && exit 0
 
-# Debian packages the tests use. Installed only when missing.
+# Debian packages the tests use, installed only when missing (none yet beyond the
+# toolchain; database and object-storage tests add theirs here).
 apt_packages=()
-command -v sqlite3 >/dev/null 2>&1 || apt_packages+=(sqlite3)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     echo "missing packages ${apt_packages[*]}: install them, or run this as root" >&2

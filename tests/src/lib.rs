@@ -132,9 +132,11 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(cairn_bin());
-        cmd.args(["--config"])
-            .arg(self.path("cairn.toml"))
-            .args(args)
+        // This environment's config, unless the test names another.
+        if !args.contains(&"--config") {
+            cmd.arg("--config").arg(self.path("cairn.toml"));
+        }
+        cmd.args(args)
             .env_remove("CAIRN_PASSWORD")
             .env_remove("CAIRN_CONFIG")
             .env("CAIRN_CACHE_DIR", self.path("cache"))

@@ -122,6 +122,17 @@ impl Blob {
         if let Blob::Shared { data, pos } = self {
             return Ok(data.slice(pos..));
         }
+        if let Blob::File {
+            file, remaining, ..
+        } = &mut self
+        {
+            // One buffer of the known size, filled by the kernel: no zero-fill, no copy.
+            let mut buf = Vec::with_capacity(*remaining as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut *file, *remaining), &mut buf)
+                .map_err(BlobError::Io)?;
+            *remaining = 0;
+            return Ok(Bytes::from(buf));
+        }
         if let Blob::Memory { data, pos } = self {
             let mut data = data;
             let _ = data.split_to(pos);

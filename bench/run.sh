@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the benchmarks: installs restic if missing, builds release binaries, prints ratios.
+#   bench/run.sh            all benchmarks
+#   BENCH_DIR=/fast/disk bench/run.sh   where the data sets go (default: the temp dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --build
+if ! command -v restic >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq restic >/dev/null
+fi
+cargo build --release -p cairn -p cairn-bench
+target/release/plugin_boundary
+target/release/backup_vs_restic
