@@ -7,6 +7,18 @@ use cairn::lifecycle::backup::{self, BackupOptions};
 use cairn::lifecycle::{Session, restore};
 use cairn_e2e::{Env, misbehave_plugin};
 
+async fn run_backup(session: &Session) -> backup::BackupReport {
+    backup::run(
+        session,
+        &BackupOptions {
+            tags: vec![],
+            progress: false,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn source(name: &str, mode: &str, extra: &str) -> String {
     let wasm = misbehave_plugin();
     format!(
@@ -38,24 +50,8 @@ async fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
     session.init_repository().await.unwrap();
 
     let started = std::time::Instant::now();
-    let report = backup::run(
-        &session,
-        &BackupOptions {
-            tags: vec![],
-            progress: false,
-        },
-    )
-    .await
-    .unwrap();
-    let error = |name: &str| {
-        report
-            .sources
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap()
-            .error
-            .clone()
-    };
+    let report = run_backup(&session).await;
+    let error = |name: &str| report.error_of(name).map(str::to_string);
 
     let trap = error("trapping").expect("the trapping source fails");
     assert!(trap.contains("plugin `trapping` crashed (trap)"), "{trap}");
@@ -216,24 +212,8 @@ async fn network_is_denied_unless_the_config_grants_the_host() {
     );
     let session = Session::new(Config::load(&config).unwrap(), Some(b"pw".to_vec())).unwrap();
     session.init_repository().await.unwrap();
-    let report = backup::run(
-        &session,
-        &BackupOptions {
-            tags: vec![],
-            progress: false,
-        },
-    )
-    .await
-    .unwrap();
-    let error = |name: &str| {
-        report
-            .sources
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap()
-            .error
-            .clone()
-    };
+    let report = run_backup(&session).await;
+    let error = |name: &str| report.error_of(name).map(str::to_string);
     let denied = error("ungranted").expect("no network without a grant");
     assert!(
         denied.contains(&format!("connecting to {addr}")),

@@ -119,24 +119,7 @@ fn run_cairn(cairn: &Path, dir: &Path, data: &Path) -> Result<Runs> {
             .env("CAIRN_CACHE_DIR", work.join("cache"));
         c
     };
-    measure(&mut cmd(&["init"]))?;
-    let first = measure(&mut cmd(&["backup"]))?;
-    let after_first = du(&work.join("repo"));
-    let second = measure(&mut cmd(&["backup"]))?;
-    let repo_bytes = du(&work.join("repo"));
-    let restore = measure(&mut cmd(&[
-        "restore",
-        "latest",
-        "--target",
-        work.join("restored").to_str().unwrap(),
-    ]))?;
-    Ok(Runs {
-        first,
-        second,
-        restore,
-        repo_bytes: after_first,
-        second_added: repo_bytes - after_first,
-    })
+    run_sequence(&work, &cmd, &["init"], &["backup"])
 }
 
 fn run_restic(restic: &Path, dir: &Path, data: &Path) -> Result<Runs> {
@@ -153,23 +136,39 @@ fn run_restic(restic: &Path, dir: &Path, data: &Path) -> Result<Runs> {
             .env("RESTIC_PASSWORD", "bench");
         c
     };
-    measure(&mut cmd(&["init", "--repository-version", "2"]))?;
-    let first = measure(cmd(&["backup"]).arg(data))?;
+    run_sequence(
+        &work,
+        &cmd,
+        &["init", "--repository-version", "2"],
+        &["backup", data.to_str().context("data path is not UTF-8")?],
+    )
+}
+
+/// The same sequence for every tool: init, back up, back up again unchanged, restore.
+fn run_sequence(
+    work: &Path,
+    cmd: &dyn Fn(&[&str]) -> Command,
+    init: &[&str],
+    backup: &[&str],
+) -> Result<Runs> {
+    measure(&mut cmd(init))?;
+    let first = measure(&mut cmd(backup))?;
     let after_first = du(&work.join("repo"));
-    let second = measure(cmd(&["backup"]).arg(data))?;
-    let repo_bytes = du(&work.join("repo"));
+    let second = measure(&mut cmd(backup))?;
+    let second_added = du(&work.join("repo")) - after_first;
+    let target = work.join("restored");
     let restore = measure(&mut cmd(&[
         "restore",
         "latest",
         "--target",
-        work.join("restored").to_str().unwrap(),
+        target.to_str().context("target path is not UTF-8")?,
     ]))?;
     Ok(Runs {
         first,
         second,
         restore,
         repo_bytes: after_first,
-        second_added: repo_bytes - after_first,
+        second_added,
     })
 }
 

@@ -32,6 +32,14 @@ impl BackupReport {
     pub fn ok(&self) -> bool {
         self.sources.iter().all(|s| s.error.is_none())
     }
+
+    /// Why the named source failed in this run (`None` if it succeeded).
+    pub fn error_of(&self, source: &str) -> Option<&str> {
+        self.sources
+            .iter()
+            .find(|s| s.name == source)
+            .and_then(|s| s.error.as_deref())
+    }
 }
 
 #[derive(Debug, Serialize)]

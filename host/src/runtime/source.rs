@@ -112,13 +112,7 @@ impl SourceInstance {
         target: &str,
         timeout: Duration,
     ) -> Result<(), CallError> {
-        self.store.data_mut().replay = Some(replay);
-        let reader = self
-            .store
-            .data_mut()
-            .table
-            .push(ItemReader)
-            .map_err(|e| self.instantiate_error(e))?;
+        let reader = self.begin_replay(replay)?;
         let api = self.bindings.cairn_plugin_source();
         let store = &mut self.store;
         let result = guarded!(
@@ -139,13 +133,7 @@ impl SourceInstance {
         scratch: &str,
         timeout: Duration,
     ) -> Result<VerifyReport, CallError> {
-        self.store.data_mut().replay = Some(replay);
-        let reader = self
-            .store
-            .data_mut()
-            .table
-            .push(ItemReader)
-            .map_err(|e| self.instantiate_error(e))?;
+        let reader = self.begin_replay(replay)?;
         let api = self.bindings.cairn_plugin_source();
         let store = &mut self.store;
         let result = guarded!(
@@ -157,6 +145,19 @@ impl SourceInstance {
         );
         self.store.data_mut().replay = None;
         result
+    }
+
+    /// Puts `replay` in the store and hands out the reader the plugin reads it through.
+    fn begin_replay(
+        &mut self,
+        replay: Replay,
+    ) -> Result<wasmtime::component::Resource<ItemReader>, CallError> {
+        self.store.data_mut().replay = Some(replay);
+        self.store
+            .data_mut()
+            .table
+            .push(ItemReader)
+            .map_err(|e| self.instantiate_error(e))
     }
 
     fn instantiate_error(&self, e: impl std::fmt::Display) -> CallError {
