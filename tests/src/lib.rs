@@ -145,6 +145,14 @@ impl Env {
         cmd
     }
 
+    /// Runs cairn and insists it exits with `code`, returning stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.cairn(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "cairn {args:?}: {err}");
+        err
+    }
+
     /// Runs cairn and insists on success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cairn(args);

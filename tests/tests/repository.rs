@@ -195,31 +195,22 @@ fn config_errors_name_the_file_line_and_field() {
     );
 
     env.write_config("[repository]\nsink = \"local\"\n[repository.options]\npath = \"/tmp/x\"\n\n[[source]]\nname = \"a\"\nplugn = \"filesystem\"\n");
-    let out = env.cairn(&["snapshots"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = env.fails(&["snapshots"], 2);
     assert!(
         err.contains("cairn.toml:8:") && err.contains("plugn"),
         "{err}"
     );
 
     env.write_config("[repository]\nsink = \"local\"\n[repository.options]\npath = \"/tmp/x\"\n\n[[source]]\nname = \"a\"\nplugin = \"filesystem\"\n[source.options]\npath = \"/tmp\"\nexclude = [\"[\"]\n");
-    let out = env.cairn(&["backup"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = env.fails(&["backup"], 2);
     assert!(
         err.contains("option `exclude.0`") && err.contains("invalid glob"),
         "{err}"
     );
 
     env.write_config("[repository]\nsink = \"nosuchsink\"\n");
-    let out = env.cairn(&["init"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown plugin `nosuchsink`"),
-        "{}",
-        stderr(&out)
-    );
+    let err = env.fails(&["init"], 2);
+    assert!(err.contains("unknown plugin `nosuchsink`"), "{err}");
 }
 
 #[test]
