@@ -198,6 +198,29 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// A plugin as the config names it, with a relative `.wasm` path made relative to the
+    /// config's folder (built-in names and unknown names stay as they are).
+    pub fn plugin_spec(&self, spec: &str) -> String {
+        if crate::runtime::builtin::is_path(spec) && !Path::new(spec).is_absolute() {
+            self.base_dir().join(spec).to_string_lossy().into_owned()
+        } else {
+            spec.to_string()
+        }
+    }
+
+    /// Every plugin the config names (the sink, then each source's), once each.
+    pub fn plugin_specs(&self) -> Vec<String> {
+        let mut specs: Vec<String> = Vec::new();
+        let named =
+            std::iter::once(&self.repository.sink).chain(self.sources.iter().map(|s| &s.plugin));
+        for spec in named.map(|s| self.plugin_spec(s)) {
+            if !specs.contains(&spec) {
+                specs.push(spec);
+            }
+        }
+        specs
+    }
+
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name() == name)
     }

@@ -176,8 +176,8 @@ fn backup_text(report: &backup::BackupReport) -> String {
             None => lines.push(format!(
                 "  {:<16} ok      {} items, {} ({} new) in {:.1}s",
                 s.name,
-                s.items,
-                human_bytes(s.bytes),
+                s.counts.items,
+                human_bytes(s.counts.bytes),
                 human_bytes(s.bytes_new),
                 s.duration_secs
             )),
@@ -389,30 +389,18 @@ async fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitStatus> {
     let runtime = Runtime::new(RuntimeOptions::default())?;
     match cmd {
         PluginCommand::List => {
-            let mut specs: Vec<(String, Option<PluginKind>)> = builtin::BUILTINS
-                .iter()
-                .map(|b| (b.name.to_string(), Some(b.kind)))
-                .collect();
+            let mut specs: Vec<String> = builtin::names().into_iter().map(String::from).collect();
             // Third-party plugins the config names, if there is a config.
             if let Ok(config) = Config::load(&cli.global.config) {
-                let base = config.base_dir();
-                let named = std::iter::once(config.repository.sink.clone())
-                    .chain(config.sources.iter().map(|s| s.plugin.clone()));
-                for spec in named {
-                    if builtin::find(&spec).is_none() {
-                        let path = if Path::new(&spec).is_absolute() {
-                            spec.clone()
-                        } else {
-                            base.join(&spec).to_string_lossy().into_owned()
-                        };
-                        if !specs.iter().any(|(s, _)| *s == path) {
-                            specs.push((path, None));
-                        }
-                    }
-                }
+                specs.extend(
+                    config
+                        .plugin_specs()
+                        .into_iter()
+                        .filter(|s| builtin::find(s).is_none()),
+                );
             }
             let mut listed = Vec::new();
-            for (spec, _) in specs {
+            for spec in specs {
                 let plugin = runtime.load(&spec)?;
                 let info = runtime.describe(&plugin).await?;
                 listed.push(ListedPlugin {

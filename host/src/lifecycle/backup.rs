@@ -17,7 +17,7 @@ use crate::repo::Repository;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::writer::{ChunkWriter, WriteStats};
-use crate::runtime::capture::Capture;
+use crate::runtime::capture::{Capture, CaptureCounts};
 
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
@@ -49,10 +49,8 @@ pub struct SourceReport {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub items: u64,
-    pub bytes: u64,
-    pub files_read: u64,
-    pub files_unchanged: u64,
+    #[serde(flatten)]
+    pub counts: CaptureCounts,
     /// Bytes of chunks the repository did not hold yet (before compression).
     pub bytes_new: u64,
     pub duration_secs: f64,
@@ -132,40 +130,27 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         if let Some(f) = follower {
             f.abort();
         }
-        let bytes_new = WriteStats::get(&writer.stats().bytes_new) - new_before;
-        let duration_secs = source_started.elapsed().as_secs_f64();
-        reports.push(match result {
-            Ok(manifest) => {
-                tracing::info!(source = %source.name, "captured {} items, {}", manifest.items, human_bytes(manifest.bytes));
-                SourceReport {
-                    name: source.name.clone(),
-                    plugin: source.info.name.clone(),
-                    status: "ok",
-                    error: None,
-                    items: manifest.items,
-                    bytes: manifest.bytes,
-                    files_read: manifest.annotations.get("cairn.files-read").and_then(|v| v.parse().ok()).unwrap_or(0),
-                    files_unchanged: manifest.annotations.get("cairn.files-unchanged").and_then(|v| v.parse().ok()).unwrap_or(0),
-                    bytes_new,
-                    duration_secs,
-                }
+        let mut report = SourceReport {
+            name: source.name.clone(),
+            plugin: source.info.name.clone(),
+            status: "ok",
+            error: None,
+            counts: CaptureCounts::default(),
+            bytes_new: WriteStats::get(&writer.stats().bytes_new) - new_before,
+            duration_secs: source_started.elapsed().as_secs_f64(),
+        };
+        match result {
+            Ok(counts) => {
+                tracing::info!(source = %source.name, "captured {} items, {}", counts.items, human_bytes(counts.bytes));
+                report.counts = counts;
             }
             Err(e) => {
                 tracing::error!(source = %source.name, "backup failed: {e:#}");
-                SourceReport {
-                    name: source.name.clone(),
-                    plugin: source.info.name.clone(),
-                    status: "failed",
-                    error: Some(format!("{e:#}")),
-                    items: 0,
-                    bytes: 0,
-                    files_read: 0,
-                    files_unchanged: 0,
-                    bytes_new,
-                    duration_secs,
-                }
+                report.status = "failed";
+                report.error = Some(format!("{e:#}"));
             }
-        });
+        }
+        reports.push(report);
     }
     progress.finish();
     Ok(BackupReport {
@@ -187,7 +172,7 @@ async fn capture_source(
     snapshot: &str,
     time: chrono::DateTime<chrono::Utc>,
     tags: &[String],
-) -> Result<SourceSnapshot> {
+) -> Result<CaptureCounts> {
     let started = Instant::now();
     let parent_items = match parent {
         Some(manifest) => {
@@ -210,12 +195,6 @@ async fn capture_source(
     result?;
     let captured = capture.finish().await?;
     writer.flush().await.context("storing the data")?;
-    let mut annotations = captured.annotations;
-    annotations.insert("cairn.files-read".into(), captured.files_read.to_string());
-    annotations.insert(
-        "cairn.files-unchanged".into(),
-        captured.files_unchanged.to_string(),
-    );
     let manifest = SourceSnapshot {
         version: 1,
         snapshot: snapshot.to_string(),
@@ -227,14 +206,14 @@ async fn capture_source(
         plugin: source.info.name.clone(),
         plugin_version: source.info.version.clone(),
         tree: captured.tree,
-        items: captured.items,
-        bytes: captured.bytes,
-        annotations,
+        items: captured.counts.items,
+        bytes: captured.counts.bytes,
+        annotations: captured.annotations,
         duration_secs: started.elapsed().as_secs_f64(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
     repo.write_snapshot(&manifest)
         .await
         .context("writing the snapshot manifest")?;
-    Ok(manifest)
+    Ok(captured.counts)
 }

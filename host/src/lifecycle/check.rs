@@ -131,8 +131,8 @@ pub async fn run(session: &Session, options: &CheckOptions) -> Result<CheckRepor
     report.chunks = index.chunk_count();
 
     progress.set("checking snapshots");
-    // The reader and the references go through the index as checked above.
-    let checked = CheckedRepo::new(repo.clone(), index);
+    // Item lists are read, and references resolved, through the index checked above.
+    let index = Arc::new(index);
     for (name, _) in backend.list("snapshots/").await? {
         report.snapshots += 1;
         let manifest = async {
@@ -151,14 +151,11 @@ pub async fn run(session: &Session, options: &CheckOptions) -> Result<CheckRepor
                 continue;
             }
         };
-        match checked.items(&manifest).await {
+        let mut reader = ChunkReader::with_index(repo.clone(), index.clone());
+        match read_items(&mut reader, &manifest).await {
             Ok(items) => {
                 for item in items {
-                    if let Some((id, _)) = item
-                        .chunks
-                        .iter()
-                        .find(|(id, _)| !checked.index.contains(id))
-                    {
+                    if let Some((id, _)) = item.chunks.iter().find(|(id, _)| !index.contains(id)) {
                         report.error(
                             &name,
                             format!(
@@ -188,12 +185,18 @@ pub async fn run(session: &Session, options: &CheckOptions) -> Result<CheckRepor
                 .min(to_read.len());
             to_read.truncate(keep);
         }
+        // Which chunks the index places in each pack, gathered in one pass.
+        let mut indexed_in: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
+        for (chunk, loc) in index.chunks() {
+            indexed_in.entry(loc.pack).or_default().push(chunk);
+        }
         let total = to_read.len();
         for (n, (id, _)) in to_read.into_iter().enumerate() {
             progress.set(format!("reading packs: {n}/{total}"));
             let name = id.object_name();
             report.packs_read += 1;
-            if let Err(e) = read_pack(&repo, &checked.index, id).await {
+            let expected = indexed_in.remove(&id).unwrap_or_default();
+            if let Err(e) = read_pack(&repo, id, expected).await {
                 report.error(&name, e);
             }
         }
@@ -202,8 +205,13 @@ pub async fn run(session: &Session, options: &CheckOptions) -> Result<CheckRepor
     Ok(report)
 }
 
-/// Downloads one pack and verifies every byte of it.
-async fn read_pack(repo: &Arc<Repository>, index: &Index, id: PackId) -> Result<(), RepoError> {
+/// Downloads one pack and verifies every byte of it, and that it holds the chunks the
+/// index places in it (`expected`).
+async fn read_pack(
+    repo: &Arc<Repository>,
+    id: PackId,
+    expected: Vec<ChunkId>,
+) -> Result<(), RepoError> {
     let bytes = repo.backend().get(&id.object_name()).await?;
     if PackId::of(&bytes) != id {
         return Err(RepoError::Corrupt(
@@ -211,11 +219,6 @@ async fn read_pack(repo: &Arc<Repository>, index: &Index, id: PackId) -> Result<
         ));
     }
     let keys = repo.keys().clone();
-    let expected: HashMap<ChunkId, (u32, u32)> = index
-        .chunks()
-        .filter(|(_, loc)| loc.pack == id)
-        .map(|(chunk, loc)| (chunk, (loc.offset, loc.length)))
-        .collect();
     tokio::task::spawn_blocking(move || {
         let entries = pack::read_header(&keys, &bytes)?;
         for entry in &entries {
@@ -223,7 +226,7 @@ async fn read_pack(repo: &Arc<Repository>, index: &Index, id: PackId) -> Result<
             pack::decode_chunk(&keys, &entry.id, sealed, entry.raw_length)?;
         }
         let in_header: HashSet<ChunkId> = entries.iter().map(|e| e.id).collect();
-        if let Some(missing) = expected.keys().find(|c| !in_header.contains(c)) {
+        if let Some(missing) = expected.iter().find(|c| !in_header.contains(c)) {
             return Err(RepoError::Corrupt(format!(
                 "the index places chunk {missing} here, but the pack header does not list it"
             )));
@@ -232,27 +235,4 @@ async fn read_pack(repo: &Arc<Repository>, index: &Index, id: PackId) -> Result<
     })
     .await
     .map_err(|e| RepoError::Other(format!("checking task: {e}")))?
-}
-
-/// The repository with an index built during the check.
-struct CheckedRepo {
-    repo: Arc<Repository>,
-    index: Arc<Index>,
-}
-
-impl CheckedRepo {
-    fn new(repo: Arc<Repository>, index: Index) -> CheckedRepo {
-        CheckedRepo {
-            repo,
-            index: Arc::new(index),
-        }
-    }
-
-    async fn items(
-        &self,
-        manifest: &SourceSnapshot,
-    ) -> Result<Vec<crate::repo::tree::ItemRecord>, RepoError> {
-        let mut reader = ChunkReader::with_index(self.repo.clone(), self.index.clone());
-        read_items(&mut reader, manifest).await
-    }
 }

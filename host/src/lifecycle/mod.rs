@@ -61,7 +61,7 @@ impl Session {
 
     /// Loads (once) and describes a plugin, checking it is of the expected kind.
     pub async fn plugin(&self, spec: &str, kind: PluginKind) -> Result<(Arc<Plugin>, PluginInfo)> {
-        let spec = self.resolve_spec(spec);
+        let spec = self.config.plugin_spec(spec);
         if let Some(found) = self.plugins.lock().expect("plugins lock").get(&spec) {
             return Ok(found.clone());
         }
@@ -81,21 +81,6 @@ impl Session {
             .expect("plugins lock")
             .insert(spec, (plugin.clone(), info.clone()));
         Ok((plugin, info))
-    }
-
-    /// A plugin path in the config is relative to the config's folder.
-    fn resolve_spec(&self, spec: &str) -> String {
-        if crate::runtime::builtin::find(spec).is_some()
-            || Path::new(spec).is_absolute()
-            || !spec.contains(".wasm")
-        {
-            return spec.to_string();
-        }
-        self.config
-            .base_dir()
-            .join(spec)
-            .to_string_lossy()
-            .into_owned()
     }
 
     /// Options as JSON, with relative paths in granted options made absolute against the

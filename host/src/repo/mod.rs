@@ -294,8 +294,17 @@ impl Repository {
     pub async fn write_snapshot(&self, manifest: &SourceSnapshot) -> RepoResult<String> {
         let sealed = meta::seal(&self.keys, MetaKind::Snapshot, manifest);
         let name = meta::content_name("snapshots", &sealed);
-        self.backend.put(&name, sealed.into(), true).await?;
+        self.put_content_addressed(&name, sealed.into()).await?;
         Ok(name)
+    }
+
+    /// Stores an object named by its content, create-only. Finding it there already is
+    /// success: same name, same bytes (an interrupted run, or another writer, put it).
+    pub async fn put_content_addressed(&self, name: &str, bytes: bytes::Bytes) -> RepoResult<()> {
+        match self.backend.put(name, bytes, true).await {
+            Err(e) if e.kind != BackendErrorKind::AlreadyExists => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The manifests of the snapshot whose id starts with `id` (or the newest for `latest`),

@@ -309,17 +309,9 @@ impl Packer {
         self.uploads.spawn(async move {
             let _permit = permit;
             let size = bytes.len() as u64;
-            match repo.backend().put(&id.object_name(), bytes, true).await {
-                Ok(()) => {}
-                // Same bytes, same name: an earlier, interrupted run already stored it.
-                Err(e) if e.kind == super::backend::BackendErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(RepoError::Other(format!(
-                        "uploading pack {}: {e}",
-                        id.to_hex()
-                    )));
-                }
-            }
+            repo.put_content_addressed(&id.object_name(), bytes)
+                .await
+                .map_err(|e| RepoError::Other(format!("uploading pack {}: {e}", id.to_hex())))?;
             WriteStats::add(&stats.bytes_stored, size);
             WriteStats::add(&stats.packs, 1);
             Ok((id, size, entries))
@@ -353,18 +345,7 @@ impl Packer {
         };
         let sealed = meta::seal(self.repo.keys(), MetaKind::Index, &file);
         let name = meta::content_name("index", &sealed);
-        self.repo
-            .backend()
-            .put(&name, sealed.into(), true)
-            .await
-            .or_else(|e| {
-                if e.kind == super::backend::BackendErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
-        Ok(())
+        self.repo.put_content_addressed(&name, sealed.into()).await
     }
 
     async fn flush(&mut self) -> RepoResult<()> {

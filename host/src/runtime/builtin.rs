@@ -29,6 +29,11 @@ pub fn find(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
 }
 
+/// Whether a plugin spec from a config names a `.wasm` file rather than a built-in.
+pub fn is_path(spec: &str) -> bool {
+    find(spec).is_none() && (spec.ends_with(".wasm") || spec.contains('/'))
+}
+
 pub fn names() -> Vec<&'static str> {
     BUILTINS.iter().map(|b| b.name).collect()
 }

@@ -34,20 +34,23 @@ pub struct Capture {
     tree: ContentWriter,
     /// The previous snapshot's items of this source, to skip reading unchanged files.
     parent: HashMap<String, ItemRecord>,
+    counts: CaptureCounts,
+    annotations: BTreeMap<String, String>,
+}
+
+/// What a capture saw: items and bytes recorded, files read and files reused unread.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CaptureCounts {
     pub items: u64,
     pub bytes: u64,
     pub files_read: u64,
     pub files_unchanged: u64,
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// What a finished capture stores in the snapshot manifest.
 pub struct Captured {
     pub tree: Vec<ChunkId>,
-    pub items: u64,
-    pub bytes: u64,
-    pub files_read: u64,
-    pub files_unchanged: u64,
+    pub counts: CaptureCounts,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -62,18 +65,15 @@ impl Capture {
             writer,
             cdc,
             parent: parent.into_iter().map(|r| (r.path.clone(), r)).collect(),
-            items: 0,
-            bytes: 0,
-            files_read: 0,
-            files_unchanged: 0,
+            counts: CaptureCounts::default(),
             annotations: BTreeMap::new(),
         }
     }
 
     async fn record(&mut self, record: ItemRecord) -> Result<(), PluginError> {
-        self.items += 1;
+        self.counts.items += 1;
         if matches!(record.kind, tree::ItemKind::File | tree::ItemKind::Data) {
-            self.bytes += record.size;
+            self.counts.bytes += record.size;
         }
         self.tree.write(&record.to_line()).await.map_err(repo_error)
     }
@@ -94,26 +94,29 @@ impl Capture {
         }
     }
 
-    /// A parent's record of the same file, if the file is unchanged and its chunks are
-    /// still stored.
-    fn unchanged(&self, meta: &ItemMeta) -> Option<ItemRecord> {
+    /// Takes the parent's record of the same file if the file is unchanged and its chunks
+    /// are still stored. Each path is looked up once, so taking it (rather than cloning)
+    /// also lets the parent's items go as the walk proceeds.
+    fn take_unchanged(&mut self, meta: &ItemMeta) -> Option<ItemRecord> {
         let old = self.parent.get(&meta.path)?;
         let same = old.kind == tree::ItemKind::File
             && old.size == meta.size
             && old.mtime_ns == meta.mtime_ns
             && old.ctime_ns == meta.ctime_ns
-            && old.inode == meta.inode;
-        (same && old.chunks.iter().all(|(id, _)| self.writer.holds(id))).then(|| old.clone())
+            && old.inode == meta.inode
+            && old.chunks.iter().all(|(id, _)| self.writer.holds(id));
+        if same {
+            self.parent.remove(&meta.path)
+        } else {
+            None
+        }
     }
 
     pub async fn finish(self) -> Result<Captured, PluginError> {
         let (chunks, _) = self.tree.finish().await.map_err(repo_error)?;
         Ok(Captured {
             tree: chunks.into_iter().map(|(id, _)| id).collect(),
-            items: self.items,
-            bytes: self.bytes,
-            files_read: self.files_read,
-            files_unchanged: self.files_unchanged,
+            counts: self.counts,
             annotations: self.annotations,
         })
     }
@@ -174,9 +177,9 @@ impl PluginState {
     ) -> Result<(), PluginError> {
         check_item_path(&meta.path)?;
         meta.kind = ItemKind::File;
-        if let Some(old) = self.capture()?.unchanged(&meta) {
+        if let Some(old) = self.capture()?.take_unchanged(&meta) {
             let capture = self.capture()?;
-            capture.files_unchanged += 1;
+            capture.counts.files_unchanged += 1;
             return capture
                 .record(ItemRecord {
                     mode: meta.mode,
@@ -197,7 +200,7 @@ impl PluginState {
         let (chunks, size) = content.finish().await.map_err(repo_error)?;
         // The file may have grown or shrunk since it was listed: record what was read.
         meta.size = size;
-        capture.files_read += 1;
+        capture.counts.files_read += 1;
         capture.record(record_from_meta(&meta, chunks)).await
     }
 

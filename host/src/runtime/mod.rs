@@ -192,7 +192,7 @@ impl Runtime {
     pub fn load(&self, spec: &str) -> Result<Plugin, LoadError> {
         let (wasm, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match builtin::find(spec) {
             Some(b) => (b.wasm.into(), Origin::Builtin),
-            None if spec.ends_with(".wasm") || spec.contains('/') => {
+            None if builtin::is_path(spec) => {
                 let bytes = std::fs::read(spec).map_err(|e| LoadError::Read {
                     path: spec.to_string(),
                     message: e.to_string(),
