@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 /// (cargo package, wasm file name)
 const BUILTINS: &[(&str, &str)] = &[
     ("cairn-source-filesystem", "cairn_source_filesystem.wasm"),
+    ("cairn-source-sqlite", "cairn_source_sqlite.wasm"),
     ("cairn-sink-local", "cairn_sink_local.wasm"),
 ];
 

@@ -11,9 +11,10 @@ cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
 
 cargo fmt --all -- --check
+for ws in plugins tests/plugins examples/sink-flat-dir bench/probe; do (cd "$ws" && cargo fmt --all -- --check); done
 cargo clippy --workspace --all-targets -- -D warnings
 # Guest code compiles for wasm32 in its own workspaces: lint it there.
-(cd plugins && for p in cairn-source-filesystem cairn-sink-local; do
+(cd plugins && for p in cairn-source-filesystem cairn-source-sqlite cairn-sink-local; do
   cargo clippy --release --target wasm32-wasip2 -p "$p" --target-dir ../target/wasm -- -D warnings
 done)
 (cd tests/plugins && cargo clippy --release --target wasm32-wasip2 --target-dir ../../target/wasm -- -D warnings)

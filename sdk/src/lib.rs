@@ -28,6 +28,8 @@ pub mod options;
 mod sink;
 #[cfg(feature = "source")]
 mod source;
+#[cfg(feature = "source")]
+pub mod sqlite;
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 pub mod testing;

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use rand::{Rng, RngCore, SeedableRng};
 
+pub mod sqlite;
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -2,7 +2,10 @@
 //! `item-stream.write` of `piece_kib` pieces: the chunked path) or by handing the host the
 //! path (`add-file`: the splice). The benchmark compares both with native reads.
 
-use cairn_sdk::{Chunking, Info, ItemReader, ItemWriter, PluginError, Result, RestoreTarget, Source, VerifyReport, files};
+use cairn_sdk::{
+    Chunking, Info, ItemReader, ItemWriter, PluginError, RestoreTarget, Result, Source,
+    VerifyReport, files,
+};
 use serde::Deserialize;
 use std::io::Read;
 

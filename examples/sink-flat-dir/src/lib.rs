@@ -8,7 +8,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use cairn_sdk::{Blob, Info, ObjectInfo, PluginError, Result, RestoreTarget, Sink, Store};
+use cairn_sdk::{Blob, Info, ObjectInfo, PluginError, RestoreTarget, Result, Sink, Store};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -57,7 +57,8 @@ impl Sink for FlatDir {
 
     fn open(options: &Options) -> Result<FlatStore> {
         let dir = PathBuf::from(&options.path);
-        std::fs::create_dir_all(&dir).map_err(|e| PluginError::from(e).context(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| PluginError::from(e).context(format!("creating {}", dir.display())))?;
         Ok(FlatStore { dir })
     }
 }
@@ -90,7 +91,11 @@ impl FlatStore {
         }
         file.sync_all()?;
         drop(file);
-        let placed = if exclusive { std::fs::hard_link(&tmp, &target) } else { std::fs::rename(&tmp, &target) };
+        let placed = if exclusive {
+            std::fs::hard_link(&tmp, &target)
+        } else {
+            std::fs::rename(&tmp, &target)
+        };
         let _ = std::fs::remove_file(&tmp);
         placed.map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => PluginError::AlreadyExists(name.to_string()),
@@ -99,10 +104,11 @@ impl FlatStore {
     }
 
     fn read(&self, name: &str, offset: u64, length: Option<u64>) -> Result<Blob> {
-        let mut file = std::fs::File::open(self.dir.join(escape(name))).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PluginError::NotFound(name.to_string()),
-            _ => PluginError::from(e),
-        })?;
+        let mut file =
+            std::fs::File::open(self.dir.join(escape(name))).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => PluginError::NotFound(name.to_string()),
+                _ => PluginError::from(e),
+            })?;
         file.seek(SeekFrom::Start(offset))?;
         let blob = Blob::new(&[]);
         let mut remaining = length.unwrap_or(u64::MAX);
@@ -147,7 +153,10 @@ impl Store for FlatStore {
             }
             let name = unescape(&file);
             if name.starts_with(prefix) {
-                out.push(ObjectInfo { name, size: entry.metadata()?.len() });
+                out.push(ObjectInfo {
+                    name,
+                    size: entry.metadata()?.len(),
+                });
             }
         }
         Ok(out)

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Cli, Command, ExitStatus, KeyCommand, PluginCommand};
 use crate::config::Config;
 use crate::lifecycle::progress::human_bytes;
-use crate::lifecycle::{Session, backup, check, restore};
+use crate::lifecycle::{Session, backup, check, restore, verify};
 use crate::runtime::{Origin, PluginKind, Runtime, RuntimeOptions, WIT_VERSION, builtin};
 
 pub async fn run(cli: &Cli) -> Result<ExitStatus> {
@@ -107,6 +107,26 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
             };
             let report = check::run(&session, &options).await?;
             print(json, &report, || check_text(&report));
+            Ok(if report.ok() {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Failed
+            })
+        }
+        Command::Verify {
+            snapshot,
+            source,
+            scratch,
+        } => {
+            let session = session(cli)?;
+            let options = verify::VerifyOptions {
+                snapshot: snapshot.clone(),
+                source: source.clone(),
+                scratch: scratch.clone(),
+                progress: !json,
+            };
+            let report = verify::run(&session, &options).await?;
+            print(json, &report, || verify_text(&report));
             Ok(if report.ok() {
                 ExitStatus::Ok
             } else {
@@ -289,6 +309,29 @@ fn check_text(report: &check::CheckReport) -> String {
             format!("{} errors", report.errors.len())
         }
     ));
+    lines.join("\n")
+}
+
+fn verify_text(report: &verify::VerifyReport) -> String {
+    let mut lines = vec![format!(
+        "snapshot {} of {}",
+        &report.snapshot[..8.min(report.snapshot.len())],
+        report.time.format("%Y-%m-%d %H:%M:%S UTC")
+    )];
+    for s in &report.sources {
+        let verdict = if s.passed { "passed" } else { "FAILED" };
+        lines.push(format!(
+            "  {:<16} {verdict}  restored and checked in {:.1}s",
+            s.name, s.duration_secs
+        ));
+        if let Some(e) = &s.error {
+            lines.push(format!("    error: {e}"));
+        }
+        for c in &s.checks {
+            let mark = if c.passed { "ok  " } else { "FAIL" };
+            lines.push(format!("    {mark} {}: {}", c.name, c.detail));
+        }
+    }
     lines.join("\n")
 }
 

@@ -79,6 +79,18 @@ pub enum Command {
         #[arg(long, value_name = "N%")]
         read_data_subset: Option<String>,
     },
+    /// Prove a snapshot restorable: restore each source into scratch space and check it
+    /// there (integrity checks, probes, row counts), never touching the live system.
+    Verify {
+        /// A snapshot id (or a unique prefix of one), or `latest`.
+        snapshot: String,
+        /// Verify only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// The scratch database for sources restored to a server (never the live one).
+        #[arg(long, value_name = "URL")]
+        scratch: Option<String>,
+    },
     /// Manage the repository's passwords (key slots).
     #[command(subcommand)]
     Key(KeyCommand),

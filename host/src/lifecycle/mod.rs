@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod progress;
 pub mod restore;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::Path;

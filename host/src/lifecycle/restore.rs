@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::Session;
 use super::progress::{Progress, human_bytes};
+use super::{PreparedSource, Session};
 use crate::repo::Repository;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
@@ -99,23 +99,13 @@ pub fn grant_target(
 ) -> Result<String> {
     match kind {
         RestoreTarget::Url => Ok(target.to_string()),
-        RestoreTarget::Directory => {
-            let dir = absolute(target)?;
-            if let Ok(mut entries) = std::fs::read_dir(&dir)
-                && entries.next().is_some()
-                && !force
-            {
-                bail!(
-                    "{} is not empty: restore into an empty or new directory, or pass --force to write into it",
-                    dir.display()
-                );
-            }
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            grants.write(&dir);
-            Ok(dir.to_string_lossy().into_owned())
-        }
+        RestoreTarget::Directory => grant_directory(&absolute(target)?, force, grants),
         RestoreTarget::File => {
             let file = absolute(target)?;
+            // A source holding several files (a glob of databases) restores into a directory.
+            if file.is_dir() {
+                return grant_directory(&file, force, grants);
+            }
             if file.exists() && !force {
                 bail!(
                     "{} exists: choose another target, or pass --force to replace it",
@@ -131,6 +121,21 @@ pub fn grant_target(
             Ok(file.to_string_lossy().into_owned())
         }
     }
+}
+
+fn grant_directory(dir: &Path, force: bool, grants: &mut Grants) -> Result<String> {
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+        && !force
+    {
+        bail!(
+            "{} is not empty: restore into an empty or new directory, or pass --force to write into it",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    grants.write(dir);
+    Ok(dir.to_string_lossy().into_owned())
 }
 
 fn absolute(target: &str) -> Result<PathBuf> {
@@ -157,13 +162,8 @@ pub async fn replay_of(repo: &Arc<Repository>, manifest: &SourceSnapshot) -> Res
     ))
 }
 
-async fn restore_source(
-    session: &Session,
-    repo: &Arc<Repository>,
-    manifest: &SourceSnapshot,
-    target: &str,
-    force: bool,
-) -> Result<()> {
+/// The configured source a manifest was taken from, checked to use the same plugin.
+pub async fn prepare_for(session: &Session, manifest: &SourceSnapshot) -> Result<PreparedSource> {
     let source = session.config.source(&manifest.source).with_context(|| {
         format!(
             "source `{}` is not in {}: add its [[source]] section (plugin `{}`) so cairn knows how to restore it",
@@ -172,7 +172,7 @@ async fn restore_source(
             manifest.plugin
         )
     })?;
-    let mut prepared = session.prepare_source(source).await?;
+    let prepared = session.prepare_source(source).await?;
     if prepared.info.name != manifest.plugin {
         bail!(
             "source `{}` was backed up by plugin `{}` but is now configured with `{}`",
@@ -181,6 +181,17 @@ async fn restore_source(
             prepared.info.name
         );
     }
+    Ok(prepared)
+}
+
+async fn restore_source(
+    session: &Session,
+    repo: &Arc<Repository>,
+    manifest: &SourceSnapshot,
+    target: &str,
+    force: bool,
+) -> Result<()> {
+    let mut prepared = prepare_for(session, manifest).await?;
     let guest_target = grant_target(
         prepared.info.restore_target,
         target,

@@ -12,6 +12,7 @@ pub mod source {
             "cairn:plugin/backup-io.item-writer": crate::runtime::capture::ItemWriter,
             "cairn:plugin/backup-io.item-stream": crate::runtime::capture::ItemStream,
             "cairn:plugin/restore-io.item-reader": crate::runtime::replay::ItemReader,
+            "cairn:plugin/sqlite.database": crate::runtime::sqlite::Database,
         },
     });
 }

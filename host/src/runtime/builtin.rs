@@ -19,6 +19,14 @@ pub const BUILTINS: &[Builtin] = &[
         )),
     },
     Builtin {
+        name: "sqlite",
+        kind: PluginKind::Source,
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/cairn_source_sqlite.wasm"
+        )),
+    },
+    Builtin {
         name: "local",
         kind: PluginKind::Sink,
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_local.wasm")),

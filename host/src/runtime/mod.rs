@@ -18,6 +18,7 @@ pub mod network;
 pub mod replay;
 pub mod sink;
 pub mod source;
+pub mod sqlite;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -391,7 +392,7 @@ pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Gr
                 }
                 _ => continue,
             };
-            for value in values {
+            for value in values.into_iter().map(glob_root) {
                 if Path::new(value).is_absolute() {
                     match mode {
                         "write" => grants.write(value),
@@ -405,6 +406,19 @@ pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Gr
     grants
 }
 
+/// A path option may be a glob (`/srv/tenants/*.db`): the grant is the directory above its
+/// first wildcard component.
+fn glob_root(path: &str) -> &str {
+    match path.find(['*', '?', '[']) {
+        Some(at) => match path[..at].rfind('/') {
+            Some(0) => "/",
+            Some(slash) => &path[..slash],
+            None => path,
+        },
+        None => path,
+    }
+}
+
 fn collect_secret_refs(value: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
     match value {
         serde_json::Value::String(s) if s.starts_with("env:") || s.starts_with("file:") => {
@@ -413,5 +427,24 @@ fn collect_secret_refs(value: &serde_json::Value, out: &mut std::collections::Ha
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_secret_refs(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| collect_secret_refs(v, out)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_glob_option_grants_the_directory_above_its_wildcard() {
+        assert_eq!(glob_root("/srv/tenants/*.db"), "/srv/tenants");
+        assert_eq!(glob_root("/srv/*/app.db"), "/srv");
+        assert_eq!(glob_root("/*.db"), "/");
+        assert_eq!(glob_root("/srv/app.db"), "/srv/app.db");
+        let schema = r#"{"properties": {"path": {"x-cairn-grant": "read"}}}"#;
+        let options = serde_json::json!({"path": "/srv/tenants/*.db", "key": "env:KEY"});
+        let grants = grants_from_options(schema, &options, &Grants::default());
+        assert_eq!(grants.paths[0].path, Path::new("/srv/tenants"));
+        assert!(!grants.paths[0].write);
+        assert!(grants.secrets.contains("env:KEY"));
     }
 }

@@ -94,7 +94,15 @@ impl PluginState {
         guest_path: &str,
         write: bool,
     ) -> Result<(Arc<cap_std::fs::Dir>, Resolved), PluginError> {
-        let resolved = self.grants.resolve(guest_path, write).map_err(denied)?;
+        let mut resolved = self.grants.resolve(guest_path, write).map_err(denied)?;
+        // A grant of one file (a database): reach it through its directory, by name only.
+        if resolved.relative.as_os_str().is_empty()
+            && resolved.root.is_file()
+            && let (Some(parent), Some(name)) = (resolved.root.parent(), resolved.root.file_name())
+        {
+            resolved.relative = name.into();
+            resolved.root = parent.to_path_buf();
+        }
         let root = match self.roots.get(&resolved.root) {
             Some(dir) => dir.clone(),
             None => {

@@ -3,7 +3,7 @@
 //! durably (temporary file, fsync, rename), so a crash never leaves a torn object.
 
 use cairn_sdk::{
-    Blob, Info, ItemKind, ObjectInfo, PluginError, Result, RestoreTarget, Sink, Store, files,
+    Blob, Info, ItemKind, ObjectInfo, PluginError, RestoreTarget, Result, Sink, Store, files,
 };
 use serde::Deserialize;
 
@@ -54,7 +54,9 @@ impl Sink for Local {
     }
 
     fn open(options: &Options) -> Result<LocalStore> {
-        Ok(LocalStore { root: options.path.trim_end_matches('/').to_string() })
+        Ok(LocalStore {
+            root: options.path.trim_end_matches('/').to_string(),
+        })
     }
 }
 
@@ -64,29 +66,49 @@ struct LocalStore {
 
 impl LocalStore {
     fn path(&self, name: &str) -> Result<String> {
-        if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(PluginError::permanent(format!("invalid object name `{name}`")));
+        if name.is_empty()
+            || name.starts_with('/')
+            || name
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(PluginError::permanent(format!(
+                "invalid object name `{name}`"
+            )));
         }
         Ok(format!("{}/{name}", self.root))
     }
 
     /// Collects every file below `dir` (a path relative to the root, "" for the root).
     fn walk(&self, dir: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
-        let guest = if dir.is_empty() { self.root.clone() } else { format!("{}/{dir}", self.root) };
+        let guest = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            format!("{}/{dir}", self.root)
+        };
         let entries = match files::read_dir(&guest) {
             Ok(entries) => entries,
             Err(PluginError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
         for entry in entries {
-            let name = if dir.is_empty() { entry.path.clone() } else { format!("{dir}/{}", entry.path) };
+            let name = if dir.is_empty() {
+                entry.path.clone()
+            } else {
+                format!("{dir}/{}", entry.path)
+            };
             match entry.kind {
-                ItemKind::Directory if prefix.starts_with(&format!("{name}/")) || name.starts_with(prefix) => {
+                ItemKind::Directory
+                    if prefix.starts_with(&format!("{name}/")) || name.starts_with(prefix) =>
+                {
                     self.walk(&name, prefix, out)?
                 }
                 // Temporary files of writes in progress are not objects.
                 ItemKind::File if name.starts_with(prefix) && !entry.path.starts_with(".tmp-") => {
-                    out.push(ObjectInfo { name, size: entry.size })
+                    out.push(ObjectInfo {
+                        name,
+                        size: entry.size,
+                    })
                 }
                 _ => {}
             }
@@ -97,11 +119,27 @@ impl LocalStore {
 
 impl Store for LocalStore {
     fn put(&self, name: &str, contents: &Blob) -> Result<()> {
-        files::write(&self.path(name)?, contents, files::WriteOptions { exclusive: false, sync: true }).map(drop)
+        files::write(
+            &self.path(name)?,
+            contents,
+            files::WriteOptions {
+                exclusive: false,
+                sync: true,
+            },
+        )
+        .map(drop)
     }
 
     fn put_new(&self, name: &str, contents: &Blob) -> Result<()> {
-        files::write(&self.path(name)?, contents, files::WriteOptions { exclusive: true, sync: true }).map(drop)
+        files::write(
+            &self.path(name)?,
+            contents,
+            files::WriteOptions {
+                exclusive: true,
+                sync: true,
+            },
+        )
+        .map(drop)
     }
 
     fn get(&self, name: &str) -> Result<Blob> {

@@ -3,8 +3,8 @@
 //! express modes or owners), so this plugin decides only *what* belongs to the backup.
 
 use cairn_sdk::{
-    CheckResult, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError, Result,
-    RestoreTarget, Source, VerifyReport, files, host,
+    CheckResult, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError, RestoreTarget,
+    Result, Source, VerifyReport, files, host,
 };
 use serde::Deserialize;
 
@@ -67,11 +67,18 @@ impl Source for Filesystem {
         let root = if root.is_empty() { "/" } else { root };
         let mut meta = files::stat(root)?;
         if meta.kind != ItemKind::Directory {
-            return Err(PluginError::config("path", format!("{root} is not a directory")));
+            return Err(PluginError::config(
+                "path",
+                format!("{root} is not a directory"),
+            ));
         }
         meta.path = String::new();
         writer.add_entry(&meta)?;
-        let mut walk = Walk { writer, excludes: &excludes, files: 0 };
+        let mut walk = Walk {
+            writer,
+            excludes: &excludes,
+            files: 0,
+        };
         walk.dir(root, "")?;
         host::info(format!("captured {} files under {root}", walk.files));
         Ok(())
@@ -124,8 +131,9 @@ fn patterns(options: &Options) -> Result<Vec<glob::Pattern>> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            glob::Pattern::new(p)
-                .map_err(|e| PluginError::config(format!("exclude.{i}"), format!("invalid glob `{p}`: {e}")))
+            glob::Pattern::new(p).map_err(|e| {
+                PluginError::config(format!("exclude.{i}"), format!("invalid glob `{p}`: {e}"))
+            })
         })
         .collect()
 }
@@ -158,7 +166,11 @@ impl Walk<'_> {
             Err(e) => return Err(e.context(format!("reading directory {guest_dir}"))),
         };
         for mut entry in entries {
-            let rel = if rel_dir.is_empty() { entry.path.clone() } else { format!("{rel_dir}/{}", entry.path) };
+            let rel = if rel_dir.is_empty() {
+                entry.path.clone()
+            } else {
+                format!("{rel_dir}/{}", entry.path)
+            };
             if self.excluded(&rel) {
                 continue;
             }
@@ -171,7 +183,9 @@ impl Walk<'_> {
                 }
                 ItemKind::File => match self.writer.add_file(&entry, &guest) {
                     Ok(()) => self.files += 1,
-                    Err(PluginError::NotFound(_)) => host::warn(format!("{guest} vanished during the backup; skipped")),
+                    Err(PluginError::NotFound(_)) => {
+                        host::warn(format!("{guest} vanished during the backup; skipped"))
+                    }
                     Err(e) => return Err(e),
                 },
                 ItemKind::Symlink | ItemKind::Data => self.writer.add_entry(&entry)?,
@@ -188,7 +202,11 @@ struct Restored {
 }
 
 fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
-    let mut restored = Restored { items: 0, bytes: 0, file_sizes: Vec::new() };
+    let mut restored = Restored {
+        items: 0,
+        bytes: 0,
+        file_sizes: Vec::new(),
+    };
     // Directory metadata goes last: writing entries into a directory changes its mtime,
     // and a read-only mode would stop us writing them at all.
     let mut directories: Vec<ItemMeta> = Vec::new();
@@ -217,7 +235,14 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
                 }
                 ItemKind::File | ItemKind::Data => {
                     let contents = reader.open(&item.path)?;
-                    let written = files::write(&dest, &contents, files::WriteOptions { exclusive: false, sync: false })?;
+                    let written = files::write(
+                        &dest,
+                        &contents,
+                        files::WriteOptions {
+                            exclusive: false,
+                            sync: false,
+                        },
+                    )?;
                     restored.bytes += written;
                     files::set_metadata(&dest, &item)?;
                     restored.file_sizes.push((item.path.clone(), item.size));

@@ -3,7 +3,7 @@
 //! `connect` (a TCP connection to option `addr`), or `ok` (writes one small item).
 
 use cairn_sdk::{
-    Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError, Result, RestoreTarget,
+    Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError, RestoreTarget, Result,
     Source, VerifyReport, files,
 };
 use serde::Deserialize;
@@ -84,11 +84,16 @@ impl Source for Misbehave {
                     stream.finish()?;
                     Ok(())
                 }
-                Err(e) => Err(PluginError::permanent(format!("reading /etc/passwd through WASI: {e}"))),
+                Err(e) => Err(PluginError::permanent(format!(
+                    "reading /etc/passwd through WASI: {e}"
+                ))),
             },
             "escape-host" => {
                 // A granted path, then `..` out of it, then a path never granted.
-                let base = options.path.clone().unwrap_or_else(|| "/nonexistent".into());
+                let base = options
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| "/nonexistent".into());
                 files::stat(&format!("{base}/../../../etc/passwd"))?;
                 files::stat("/etc/passwd")?;
                 Ok(())
@@ -111,7 +116,10 @@ impl Source for Misbehave {
                 stream.finish()?;
                 Ok(())
             }
-            other => Err(PluginError::config("mode", format!("unknown mode `{other}`"))),
+            other => Err(PluginError::config(
+                "mode",
+                format!("unknown mode `{other}`"),
+            )),
         }
     }
 

@@ -1,0 +1,425 @@
+//! The `sqlite` capability: consistent copies of live databases through SQLite's online
+//! backup API, and integrity checks and read-only queries on copies, all native.
+//!
+//! The user's database is only ever opened read-only: nothing (no table, no trigger, no
+//! pragma that persists) is written into it. Copies live in host temporary files that are
+//! removed when the plugin drops its handle, or when its store goes away after a trap.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+use wasmtime::component::Resource;
+
+use super::bindings::PluginError;
+use super::bindings::source::cairn::plugin::sqlite::{self, CheckLevel};
+use super::blob::Blob;
+use super::state::{PluginState, io_error};
+
+/// How long a snapshot waits for a writer's lock before giving up (retryable).
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// The most problems a check reports, and rows a query returns.
+const MAX_PROBLEMS: u32 = 100;
+const MAX_ROWS: usize = 1000;
+
+type CheckTask = tokio::task::JoinHandle<Result<Vec<String>, PluginError>>;
+
+/// A database file the host holds for a plugin: a snapshot copy (its temporary file goes
+/// with the handle) or a restored copy.
+pub struct Database {
+    path: PathBuf,
+    /// Removes the snapshot copy on drop.
+    _copy: Option<tempfile::TempPath>,
+    page_size: u32,
+    page_count: u64,
+    size: u64,
+    running_check: Option<(CheckLevel, CheckTask)>,
+}
+
+fn sqlite_error(what: &str, e: rusqlite::Error) -> PluginError {
+    use rusqlite::ErrorCode;
+    let message = format!("{what}: {e}");
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            PluginError::Retryable(message)
+        }
+        Some(ErrorCode::CannotOpen) => PluginError::NotFound(message),
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => PluginError::Denied(message),
+        _ => PluginError::Permanent(message),
+    }
+}
+
+/// Opens a file that nobody else writes (a copy) read-only and immutable: SQLite then
+/// takes no locks and creates no `-wal` or `-shm` beside it.
+fn open_immutable(path: &Path) -> Result<Connection, PluginError> {
+    let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(&path.to_string_lossy(), e))
+}
+
+/// Escapes what a SQLite URI filename treats specially.
+fn uri_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn page_geometry(conn: &Connection, what: &str) -> Result<(u32, u64), PluginError> {
+    let page_size: u32 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(what, e))?;
+    let page_count: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(what, e))?;
+    Ok((page_size, page_count.max(0) as u64))
+}
+
+/// Copies the live database at `source` into a new temporary file in `temp_dir`, in one
+/// backup step: one read transaction sees one committed state, whatever writers do.
+pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError> {
+    let what = source.to_string_lossy();
+    let meta = std::fs::metadata(source).map_err(|e| io_error(&what, e))?;
+    if !meta.is_file() {
+        return Err(PluginError::Permanent(format!(
+            "{what} is not a file: point `path` at a SQLite database file"
+        )));
+    }
+    let live = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(&what, e))?;
+    live.busy_timeout(LOCK_WAIT)
+        .map_err(|e| sqlite_error(&what, e))?;
+    let copy = tempfile::Builder::new()
+        .prefix(".cairn-sqlite-")
+        .suffix(".db")
+        .tempfile_in(temp_dir)
+        .map_err(|e| io_error(&temp_dir.to_string_lossy(), e))?
+        .into_temp_path();
+    let mut out = Connection::open(&copy).map_err(|e| sqlite_error("the snapshot copy", e))?;
+    {
+        let backup = Backup::new(&live, &mut out).map_err(|e| sqlite_error(&what, e))?;
+        let started = Instant::now();
+        loop {
+            match backup.step(-1).map_err(|e| sqlite_error(&what, e))? {
+                StepResult::Done => break,
+                // One step of -1 pages copies everything; a writer holding the lock makes
+                // it report busy without copying, so wait and try again.
+                StepResult::More | StepResult::Busy | StepResult::Locked => {
+                    if started.elapsed() > LOCK_WAIT {
+                        return Err(PluginError::Retryable(format!(
+                            "{what}: the database stayed locked by a writer for {}s",
+                            LOCK_WAIT.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {}
+            }
+        }
+    }
+    let (page_size, page_count) = page_geometry(&out, "the snapshot copy")?;
+    drop(out);
+    drop(live);
+    if page_count == 0 {
+        return Err(PluginError::Permanent(format!(
+            "{what}: the copy came out empty (0 pages): is this the right database file?"
+        )));
+    }
+    let size = std::fs::metadata(&copy)
+        .map_err(|e| io_error("the snapshot copy", e))?
+        .len();
+    Ok(Database {
+        path: copy.to_path_buf(),
+        _copy: Some(copy),
+        page_size,
+        page_count,
+        size,
+        running_check: None,
+    })
+}
+
+/// Opens a copy (a restored file) for checks and queries.
+pub fn open(path: &Path) -> Result<Database, PluginError> {
+    let what = path.to_string_lossy();
+    let size = std::fs::metadata(path)
+        .map_err(|e| io_error(&what, e))?
+        .len();
+    let conn = open_immutable(path)?;
+    let (page_size, page_count) = page_geometry(&conn, &what)?;
+    Ok(Database {
+        path: path.to_path_buf(),
+        _copy: None,
+        page_size,
+        page_count,
+        size,
+        running_check: None,
+    })
+}
+
+/// Runs `integrity_check` or `quick_check`; the problems found, none when sound.
+pub fn check(path: &Path, level: CheckLevel) -> Result<Vec<String>, PluginError> {
+    let conn = open_immutable(path)?;
+    let pragma = match level {
+        CheckLevel::Full => "integrity_check",
+        CheckLevel::Quick => "quick_check",
+    };
+    let what = path.to_string_lossy();
+    let rows: Result<Vec<String>, _> = conn
+        .prepare(&format!("PRAGMA {pragma}({MAX_PROBLEMS})"))
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect())
+        });
+    match rows {
+        Ok(rows) if rows == ["ok"] => Ok(Vec::new()),
+        Ok(rows) => Ok(rows),
+        // Damage bad enough to stop the check itself is the check's finding, not a failure
+        // to run it.
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ) =>
+        {
+            Ok(vec![e.to_string()])
+        }
+        Err(e) => Err(sqlite_error(&what, e)),
+    }
+}
+
+/// Runs one read-only statement and renders its rows as text.
+pub fn query(path: &Path, sql: &str) -> Result<Vec<Vec<String>>, PluginError> {
+    use rusqlite::types::ValueRef;
+    let conn = open_immutable(path)?;
+    let bad_query = |e: rusqlite::Error| PluginError::Permanent(format!("query `{sql}`: {e}"));
+    let mut stmt = conn.prepare(sql).map_err(bad_query)?;
+    if !stmt.readonly() {
+        return Err(PluginError::Permanent(format!(
+            "query `{sql}` would write: probes must be read-only (SELECT)"
+        )));
+    }
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([]).map_err(bad_query)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(bad_query)? {
+        if out.len() == MAX_ROWS {
+            break;
+        }
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            values.push(match row.get_ref(i).map_err(bad_query)? {
+                ValueRef::Null => "NULL".to_string(),
+                ValueRef::Integer(v) => v.to_string(),
+                ValueRef::Real(v) => v.to_string(),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
+            });
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+impl PluginState {
+    /// The host path of a granted guest path, refusing a symlink that leads out of the
+    /// grant (SQLite opens paths natively, not through the grant's directory handle).
+    fn native_path(&mut self, guest_path: &str) -> Result<PathBuf, PluginError> {
+        let (_, resolved) = self.resolve(guest_path, false)?;
+        let path = resolved.root.join(&resolved.relative);
+        let real = path.canonicalize().map_err(|e| io_error(guest_path, e))?;
+        let root = resolved
+            .root
+            .canonicalize()
+            .map_err(|e| io_error(&resolved.root.to_string_lossy(), e))?;
+        if !real.starts_with(&root) {
+            return Err(PluginError::Denied(format!(
+                "{guest_path} leads outside its grant (to {})",
+                real.display()
+            )));
+        }
+        Ok(real)
+    }
+}
+
+/// Runs blocking SQLite work off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
+) -> Result<T, PluginError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(PluginError::Permanent(format!("SQLite task failed: {e}"))))
+}
+
+impl sqlite::Host for PluginState {
+    async fn snapshot(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
+        let source = match self.native_path(&path) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let temp_dir = std::env::temp_dir();
+        Ok(match blocking(move || snapshot(&source, &temp_dir)).await {
+            Ok(db) => Ok(self.table.push(db)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn open(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
+        let path = match self.native_path(&path) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match blocking(move || open(&path)).await {
+            Ok(db) => Ok(self.table.push(db)?),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+impl sqlite::HostDatabase for PluginState {
+    async fn page_size(&mut self, db: Resource<Database>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&db)?.page_size)
+    }
+
+    async fn page_count(&mut self, db: Resource<Database>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&db)?.page_count)
+    }
+
+    async fn size(&mut self, db: Resource<Database>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&db)?.size)
+    }
+
+    async fn begin_check(
+        &mut self,
+        db: Resource<Database>,
+        level: CheckLevel,
+    ) -> wasmtime::Result<()> {
+        let db = self.table.get_mut(&db)?;
+        let path = db.path.clone();
+        let task = tokio::task::spawn_blocking(move || check(&path, level));
+        if let Some((_, previous)) = db.running_check.replace((level, task)) {
+            previous.abort();
+        }
+        Ok(())
+    }
+
+    async fn check(
+        &mut self,
+        db: Resource<Database>,
+        level: CheckLevel,
+    ) -> wasmtime::Result<Result<Vec<String>, PluginError>> {
+        let db = self.table.get_mut(&db)?;
+        let path = db.path.clone();
+        Ok(match db.running_check.take() {
+            Some((started, task)) if started == level => task
+                .await
+                .unwrap_or_else(|e| Err(PluginError::Permanent(format!("check failed: {e}")))),
+            _ => blocking(move || check(&path, level)).await,
+        })
+    }
+
+    async fn query(
+        &mut self,
+        db: Resource<Database>,
+        sql: String,
+    ) -> wasmtime::Result<Result<Vec<Vec<String>>, PluginError>> {
+        let path = self.table.get(&db)?.path.clone();
+        Ok(blocking(move || query(&path, &sql)).await)
+    }
+
+    async fn contents(
+        &mut self,
+        db: Resource<Database>,
+    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
+        let db = self.table.get(&db)?;
+        let file = match std::fs::File::open(&db.path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(io_error(&db.path.to_string_lossy(), e))),
+        };
+        let size = db.size;
+        Ok(Ok(self.table.push(Blob::File {
+            file,
+            remaining: size,
+            size,
+        })?))
+    }
+
+    async fn drop(&mut self, db: Resource<Database>) -> wasmtime::Result<()> {
+        let db = self.table.delete(db)?;
+        if let Some((_, task)) = db.running_check {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_uri_specials() {
+        assert_eq!(uri_escape("/a b/c?d#e%f.db"), "/a b/c%3Fd%23e%25f.db");
+    }
+
+    #[test]
+    fn snapshot_of_a_live_wal_database_checks_clean_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        let conn = Connection::open(&live).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1),(2),(3);",
+        )
+        .unwrap();
+        let entries = || std::fs::read_dir(dir.path()).unwrap().count();
+        let before = entries();
+        let db = snapshot(&live, dir.path()).unwrap();
+        assert!(db.page_count > 0);
+        assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
+        assert_eq!(query(&db.path, "SELECT sum(x) FROM t").unwrap(), [["6"]]);
+        assert!(query(&db.path, "DELETE FROM t").is_err());
+        let copy = db.path.clone();
+        drop(db);
+        assert!(
+            !copy.exists(),
+            "the temporary copy is removed with its handle"
+        );
+        assert_eq!(before, entries());
+    }
+
+    #[test]
+    fn opening_a_copy_creates_no_side_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(conn);
+        let db = open(&path).unwrap();
+        assert!(check(&db.path, CheckLevel::Quick).unwrap().is_empty());
+        assert_eq!(query(&db.path, "SELECT count(*) FROM t").unwrap(), [["1"]]);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["copy.db"]);
+    }
+}
