@@ -5,10 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --build
-if ! command -v restic >/dev/null 2>&1; then
+missing=()
+command -v restic >/dev/null 2>&1 || missing+=(restic)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq restic >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release -p cairn -p cairn-bench
 target/release/plugin_boundary
 target/release/backup_vs_restic
+target/release/sqlite_vs_backup
+target/release/s3_vs_restic

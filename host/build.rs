@@ -15,6 +15,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("cairn-source-filesystem", "cairn_source_filesystem.wasm"),
     ("cairn-source-sqlite", "cairn_source_sqlite.wasm"),
     ("cairn-sink-local", "cairn_sink_local.wasm"),
+    ("cairn-sink-s3", "cairn_sink_s3.wasm"),
 ];
 
 fn main() -> Result<()> {

@@ -23,8 +23,14 @@ fi
 
 [ "${1:-}" = "--build" ] && exit 0
 
-# Debian packages the tests use, installed only when missing (none yet beyond the
-# toolchain; database and object-storage tests add theirs here).
+# The S3-compatible server the object-storage tests start on 127.0.0.1. 0.14.1 is the last
+# release that builds with our pinned Rust.
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  say "installing s3s-fs 0.14.1 (the S3 test server; a few minutes, once)"
+  cargo install --locked --quiet s3s-fs@0.14.1 --features binary
+fi
+
+# Debian packages the tests use, installed only when missing.
 apt_packages=()
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then

@@ -80,3 +80,24 @@ pub fn mib_per_s(bytes: u64, time: Duration) -> f64 {
 pub fn du(dir: &Path) -> u64 {
     cairn_e2e::dir_size(dir)
 }
+
+/// A program on `PATH`.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// Warms the page cache with every file below `dir`, so the tools compared read from memory.
+pub fn warm(dir: &Path) -> anyhow::Result<()> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "find {} -type f -exec cat {{}} + > /dev/null",
+            dir.display()
+        ))
+        .status()?;
+    Ok(())
+}

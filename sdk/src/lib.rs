@@ -23,6 +23,8 @@ mod error;
 pub mod host;
 #[cfg(any(feature = "source", feature = "sink"))]
 mod info;
+#[cfg(feature = "sink")]
+pub mod object_store;
 pub mod options;
 #[cfg(feature = "sink")]
 mod sink;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use rand::{Rng, RngCore, SeedableRng};
 
+pub mod s3;
 pub mod sqlite;
 
 pub fn workspace_root() -> PathBuf {
@@ -92,13 +93,23 @@ pub fn misbehave_plugin() -> PathBuf {
 /// A scratch environment: a temp dir with a config, a repository and a private cache.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Environment variables every cairn run of this environment gets (credentials).
+    vars: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("temp dir"),
+            vars: Vec::new(),
         }
+    }
+
+    /// Passes `vars` to every cairn this environment runs.
+    pub fn with_vars(mut self, vars: &[(&str, &str)]) -> Env {
+        self.vars
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -143,6 +154,7 @@ impl Env {
             .env_remove("CAIRN_CONFIG")
             .env("CAIRN_CACHE_DIR", self.path("cache"))
             .env("CAIRN_PASSWORD", "correct horse battery staple")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null());
         cmd
     }

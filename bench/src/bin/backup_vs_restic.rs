@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, du, measure, mixed_tree};
+use cairn_bench::{Measured, du, measure, mixed_tree, warm, which};
 
 fn main() -> Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -44,13 +44,7 @@ fn main() -> Result<()> {
         String::from_utf8_lossy(&version.stdout).trim()
     );
     // Warm the page cache so both tools read from memory.
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "find {} -type f -exec cat {{}} + > /dev/null",
-            data.display()
-        ))
-        .status()?;
+    warm(&data)?;
 
     let c = run_cairn(&cairn, dir.path(), &data)?;
     let r = run_restic(&restic, dir.path(), &data)?;
@@ -170,12 +164,4 @@ fn run_sequence(
         repo_bytes: after_first,
         second_added,
     })
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
 }

@@ -447,7 +447,12 @@ async fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitStatus> {
                 let plugin = runtime.load(&spec)?;
                 let info = runtime.describe(&plugin).await?;
                 listed.push(ListedPlugin {
-                    name: info.name,
+                    // A built-in preset (`r2`) is listed under its own name.
+                    name: if builtin::find(&spec).is_some() {
+                        spec.clone()
+                    } else {
+                        info.name
+                    },
                     kind: plugin.kind.to_string(),
                     version: info.version,
                     wit_version: plugin.wit_version.clone(),

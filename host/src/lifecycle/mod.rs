@@ -146,7 +146,14 @@ impl Session {
             .plugin(&repo.sink, PluginKind::Sink)
             .await
             .context("repository sink")?;
-        let options = self.options_json(&repo.options, &info.options_schema)?;
+        let mut options = self.options_json(&repo.options, &info.options_schema)?;
+        // `sink = "r2"` is the s3 sink with its R2 preset.
+        if let Some(provider) = crate::runtime::builtin::find(&repo.sink).and_then(|b| b.provider)
+            && let serde_json::Value::Object(map) = &mut options
+        {
+            map.entry("provider")
+                .or_insert_with(|| serde_json::Value::String(provider.into()));
+        }
         let extra = repo.grants.to_grants(&self.config.base_dir());
         let grants = grants_from_options(&info.options_schema, &options, &extra);
         let description = describe_sink(&info.name, &options);
@@ -160,6 +167,7 @@ impl Session {
             description,
         )
         .await
+        .map_err(refused_storage)
         .context("opening the repository sink")?;
         Ok(Arc::new(pool))
     }
@@ -182,8 +190,33 @@ impl Session {
     }
 }
 
+/// A sink that refuses to open (access denied, no such bucket) means the repository cannot
+/// be opened (exit 3); bad options stay configuration errors and transient failures stay
+/// failures.
+fn refused_storage(e: crate::runtime::CallError) -> anyhow::Error {
+    use crate::repo::backend::{BackendError, BackendErrorKind};
+    use crate::runtime::PluginError;
+    let kind = match e.plugin_error() {
+        Some(PluginError::Denied(_)) => BackendErrorKind::Denied,
+        Some(PluginError::NotFound(_) | PluginError::Permanent(_)) => BackendErrorKind::Config,
+        _ => return e.into(),
+    };
+    BackendError::new(kind, e.to_string()).into()
+}
+
 /// "local sink at /srv/backups": names where the repository is, for messages.
 fn describe_sink(name: &str, options: &serde_json::Value) -> String {
+    let text = |key: &str| options.get(key).and_then(|v| v.as_str());
+    if let Some(bucket) = text("bucket") {
+        let prefix = text("prefix").filter(|p| !p.is_empty());
+        let at = text("endpoint")
+            .map(|e| format!(" at {e}"))
+            .unwrap_or_default();
+        return match prefix {
+            Some(prefix) => format!("{name} sink: bucket `{bucket}`, prefix {prefix}{at}"),
+            None => format!("{name} sink: bucket `{bucket}`{at}"),
+        };
+    }
     let location = ["path", "bucket", "endpoint", "url"]
         .iter()
         .filter_map(|k| options.get(*k).and_then(|v| v.as_str()))

@@ -28,6 +28,7 @@ pub mod sink {
             "cairn:plugin/bulk": super::source::cairn::plugin::bulk,
             "cairn:plugin/host": super::source::cairn::plugin::host,
             "cairn:plugin/files": super::source::cairn::plugin::files,
+            "cairn:plugin/object-store.bucket": crate::runtime::s3::Bucket,
         },
     });
 }

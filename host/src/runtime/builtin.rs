@@ -7,7 +7,12 @@ pub struct Builtin {
     pub name: &'static str,
     pub kind: PluginKind,
     pub wasm: &'static [u8],
+    /// For a preset of a plugin built in under several names (`r2` and `b2` are the `s3`
+    /// sink): the `provider` option this name sets.
+    pub provider: Option<&'static str>,
 }
+
+const S3_SINK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_s3.wasm"));
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -17,6 +22,7 @@ pub const BUILTINS: &[Builtin] = &[
             env!("OUT_DIR"),
             "/plugins/cairn_source_filesystem.wasm"
         )),
+        provider: None,
     },
     Builtin {
         name: "sqlite",
@@ -25,11 +31,31 @@ pub const BUILTINS: &[Builtin] = &[
             env!("OUT_DIR"),
             "/plugins/cairn_source_sqlite.wasm"
         )),
+        provider: None,
     },
     Builtin {
         name: "local",
         kind: PluginKind::Sink,
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_local.wasm")),
+        provider: None,
+    },
+    Builtin {
+        name: "s3",
+        kind: PluginKind::Sink,
+        wasm: S3_SINK,
+        provider: Some("s3"),
+    },
+    Builtin {
+        name: "r2",
+        kind: PluginKind::Sink,
+        wasm: S3_SINK,
+        provider: Some("r2"),
+    },
+    Builtin {
+        name: "b2",
+        kind: PluginKind::Sink,
+        wasm: S3_SINK,
+        provider: Some("b2"),
     },
 ];
 

@@ -16,6 +16,7 @@ pub mod grants;
 pub mod host_api;
 pub mod network;
 pub mod replay;
+pub mod s3;
 pub mod sink;
 pub mod source;
 pub mod sqlite;
@@ -392,6 +393,12 @@ pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Gr
                 }
                 _ => continue,
             };
+            if mode == "connect" {
+                grants
+                    .hosts
+                    .extend(values.into_iter().filter_map(url_authority));
+                continue;
+            }
             for value in values.into_iter().map(glob_root) {
                 if Path::new(value).is_absolute() {
                     match mode {
@@ -404,6 +411,14 @@ pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Gr
     }
     collect_secret_refs(options, &mut grants.secrets);
     grants
+}
+
+/// `host:port` (or `host`) of a URL option marked `"x-cairn-grant": "connect"`.
+fn url_authority(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    (!authority.is_empty()).then(|| authority.to_string())
 }
 
 /// A path option may be a glob (`/srv/tenants/*.db`): the grant is the directory above its
@@ -446,5 +461,23 @@ mod tests {
         assert_eq!(grants.paths[0].path, Path::new("/srv/tenants"));
         assert!(!grants.paths[0].write);
         assert!(grants.secrets.contains("env:KEY"));
+    }
+
+    #[test]
+    fn a_connect_option_grants_its_host_and_port() {
+        assert_eq!(
+            url_authority("http://127.0.0.1:9000/x").as_deref(),
+            Some("127.0.0.1:9000")
+        );
+        assert_eq!(
+            url_authority("postgres://u:p@db.lan/app").as_deref(),
+            Some("db.lan")
+        );
+        assert_eq!(url_authority("no-scheme"), None);
+        let schema = r#"{"properties": {"endpoint": {"x-cairn-grant": "connect"}}}"#;
+        let options = serde_json::json!({"endpoint": "https://minio.lan:9000"});
+        let grants = grants_from_options(schema, &options, &Grants::default());
+        assert_eq!(grants.hosts, ["minio.lan:9000"]);
+        assert!(grants.paths.is_empty());
     }
 }

@@ -299,25 +299,37 @@ impl SinkPool {
             .map_err(|_| BackendError::new(BackendErrorKind::Permanent, "sink closed"))?;
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let mut instance = self.instance().await.map_err(|e| self.error(&op, &e))?;
-            let result = instance.run(&op).await;
+            // Opening a new instance can meet the same transient failures as a call (a
+            // sink that connects on open); it is retried the same way.
+            let (instance, result) = match self.instance().await {
+                Ok(mut instance) => {
+                    let result = instance.run(&op).await;
+                    (Some(instance), result)
+                }
+                Err(e) => (None, Err(e)),
+            };
+            let keep = |instance: Option<SinkInstance>| {
+                if let Some(instance) = instance {
+                    self.idle.lock().expect("idle lock").push(instance);
+                }
+            };
             match result {
                 Ok(reply) => {
-                    self.idle.lock().expect("idle lock").push(instance);
+                    keep(instance);
                     return Ok(reply);
                 }
                 Err(CallError::Failed {
                     error: PluginError::Retryable(message),
                     ..
                 }) if attempt < ATTEMPTS => {
-                    self.idle.lock().expect("idle lock").push(instance);
+                    keep(instance);
                     let jitter = backoff.mul_f64(rand::random::<f64>() * 0.5);
                     tracing::warn!(sink = %self.name, "{}: {message}; retrying in {:.1}s (attempt {attempt} of {ATTEMPTS})", op.describe(), (backoff + jitter).as_secs_f64());
                     tokio::time::sleep(backoff + jitter).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e @ CallError::Failed { .. }) => {
-                    self.idle.lock().expect("idle lock").push(instance);
+                    keep(instance);
                     return Err(self.error(&op, &e));
                 }
                 // A crashed instance is dropped; the next call starts a fresh one.

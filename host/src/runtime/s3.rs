@@ -1,0 +1,431 @@
+//! The `object-store` capability: S3-compatible buckets (AWS S3, Cloudflare R2, Backblaze
+//! B2, MinIO, Garage, Ceph...) reached natively through `object_store`, for sink plugins.
+//!
+//! The host signs requests, retries transient failures with exponential backoff and
+//! jitter (inside `object_store`, then again in [`super::sink::SinkPool`]), never retries
+//! authentication or permission errors, and uploads large objects as parallel parts.
+//! Credentials never enter error messages, and connections go only to a granted endpoint
+//! or to the official endpoints of AWS, R2 and B2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+use wasmtime::component::Resource;
+
+use super::bindings::PluginError;
+use super::bindings::sink::cairn::plugin::object_store::{self as wit, ObjectEntry, S3Config};
+use super::blob::Blob;
+use super::state::PluginState;
+
+/// Objects larger than this go up as a multipart upload, in parts of this size.
+const MULTIPART_PART: usize = 8 * 1024 * 1024;
+/// Parts of one object in flight at once.
+const MULTIPART_PARALLEL: usize = 4;
+
+/// Hosts a sink may reach without an explicit grant: the providers' own endpoints.
+const PROVIDER_DOMAINS: &[&str] = &[
+    ".amazonaws.com",
+    ".r2.cloudflarestorage.com",
+    ".backblazeb2.com",
+];
+
+pub struct Bucket {
+    store: Arc<AmazonS3>,
+    /// "bucket `b` at https://endpoint": what every error names.
+    label: String,
+}
+
+impl Bucket {
+    fn error(&self, key: &str, e: object_store::Error) -> PluginError {
+        classify(&self.label, key, e)
+    }
+}
+
+/// Maps an `object_store` error to what a plugin and the host's retry logic act on.
+fn classify(label: &str, key: &str, e: object_store::Error) -> PluginError {
+    use object_store::Error as E;
+    let what = if key.is_empty() {
+        label.to_string()
+    } else {
+        format!("{key} in {label}")
+    };
+    match e {
+        E::NotFound { .. } => PluginError::NotFound(what),
+        E::AlreadyExists { .. } | E::Precondition { .. } => PluginError::AlreadyExists(what),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => PluginError::Denied(format!(
+            "{label} refused the credentials ({}): check the access key and secret, and that they may use this bucket",
+            short(&e.to_string())
+        )),
+        E::NotSupported { .. } | E::NotImplemented { .. } | E::InvalidPath { .. } => {
+            PluginError::Permanent(format!("{what}: {e}"))
+        }
+        // Some requests (listing) report every status as a generic error: read it back.
+        other => {
+            let message = other.to_string();
+            match http_status(&message) {
+                Some(401 | 403) => PluginError::Denied(format!(
+                    "{label} refused the credentials ({}): check the access key and secret, and that they may use this bucket",
+                    short(&message)
+                )),
+                Some(404) => PluginError::NotFound(format!("{what}: {}", short(&message))),
+                Some(400..=499) => PluginError::Permanent(format!("{what}: {}", short(&message))),
+                // Server errors, timeouts and resets that outlasted object_store's retries.
+                _ => PluginError::Retryable(format!("{what}: {}", short(&message))),
+            }
+        }
+    }
+}
+
+/// The HTTP status an `object_store` error message reports, if any.
+fn http_status(message: &str) -> Option<u16> {
+    let at = message.find("status code: ")? + "status code: ".len();
+    message.get(at..at + 3)?.parse().ok()
+}
+
+/// The first line of an error, without the response bodies some servers echo.
+fn short(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    if line.len() > 300 {
+        format!("{}…", &line[..line.floor_char_boundary(300)])
+    } else {
+        line.to_string()
+    }
+}
+
+/// `host` or `host:port` of an `http(s)://` endpoint.
+fn endpoint_host(endpoint: &str) -> Option<(String, Option<u16>)> {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))?;
+    let authority = rest.split('/').next()?;
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            Some((host.to_string(), port.parse().ok()))
+        }
+        _ => Some((authority.to_string(), None)),
+    }
+}
+
+/// Whether the sink may connect to `endpoint`: a granted host (`host` or `host:port`), or
+/// a provider's official domain over HTTPS.
+pub fn endpoint_permitted(granted: &[String], endpoint: &str) -> bool {
+    let Some((host, port)) = endpoint_host(endpoint) else {
+        return false;
+    };
+    let with_port = port.map(|p| format!("{host}:{p}"));
+    if granted
+        .iter()
+        .any(|g| *g == host || Some(g) == with_port.as_ref())
+    {
+        return true;
+    }
+    endpoint.starts_with("https://") && PROVIDER_DOMAINS.iter().any(|d| host.ends_with(d))
+}
+
+fn build(config: &S3Config, endpoint: &str) -> Result<AmazonS3, PluginError> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let access_key = config
+        .access_key_id
+        .clone()
+        .or_else(|| env("AWS_ACCESS_KEY_ID"));
+    let secret_key = config
+        .secret_access_key
+        .clone()
+        .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+    let (Some(access_key), Some(secret_key)) = (access_key, secret_key) else {
+        return Err(PluginError::Denied(format!(
+            "no credentials for bucket `{}` at {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name them in the options (access-key-id = \"env:NAME\" or \"file:PATH\")",
+            config.bucket
+        )));
+    };
+    let token = config
+        .session_token
+        .clone()
+        .or_else(|| env("AWS_SESSION_TOKEN"));
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+    };
+    let client = ClientOptions::new()
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(120));
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&config.bucket)
+        .with_region(&config.region)
+        .with_endpoint(endpoint)
+        .with_virtual_hosted_style_request(config.virtual_hosted_style)
+        .with_access_key_id(access_key)
+        .with_secret_access_key(secret_key)
+        .with_retry(retry)
+        .with_client_options(client);
+    if let Some(token) = token {
+        builder = builder.with_token(token);
+    }
+    builder.build().map_err(|e| {
+        PluginError::Permanent(format!(
+            "bucket `{}` at {endpoint}: {}",
+            config.bucket,
+            short(&e.to_string())
+        ))
+    })
+}
+
+fn key_path(key: &str) -> Result<ObjectPath, PluginError> {
+    ObjectPath::parse(key)
+        .map_err(|e| PluginError::Permanent(format!("invalid object key `{key}`: {e}")))
+}
+
+impl Bucket {
+    async fn put(&self, key: &str, data: Bytes, create_only: bool) -> Result<(), PluginError> {
+        let path = key_path(key)?;
+        // Create-only objects (snapshots, keys) are small: one conditional PUT, atomic on
+        // the server. Large objects (packs) are content-addressed, so a multipart upload,
+        // which cannot be conditional, is safe for them.
+        if create_only || data.len() <= MULTIPART_PART {
+            let opts = if create_only {
+                PutMode::Create.into()
+            } else {
+                Default::default()
+            };
+            self.store
+                .put_opts(&path, PutPayload::from_bytes(data), opts)
+                .await
+                .map(drop)
+                .map_err(|e| self.error(key, e))
+        } else {
+            let upload = self
+                .store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| self.error(key, e))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+            let mut offset = 0;
+            while offset < data.len() {
+                writer
+                    .wait_for_capacity(MULTIPART_PARALLEL)
+                    .await
+                    .map_err(|e| self.error(key, e))?;
+                let end = (offset + MULTIPART_PART).min(data.len());
+                writer.put(data.slice(offset..end));
+                offset = end;
+            }
+            writer
+                .finish()
+                .await
+                .map(drop)
+                .map_err(|e| self.error(key, e))
+        }
+    }
+}
+
+impl wit::Host for PluginState {
+    async fn connect(
+        &mut self,
+        config: S3Config,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, PluginError>> {
+        let endpoint = config
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", config.region));
+        let label = format!("bucket `{}` at {endpoint}", config.bucket);
+        if !endpoint_permitted(&self.grants.hosts, &endpoint) {
+            return Ok(Err(PluginError::Denied(format!(
+                "{label}: the endpoint is not granted to this sink; grant it with hosts = [\"host:port\"] under [repository.grants]"
+            ))));
+        }
+        let store = match build(&config, &endpoint) {
+            Ok(store) => Arc::new(store),
+            Err(e) => return Ok(Err(e)),
+        };
+        // One cheap request proves endpoint, bucket and credentials before any work.
+        let probe = store.list(None).next().await.transpose();
+        if let Err(e) = probe {
+            let error = match classify(&label, "", e) {
+                PluginError::NotFound(_) => PluginError::Permanent(format!(
+                    "{label}: the bucket does not exist; create it, or fix `bucket` and `endpoint`"
+                )),
+                PluginError::Retryable(m) => PluginError::Retryable(format!(
+                    "{m}: is the endpoint right and the server reachable?"
+                )),
+                other => other,
+            };
+            return Ok(Err(error));
+        }
+        Ok(Ok(self.table.push(Bucket { store, label })?))
+    }
+}
+
+impl wit::HostBucket for PluginState {
+    async fn put(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        contents: Resource<Blob>,
+        create_only: bool,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        let data = {
+            let blob = self.table.get_mut(&contents)?;
+            let blob = std::mem::replace(blob, Blob::from_bytes(Bytes::new()));
+            match blob.into_bytes().await {
+                Ok(data) => data,
+                Err(e) => return Ok(Err(PluginError::Permanent(e.to_string()))),
+            }
+        };
+        let bucket = self.table.get(&bucket)?;
+        Ok(bucket.put(&key, data, create_only).await)
+    }
+
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
+        let bucket = self.table.get(&bucket)?;
+        let path = match key_path(&key) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let data = match bucket.store.get(&path).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        Ok(match data {
+            Ok(data) => Ok(self.table.push(Blob::from_bytes(data))?),
+            Err(e) => Err(bucket.error(&key, e)),
+        })
+    }
+
+    async fn get_range(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        offset: u64,
+        length: u64,
+    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
+        let bucket = self.table.get(&bucket)?;
+        let path = match key_path(&key) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(
+            match bucket.store.get_range(&path, offset..offset + length).await {
+                Ok(data) => Ok(self.table.push(Blob::from_bytes(data))?),
+                Err(e) => Err(bucket.error(&key, e)),
+            },
+        )
+    }
+
+    async fn list(
+        &mut self,
+        bucket: Resource<Bucket>,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<ObjectEntry>, PluginError>> {
+        let bucket = self.table.get(&bucket)?;
+        // object_store lists whole path segments; filter to the exact string prefix.
+        let dir = prefix
+            .rfind('/')
+            .map(|slash| ObjectPath::from(&prefix[..slash]));
+        let listed: Result<Vec<_>, _> = bucket.store.list(dir.as_ref()).try_collect().await;
+        Ok(match listed {
+            Ok(objects) => Ok(objects
+                .into_iter()
+                .map(|m| ObjectEntry {
+                    key: m.location.to_string(),
+                    size: m.size,
+                })
+                .filter(|o| o.key.starts_with(&prefix))
+                .collect()),
+            Err(e) => Err(bucket.error(&prefix, e)),
+        })
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        let bucket = self.table.get(&bucket)?;
+        let path = match key_path(&key) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match bucket.store.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(bucket.error(&key, e)),
+        })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_read_back_from_generic_errors() {
+        let denied = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing GET http://x/b in 6ms - Server returned non-2xx status code: 403 Forbidden: <Error/>".into(),
+        };
+        assert!(matches!(
+            classify("bucket", "", denied),
+            PluginError::Denied(_)
+        ));
+        let down = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request: connection refused".into(),
+        };
+        assert!(matches!(
+            classify("bucket", "k", down),
+            PluginError::Retryable(_)
+        ));
+        assert_eq!(
+            http_status("status code: 503 Service Unavailable"),
+            Some(503)
+        );
+    }
+
+    #[test]
+    fn endpoints_need_a_grant_unless_they_are_a_providers_own() {
+        let granted = vec!["127.0.0.1:9000".to_string(), "minio.lan".to_string()];
+        assert!(endpoint_permitted(&granted, "http://127.0.0.1:9000"));
+        assert!(!endpoint_permitted(&granted, "http://127.0.0.1:9001"));
+        assert!(endpoint_permitted(&granted, "https://minio.lan:443/"));
+        assert!(endpoint_permitted(
+            &[],
+            "https://s3.eu-west-1.amazonaws.com"
+        ));
+        assert!(endpoint_permitted(
+            &[],
+            "https://abc.r2.cloudflarestorage.com"
+        ));
+        assert!(!endpoint_permitted(
+            &[],
+            "http://s3.eu-west-1.amazonaws.com"
+        ));
+        assert!(!endpoint_permitted(
+            &[],
+            "https://amazonaws.com.evil.example"
+        ));
+        assert!(!endpoint_permitted(&granted, "ftp://127.0.0.1:9000"));
+    }
+}
