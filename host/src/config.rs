@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::lifecycle::retention::Policy;
 use crate::runtime::grants::Grants;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +18,9 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub plugins: PluginSettings,
+    /// How many snapshots of each source to keep (see `lifecycle::retention`).
+    #[serde(default)]
+    pub retention: Option<toml::Spanned<toml::Table>>,
     /// Where the config was read from; relative paths in options are relative to its folder.
     #[serde(skip)]
     pub path: PathBuf,
@@ -53,6 +57,9 @@ pub struct SourceConfig {
     /// How long one backup, restore or verify of this source may run (`90m`, `6h`).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// This source's retention, replacing the top-level `[retention]` for it.
+    #[serde(default)]
+    pub retention: Option<toml::Spanned<toml::Table>>,
 }
 
 impl SourceConfig {
@@ -181,6 +188,16 @@ impl Config {
                 ));
             }
         }
+        for table in config
+            .sources
+            .iter()
+            .filter_map(|s| s.retention.as_ref())
+            .chain(config.retention.as_ref())
+        {
+            if let Err(e) = Policy::from_table(table.get_ref(), &mut Vec::new()) {
+                return Err(invalid(Some(table.span()), e.0));
+            }
+        }
         if config.repository.concurrency == 0 {
             return Err(invalid(
                 None,
@@ -188,6 +205,24 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// The retention policy of a source (its own table, else the top-level one), with
+    /// warnings about values that fell back to safe ones. `None` when nothing is configured.
+    pub fn retention_for(&self, source: &str) -> Option<(Policy, Vec<String>)> {
+        let table = self
+            .source(source)
+            .and_then(|s| s.retention.as_ref())
+            .or(self.retention.as_ref())?;
+        let mut warnings = Vec::new();
+        // Unknown keys were refused when the config was parsed.
+        let policy = Policy::from_table(table.get_ref(), &mut warnings).ok()?;
+        Some((policy, warnings))
+    }
+
+    /// Whether any retention is configured.
+    pub fn has_retention(&self) -> bool {
+        self.retention.is_some() || self.sources.iter().any(|s| s.retention.is_some())
     }
 
     /// The folder relative paths in the config are relative to.

@@ -6,10 +6,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::{Cli, Command, ExitStatus, KeyCommand, PluginCommand};
+use super::{Cli, Command, ExitStatus, KeepFlags, KeyCommand, PluginCommand};
 use crate::config::Config;
 use crate::lifecycle::progress::human_bytes;
-use crate::lifecycle::{Session, backup, check, restore, verify};
+use crate::lifecycle::retention::{Policy, parse_duration};
+use crate::lifecycle::{Session, backup, check, drill, forget, prune, restore, status, verify};
 use crate::runtime::{Origin, PluginKind, Runtime, RuntimeOptions, WIT_VERSION, builtin};
 
 pub async fn run(cli: &Cli) -> Result<ExitStatus> {
@@ -133,6 +134,83 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
                 ExitStatus::Failed
             })
         }
+        Command::Forget {
+            keep,
+            sources,
+            dry_run,
+            prune,
+            grace,
+        } => {
+            let session = session(cli)?;
+            let mut warnings = Vec::new();
+            let policy = keep_policy(keep, &mut warnings)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            let grace = grace_of(grace)?;
+            let repo = session.open_repository().await?;
+            let options = forget::ForgetOptions {
+                dry_run: *dry_run,
+                sources: (!sources.is_empty()).then(|| sources.clone()),
+                policy,
+            };
+            let report = forget::run(&repo, &session.config, &options).await?;
+            let pruned = if *prune && report.ok() {
+                let options = prune::PruneOptions {
+                    grace,
+                    dry_run: *dry_run,
+                };
+                Some(prune::run(&repo, &options).await?)
+            } else {
+                None
+            };
+            let value = serde_json::json!({ "forget": report, "prune": pruned });
+            print(json, &value, || {
+                let mut text = forget_text(&report);
+                if let Some(p) = &pruned {
+                    text.push('\n');
+                    text.push_str(&prune_text(p));
+                }
+                text
+            });
+            Ok(if report.ok() {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Failed
+            })
+        }
+        Command::Prune { grace, dry_run } => {
+            let session = session(cli)?;
+            let options = prune::PruneOptions {
+                grace: grace_of(grace)?,
+                dry_run: *dry_run,
+            };
+            let repo = session.open_repository().await?;
+            let report = prune::run(&repo, &options).await?;
+            print(json, &report, || prune_text(&report));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Drill { source, scratch } => {
+            let session = session(cli)?;
+            let options = drill::DrillOptions {
+                source: source.clone(),
+                scratch: scratch.clone(),
+                progress: !json,
+            };
+            let report = drill::run(&session, &options).await?;
+            print(json, &report, || drill_text(&report));
+            Ok(if report.ok() {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Failed
+            })
+        }
+        Command::Status => {
+            let session = session(cli)?;
+            let report = status::run(&session).await?;
+            print(json, &report, || status_text(&report));
+            Ok(ExitStatus::Ok)
+        }
         Command::Key(cmd) => key(cli, cmd).await,
     }
 }
@@ -176,12 +254,10 @@ fn parse_percent(text: &str) -> Result<f64> {
     let number = text.trim().trim_end_matches('%');
     match number.parse::<f64>() {
         Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(anyhow::Error::new(crate::config::ConfigError::Invalid {
-            path: "--read-data-subset".into(),
-            line: 1,
-            column: 1,
-            message: format!("`{text}` is not a percentage between 0 and 100, like 10%"),
-        })),
+        _ => Err(usage_error(
+            "--read-data-subset",
+            format!("`{text}` is not a percentage between 0 and 100, like 10%"),
+        )),
     }
 }
 
@@ -209,6 +285,20 @@ fn backup_text(report: &backup::BackupReport) -> String {
         human_bytes(report.bytes_stored),
         report.duration_secs
     ));
+    if let Some(retention) = &report.retention {
+        for s in &retention.sources {
+            match &s.refused {
+                Some(refused) => lines.push(format!("retention: {refused}")),
+                None if !s.removed.is_empty() => lines.push(format!(
+                    "retention: removed {} snapshot(s) of {} ({})",
+                    s.removed.len(),
+                    s.source,
+                    s.policy
+                )),
+                None => {}
+            }
+        }
+    }
     if !report.ok() {
         lines.push("some sources failed: their previous snapshots are untouched".into());
     }
@@ -309,6 +399,209 @@ fn check_text(report: &check::CheckReport) -> String {
             format!("{} errors", report.errors.len())
         }
     ));
+    lines.join("\n")
+}
+
+fn usage_error(flag: &str, message: String) -> anyhow::Error {
+    anyhow::Error::new(crate::config::ConfigError::Invalid {
+        path: flag.into(),
+        line: 1,
+        column: 1,
+        message,
+    })
+}
+
+/// The policy the `--keep-*` flags spell, if any flag was given.
+fn keep_policy(keep: &KeepFlags, warnings: &mut Vec<String>) -> Result<Option<Policy>> {
+    let mut policy = Policy::default();
+    for (key, n) in [
+        ("keep-last", keep.keep_last),
+        ("keep-hourly", keep.keep_hourly),
+        ("keep-daily", keep.keep_daily),
+        ("keep-weekly", keep.keep_weekly),
+        ("keep-monthly", keep.keep_monthly),
+        ("keep-yearly", keep.keep_yearly),
+    ] {
+        if let Some(n) = n {
+            policy.set_count(key, n, warnings);
+        }
+    }
+    if let Some(text) = &keep.keep_within {
+        policy.keep_within = Some(parse_duration(text).ok_or_else(|| {
+            usage_error(
+                "--keep-within",
+                format!("`{text}` is not a duration like 30d or 12h"),
+            )
+        })?);
+    }
+    policy.keep_tags = keep.keep_tags.clone();
+    Ok((!policy.is_empty()).then_some(policy))
+}
+
+fn grace_of(text: &str) -> Result<chrono::Duration> {
+    if text.trim() == "0" || text.trim() == "0s" {
+        return Ok(chrono::Duration::zero());
+    }
+    crate::config::parse_duration(text)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .ok_or_else(|| {
+            usage_error(
+                "--grace",
+                format!("`{text}` is not a duration like 24h or 90m"),
+            )
+        })
+}
+
+fn forget_text(report: &forget::ForgetReport) -> String {
+    let mut lines = Vec::new();
+    if report.sources.is_empty() {
+        lines.push(
+            "no retention policy applies: configure [retention] or pass --keep-* flags".into(),
+        );
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for s in &report.sources {
+        lines.push(format!("{} ({}):", s.source, s.policy));
+        if let Some(refused) = &s.refused {
+            lines.push(format!("  REFUSED: {refused}"));
+        }
+        for k in &s.kept {
+            lines.push(format!(
+                "  keep    {}  {}  {}",
+                &k.snapshot[..8],
+                k.time.format("%Y-%m-%d %H:%M"),
+                k.reasons.join(", ")
+            ));
+        }
+        for r in &s.removed {
+            let verb = if s.refused.is_some() { "kept" } else { verb };
+            lines.push(format!(
+                "  {verb:<7} {}  {}",
+                &r.snapshot[..8],
+                r.time.format("%Y-%m-%d %H:%M")
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+fn prune_text(report: &prune::PruneReport) -> String {
+    let mut lines = Vec::new();
+    let prefix = if report.dry_run { "would have " } else { "" };
+    lines.push(format!(
+        "{prefix}deleted {} packs, freeing {}",
+        report.packs_deleted,
+        human_bytes(report.bytes_freed),
+    ));
+    if report.packs_kept > 0 {
+        lines.push(format!(
+            "kept {} condemned packs: snapshots written since need them",
+            report.packs_kept
+        ));
+    }
+    if report.packs_condemned > 0 {
+        lines.push(format!(
+            "{prefix}condemned {} packs ({}), {} of them repacked ({} of live data copied): a prune after the grace period deletes them",
+            report.packs_condemned,
+            human_bytes(report.bytes_condemned),
+            report.packs_repacked,
+            human_bytes(report.bytes_repacked)
+        ));
+    }
+    if report.packs_waiting > 0 {
+        lines.push(format!(
+            "{} packs condemned earlier are still within the grace period",
+            report.packs_waiting
+        ));
+    }
+    lines.join("\n")
+}
+
+fn drill_text(report: &drill::DrillReport) -> String {
+    let mut lines = vec![format!(
+        "{:<16} {:<8} {:>9} {:>12} {:>10} {:>8}  snapshot",
+        "source", "result", "RTO", "RPO", "size", "checks"
+    )];
+    for s in &report.sources {
+        lines.push(format!(
+            "{:<16} {:<8} {:>8.1}s {:>12} {:>10} {:>4}/{:<3}  {} ({})",
+            s.verified.name,
+            if s.verified.passed {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            s.rto_secs,
+            human_age(s.rpo_secs),
+            human_bytes(s.verified.bytes),
+            s.checks_passed,
+            s.checks_total,
+            &s.snapshot[..8],
+            s.snapshot_time.format("%Y-%m-%d %H:%M")
+        ));
+        if !s.verified.passed {
+            lines.push(format!("    {}", drill::failure_of(&s.verified)));
+        }
+    }
+    lines.join("\n")
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn status_text(report: &[status::SourceStatus]) -> String {
+    let when = |e: &Option<status::Event>| {
+        e.as_ref()
+            .map(|e| e.time.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "never".into())
+    };
+    let mut lines = vec![format!(
+        "{:<16} {:>9} {:<17} {:<17} {:<17} {:<17}",
+        "source", "snapshots", "newest", "last success", "last failure", "last drill"
+    )];
+    for s in report {
+        let newest = s
+            .newest_snapshot
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "none".into());
+        let drill = match &s.last_drill {
+            Some(d) => format!(
+                "{} {}",
+                when(&s.last_drill),
+                if d.ok { "ok" } else { "FAILED" }
+            ),
+            None => "never".into(),
+        };
+        lines.push(format!(
+            "{:<16} {:>9} {:<17} {:<17} {:<17} {}",
+            s.source,
+            s.snapshots,
+            newest,
+            when(&s.last_success),
+            when(&s.last_failure),
+            drill
+        ));
+        if let Some(f) = &s.last_failure
+            && let Some(e) = &f.error
+        {
+            lines.push(format!("    last failure: {e}"));
+        }
+        if let Some(d) = &s.last_drill
+            && let Some(e) = &d.error
+        {
+            lines.push(format!("    last drill: {e}"));
+        }
+    }
     lines.join("\n")
 }
 

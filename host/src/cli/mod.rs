@@ -91,12 +91,81 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         scratch: Option<String>,
     },
+    /// Apply retention: remove the snapshots each source's policy does not keep (flags
+    /// replace the configured policy). Data goes with --prune or `cairn prune`.
+    Forget {
+        #[command(flatten)]
+        keep: KeepFlags,
+        /// Only this source (repeatable).
+        #[arg(long = "source", value_name = "NAME")]
+        sources: Vec<String>,
+        /// List what would be removed and which rule keeps each survivor; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Then prune unreferenced data.
+        #[arg(long)]
+        prune: bool,
+        /// With --prune: see `cairn prune --grace`.
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        grace: String,
+    },
+    /// Remove data no snapshot needs, in two phases: condemn now, delete in a later prune
+    /// once the grace period has passed (so concurrent backups never lose data).
+    Prune {
+        /// How long condemned data waits before a prune deletes it; longer than any backup.
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        grace: String,
+        /// Report what would be condemned and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Restore drill: restore the newest snapshot of every source into scratch space, verify
+    /// it, and report time to restore (RTO) and age of the newest restorable point (RPO).
+    Drill {
+        /// Drill only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// The scratch database for sources restored to a server (never the live one).
+        #[arg(long, value_name = "URL")]
+        scratch: Option<String>,
+    },
+    /// Per source: newest snapshot, last backup, last success, last failure, last drill.
+    Status,
     /// Manage the repository's passwords (key slots).
     #[command(subcommand)]
     Key(KeyCommand),
     /// List or inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// Retention rules on the command line, spelled as in the config's `[retention]`.
+#[derive(Debug, Args)]
+pub struct KeepFlags {
+    /// Keep the newest N snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep snapshots within this long of the newest one (30d, 12h, 2w).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each of the last N hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

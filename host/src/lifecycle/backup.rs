@@ -11,6 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::forget::{self, ForgetOptions, ForgetReport};
+use super::history::{self, RunKind, RunRecord, SourceOutcome};
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
 use crate::repo::Repository;
@@ -26,11 +28,15 @@ pub struct BackupReport {
     pub sources: Vec<SourceReport>,
     pub bytes_stored: u64,
     pub duration_secs: f64,
+    /// The configured retention, applied to the sources that succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<ForgetReport>,
 }
 
 impl BackupReport {
     pub fn ok(&self) -> bool {
         self.sources.iter().all(|s| s.error.is_none())
+            && self.retention.as_ref().is_none_or(ForgetReport::ok)
     }
 
     /// Why the named source failed in this run (`None` if it succeeded).
@@ -90,7 +96,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
     }
 
     let repo = session.open_repository().await?;
-    repo.load_index().await?;
+    repo.load_index_for_backup().await?;
     let parents = repo.snapshots().await?;
     let writer = Arc::new(ChunkWriter::start(repo.clone())?);
     let snapshot = new_snapshot_id();
@@ -153,12 +159,59 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         reports.push(report);
     }
     progress.finish();
+    // Retention for the sources that succeeded; a failed source keeps all it has.
+    let succeeded: Vec<String> = reports
+        .iter()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    let retention = if session.config.has_retention() && !succeeded.is_empty() {
+        let options = ForgetOptions {
+            dry_run: false,
+            sources: Some(succeeded),
+            policy: None,
+        };
+        match forget::run(&repo, &session.config, &options).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::error!("applying retention: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    history::record(
+        &repo,
+        &RunRecord {
+            kind: RunKind::Backup,
+            time,
+            hostname: crate::util::hostname(),
+            snapshot: snapshot.clone(),
+            sources: reports
+                .iter()
+                .map(|r| SourceOutcome {
+                    source: r.name.clone(),
+                    ok: r.error.is_none(),
+                    error: r.error.clone(),
+                    details: serde_json::json!({
+                        "items": r.counts.items,
+                        "bytes": r.counts.bytes,
+                        "bytes_new": r.bytes_new,
+                        "duration_secs": r.duration_secs,
+                    }),
+                })
+                .collect(),
+        },
+    )
+    .await;
     Ok(BackupReport {
         snapshot,
         time,
         sources: reports,
         bytes_stored: WriteStats::get(&writer.stats().bytes_stored),
         duration_secs: started.elapsed().as_secs_f64(),
+        retention,
     })
 }
 

@@ -3,8 +3,14 @@
 
 pub mod backup;
 pub mod check;
+pub mod drill;
+pub mod forget;
+pub mod history;
 pub mod progress;
+pub mod prune;
 pub mod restore;
+pub mod retention;
+pub mod status;
 pub mod verify;
 
 use std::collections::HashMap;

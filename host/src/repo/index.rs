@@ -127,6 +127,30 @@ impl Index {
         Ok(())
     }
 
+    /// This index without the chunks located in `packs` (for a backup, which must not
+    /// reuse chunks in packs a prune has condemned).
+    pub fn without_packs(&self, packs: &std::collections::HashSet<PackId>) -> Index {
+        let mut out = Index::default();
+        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for (id, loc) in self.chunks() {
+            if !packs.contains(&loc.pack) {
+                by_pack.entry(loc.pack).or_default().push(PackEntry {
+                    id,
+                    kind: loc.kind,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                });
+            }
+        }
+        for (pack, size) in self.packs() {
+            if let Some(entries) = by_pack.get(&pack) {
+                out.add_pack(pack, size, entries);
+            }
+        }
+        out
+    }
+
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.chunks.contains_key(id)
     }

@@ -14,6 +14,10 @@ pub enum MetaKind {
     Config,
     Index,
     Snapshot,
+    /// A prune marker: packs condemned by the first phase of a prune.
+    Prune,
+    /// A record of one backup or drill run (outcomes per source), for `cairn status`.
+    Run,
 }
 
 impl MetaKind {
@@ -22,6 +26,8 @@ impl MetaKind {
             MetaKind::Config => b"cairn config",
             MetaKind::Index => b"cairn index",
             MetaKind::Snapshot => b"cairn snapshot",
+            MetaKind::Prune => b"cairn prune",
+            MetaKind::Run => b"cairn run",
         }
     }
 }

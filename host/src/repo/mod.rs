@@ -14,6 +14,7 @@ pub mod index;
 pub mod keys;
 pub mod meta;
 pub mod pack;
+pub mod prune;
 pub mod reader;
 pub mod snapshot;
 pub mod tree;
@@ -31,6 +32,8 @@ use crypto::Keys;
 use index::{Index, IndexFile};
 use keys::KeySlot;
 use meta::MetaKind;
+use pack::PackId;
+pub use prune::PruneMarker;
 use snapshot::SourceSnapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +269,37 @@ impl Repository {
         Ok(index)
     }
 
+    /// Prune markers: packs the first phase of a prune condemned, with when.
+    pub async fn prune_markers(&self) -> RepoResult<Vec<(String, PruneMarker)>> {
+        let mut markers = Vec::new();
+        for (name, _) in self.backend.list("prune/").await? {
+            let sealed = self.backend.get(&name).await?;
+            let marker: PruneMarker =
+                meta::open(&self.keys, MetaKind::Prune, &sealed).map_err(|e| e.context(&name))?;
+            markers.push((name, marker));
+        }
+        Ok(markers)
+    }
+
+    /// Loads the index for a backup: without the chunks of condemned packs, so nothing
+    /// new comes to depend on a pack a prune is about to delete.
+    pub async fn load_index_for_backup(&self) -> RepoResult<Arc<Index>> {
+        let index = self.load_index().await?;
+        let condemned: std::collections::HashSet<PackId> = self
+            .prune_markers()
+            .await?
+            .iter()
+            .flat_map(|(_, m)| m.packs.iter())
+            .filter_map(|p| PackId::from_hex(p).ok())
+            .collect();
+        if condemned.is_empty() {
+            return Ok(index);
+        }
+        let index = Arc::new(index.without_packs(&condemned));
+        *self.index.write().expect("index lock") = index.clone();
+        Ok(index)
+    }
+
     /// Every snapshot manifest, oldest first.
     pub async fn snapshots(&self) -> RepoResult<Vec<(String, SourceSnapshot)>> {
         let names = self.backend.list("snapshots/").await?;
@@ -288,6 +322,14 @@ impl Repository {
                 .then_with(|| a.1.source.cmp(&b.1.source))
         });
         Ok(manifests)
+    }
+
+    /// Stores an index file (after every pack it names has landed); returns its name.
+    pub async fn write_index_file(&self, file: &IndexFile) -> RepoResult<String> {
+        let sealed = meta::seal(&self.keys, MetaKind::Index, file);
+        let name = meta::content_name("index", &sealed);
+        self.put_content_addressed(&name, sealed.into()).await?;
+        Ok(name)
     }
 
     /// Stores a manifest; the snapshot exists from this moment.

@@ -65,24 +65,7 @@ impl ChunkReader {
             None => {
                 let pack_size = self.pack_sizes.get(&loc.pack).copied().unwrap_or(end);
                 let read_end = (start + READ_AHEAD).max(end).min(pack_size.max(end));
-                let name = loc.pack.object_name();
-                let bytes = self
-                    .repo
-                    .backend()
-                    .get_range(&name, start, read_end - start)
-                    .await
-                    .map_err(|e| {
-                        if e.is_not_found() {
-                            RepoError::Corrupt(format!("pack {name} is missing"))
-                        } else {
-                            e.into()
-                        }
-                    })?;
-                if (bytes.len() as u64) < end - start {
-                    return Err(RepoError::Corrupt(format!(
-                        "pack {name} is shorter than its index says"
-                    )));
-                }
+                let bytes = fetch_range(&self.repo, &loc.pack, start, read_end - start).await?;
                 let sealed = bytes.slice(0..(end - start) as usize);
                 self.window = Some(Window {
                     pack: loc.pack,
@@ -110,6 +93,33 @@ impl ChunkReader {
     pub fn keys(&self) -> &crate::repo::crypto::Keys {
         self.repo.keys()
     }
+}
+
+/// Reads `length` bytes of a pack from `start` (fewer at its end).
+async fn fetch_range(
+    repo: &Repository,
+    pack: &PackId,
+    start: u64,
+    length: u64,
+) -> RepoResult<Bytes> {
+    let name = pack.object_name();
+    let bytes = repo
+        .backend()
+        .get_range(&name, start, length)
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                RepoError::Corrupt(format!("pack {name} is missing"))
+            } else {
+                e.into()
+            }
+        })?;
+    if (bytes.len() as u64) < length {
+        return Err(RepoError::Corrupt(format!(
+            "pack {name} is shorter than its index says"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Opens one fetched chunk (CPU work: decrypt, decompress, hash).
@@ -147,9 +157,56 @@ pub struct Prefetch {
 /// Chunks opened or being opened ahead of the reader, at most.
 const PREFETCH_AHEAD: usize = 16;
 
+/// Pack windows being downloaded at once, ahead of the chunks being opened: hides the
+/// latency of object storage, where each range read is a request.
+const WINDOWS_IN_FLIGHT: usize = 4;
+
+/// One range read of a pack that serves consecutive chunks of the plan.
+struct PlannedWindow {
+    pack: PackId,
+    start: u64,
+    end: u64,
+    /// (position in the plan, chunk, where it is)
+    chunks: Vec<(usize, ChunkId, Option<Location>)>,
+}
+
+/// Groups the plan into range reads: consecutive chunks of one pack, within READ_AHEAD of
+/// the window's start, share a read. A chunk the index lacks gets a window of its own,
+/// which reports it.
+fn plan_windows(index: &Index, plan: Vec<ChunkId>) -> Vec<PlannedWindow> {
+    let mut windows: Vec<PlannedWindow> = Vec::new();
+    for (seq, id) in plan.into_iter().enumerate() {
+        let loc = index.get(&id);
+        if let (Some(loc), Some(w)) = (loc, windows.last_mut()) {
+            let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
+            if w.pack == loc.pack
+                && start >= w.start
+                && end <= w.start + READ_AHEAD.max(w.end - w.start)
+            {
+                w.end = w.end.max(end);
+                w.chunks.push((seq, id, Some(loc)));
+                continue;
+            }
+        }
+        let (pack, start, end) = match loc {
+            Some(l) => (l.pack, l.offset as u64, l.offset as u64 + l.length as u64),
+            None => (PackId([0; 32]), 0, 0),
+        };
+        windows.push(PlannedWindow {
+            pack,
+            start,
+            end,
+            chunks: vec![(seq, id, loc)],
+        });
+    }
+    windows
+}
+
 impl Prefetch {
-    /// Starts fetching `plan` (every chunk of the items, in order).
-    pub fn start(mut reader: ChunkReader, plan: Vec<ChunkId>) -> Prefetch {
+    /// Starts fetching `plan` (every chunk of the items, in order): several pack windows
+    /// download at once, and their chunks open on several threads.
+    pub fn start(reader: ChunkReader, plan: Vec<ChunkId>) -> Prefetch {
+        use futures::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_AHEAD);
         let parallel = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -157,23 +214,47 @@ impl Prefetch {
             + 1;
         let task = tokio::spawn(async move {
             let keys = reader.keys().clone();
+            let repo = reader.repo.clone();
+            let windows = plan_windows(&reader.index, plan);
+            let mut fetched = futures::stream::iter(windows.into_iter().map(|w| {
+                let repo = repo.clone();
+                async move {
+                    let bytes = if w.chunks.iter().any(|(_, _, loc)| loc.is_none()) {
+                        Err(RepoError::Corrupt("no index names it".into()))
+                    } else {
+                        fetch_range(&repo, &w.pack, w.start, w.end - w.start).await
+                    };
+                    (w, bytes)
+                }
+            }))
+            .buffered(WINDOWS_IN_FLIGHT);
             let mut opening = std::collections::VecDeque::new();
-            for (seq, id) in plan.into_iter().enumerate() {
-                let job = match reader.fetch_sealed(&id).await {
-                    Ok((sealed, loc)) => {
-                        let keys = keys.clone();
-                        tokio::task::spawn_blocking(move || open_chunk(&keys, &id, &sealed, &loc))
-                    }
-                    Err(e) => tokio::task::spawn_blocking(move || Err(e)),
-                };
-                opening.push_back((seq, job));
-                while opening.len() >= parallel {
-                    let (seq, job) = opening.pop_front().expect("non-empty");
-                    let opened = job
-                        .await
-                        .unwrap_or_else(|e| Err(RepoError::Other(format!("decoding task: {e}"))));
-                    if tx.send((seq, opened)).await.is_err() {
-                        return;
+            while let Some((window, bytes)) = fetched.next().await {
+                for (seq, id, loc) in window.chunks {
+                    let job = match (&bytes, loc) {
+                        (Ok(bytes), Some(loc)) => {
+                            let at = (loc.offset as u64 - window.start) as usize;
+                            let sealed = bytes.slice(at..at + loc.length as usize);
+                            let keys = keys.clone();
+                            tokio::task::spawn_blocking(move || {
+                                open_chunk(&keys, &id, &sealed, &loc)
+                            })
+                        }
+                        (Err(e), _) => {
+                            let e = RepoError::Corrupt(format!("chunk {id}: {e}"));
+                            tokio::task::spawn_blocking(move || Err(e))
+                        }
+                        (Ok(_), None) => unreachable!("windows with unindexed chunks fail"),
+                    };
+                    opening.push_back((seq, job));
+                    while opening.len() >= parallel {
+                        let (seq, job) = opening.pop_front().expect("non-empty");
+                        let opened = job.await.unwrap_or_else(|e| {
+                            Err(RepoError::Other(format!("decoding task: {e}")))
+                        });
+                        if tx.send((seq, opened)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }

@@ -19,7 +19,6 @@ use tokio::task::JoinSet;
 use super::chunker::{Chunking, StreamChunker};
 use super::crypto::{ChunkId, Keys};
 use super::index::{Index, IndexFile, IndexedPack};
-use super::meta::{self, MetaKind};
 use super::pack::{ChunkEncoder, ChunkKind, PackBuilder, PackEntry, PackId};
 use super::{RepoError, RepoResult, Repository};
 
@@ -343,9 +342,7 @@ impl Packer {
             packs: std::mem::take(&mut self.landed),
             supersedes: Vec::new(),
         };
-        let sealed = meta::seal(self.repo.keys(), MetaKind::Index, &file);
-        let name = meta::content_name("index", &sealed);
-        self.repo.put_content_addressed(&name, sealed.into()).await
+        self.repo.write_index_file(&file).await.map(drop)
     }
 
     async fn flush(&mut self) -> RepoResult<()> {

@@ -1,0 +1,307 @@
+//! `cairn prune`: removes data no snapshot needs, in two phases with a grace period, so a
+//! backup running at the same time from another host never loses data.
+//!
+//! Phase 1 *condemns* packs: those no snapshot references (and unindexed leftovers of
+//! interrupted backups), and partly used ones after copying their live chunks into new
+//! packs (repacking). It writes a prune marker and deletes nothing. From then on backups
+//! do not reuse chunks of condemned packs.
+//!
+//! Phase 2, in a later prune once the grace period has passed, deletes a condemned pack
+//! only if every chunk of it that a snapshot now references (a snapshot written meanwhile
+//! by a backup that started before the marker) also lives in a pack that is not
+//! condemned; otherwise the pack is kept. Index files naming deleted packs are rewritten
+//! first, so the index never names a missing pack.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::repo::Repository;
+use crate::repo::index::{IndexFile, IndexedPack};
+use crate::repo::meta::{self, MetaKind};
+use crate::repo::pack::{PackBuilder, PackId};
+use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::{PruneMarker, crypto::ChunkId};
+
+pub struct PruneOptions {
+    /// How old a marker must be before its packs are deleted: longer than any backup.
+    pub grace: chrono::Duration,
+    /// Report what would happen; change nothing.
+    pub dry_run: bool,
+}
+
+/// A pack whose live chunks make up less than this share of its bytes is repacked.
+const REPACK_BELOW: f64 = 0.5;
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Phase 2: packs deleted now, and the bytes that freed.
+    pub packs_deleted: usize,
+    pub bytes_freed: u64,
+    /// Condemned packs a newer snapshot turned out to need: kept.
+    pub packs_kept: usize,
+    /// Phase 1: packs condemned now (deleted by a prune after the grace period).
+    pub packs_condemned: usize,
+    pub bytes_condemned: u64,
+    /// Partly used packs whose live chunks were copied into new packs.
+    pub packs_repacked: usize,
+    pub bytes_repacked: u64,
+    /// Condemned packs still within their grace period.
+    pub packs_waiting: usize,
+    pub index_files_rewritten: usize,
+}
+
+pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let referenced = referenced_chunks(repo).await?;
+    let index_files = read_index_files(repo).await?;
+    let mut pack_chunks: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
+    for (_, file) in &index_files {
+        for pack in &file.packs {
+            let id = PackId::from_hex(&pack.id)?;
+            let chunks = pack_chunks.entry(id).or_default();
+            for c in &pack.chunks {
+                chunks.push(ChunkId::from_hex(&c.id)?);
+            }
+        }
+    }
+    let stored: HashMap<PackId, u64> = repo
+        .backend()
+        .list("data/")
+        .await?
+        .into_iter()
+        .filter_map(|(name, size)| Some((PackId::from_hex(name.rsplit('/').next()?).ok()?, size)))
+        .collect();
+    let markers = repo.prune_markers().await?;
+    let condemned: HashSet<PackId> = markers
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter())
+        .filter_map(|p| PackId::from_hex(p).ok())
+        .collect();
+
+    // Phase 2: markers past their grace period.
+    let now = Utc::now();
+    let (due, waiting): (Vec<_>, Vec<_>) = markers
+        .into_iter()
+        .partition(|(_, m)| now - m.time >= options.grace);
+    report.packs_waiting = waiting.iter().map(|(_, m)| m.packs.len()).sum();
+    // Where else each referenced chunk lives, outside condemned packs.
+    let safe_copies: HashSet<ChunkId> = pack_chunks
+        .iter()
+        .filter(|(pack, _)| !condemned.contains(pack) && stored.contains_key(pack))
+        .flat_map(|(_, chunks)| chunks.iter().copied())
+        .collect();
+    let mut delete: HashSet<PackId> = HashSet::new();
+    for (_, marker) in &due {
+        for hex in &marker.packs {
+            let Ok(pack) = PackId::from_hex(hex) else {
+                continue;
+            };
+            if !stored.contains_key(&pack) {
+                continue;
+            }
+            let needed = pack_chunks
+                .get(&pack)
+                .into_iter()
+                .flatten()
+                .any(|c| referenced.contains(c) && !safe_copies.contains(c));
+            if needed {
+                report.packs_kept += 1;
+            } else {
+                delete.insert(pack);
+            }
+        }
+    }
+    report.packs_deleted = delete.len();
+    report.bytes_freed = delete.iter().map(|p| stored[p]).sum();
+
+    // Phase 1: condemn what no snapshot needs among packs not condemned yet.
+    let mut condemn: Vec<PackId> = Vec::new();
+    let mut repack: Vec<PackId> = Vec::new();
+    for (&pack, &size) in &stored {
+        if condemned.contains(&pack) {
+            continue;
+        }
+        let chunks = pack_chunks
+            .get(&pack)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let live = chunks.iter().filter(|c| referenced.contains(c)).count();
+        if live == 0 {
+            condemn.push(pack);
+            report.bytes_condemned += size;
+        } else if (live as f64) < REPACK_BELOW * chunks.len() as f64 {
+            repack.push(pack);
+        }
+    }
+    if options.dry_run {
+        report.packs_condemned = condemn.len() + repack.len();
+        report.packs_repacked = repack.len();
+        return Ok(report);
+    }
+
+    // Repack before condemning, so every live chunk has a copy outside condemned packs.
+    if !repack.is_empty() {
+        let (written, files) = repack_live(repo, &repack, &pack_chunks, &referenced).await?;
+        report.packs_repacked = repack.len();
+        report.bytes_repacked = written;
+        report.index_files_rewritten += files;
+        for pack in &repack {
+            report.bytes_condemned += stored[pack];
+        }
+        condemn.extend(repack);
+    }
+    report.packs_condemned = condemn.len();
+
+    if !delete.is_empty() {
+        report.index_files_rewritten += drop_from_index(repo, &index_files, &delete).await?;
+        for pack in &delete {
+            repo.backend()
+                .delete(&pack.object_name())
+                .await
+                .with_context(|| format!("deleting pack {}", pack.to_hex()))?;
+        }
+    }
+    for (name, _) in &due {
+        repo.backend().delete(name).await?;
+    }
+    if !condemn.is_empty() {
+        let marker = PruneMarker {
+            version: 1,
+            time: Utc::now(),
+            packs: condemn.iter().map(PackId::to_hex).collect(),
+        };
+        let sealed = meta::seal(repo.keys(), MetaKind::Prune, &marker);
+        let name = format!("prune/{}", crate::repo::snapshot::new_snapshot_id());
+        repo.backend().put(&name, sealed.into(), true).await?;
+    }
+    Ok(report)
+}
+
+/// Every chunk a snapshot needs: its item list's chunks and its items' chunks.
+async fn referenced_chunks(repo: &std::sync::Arc<Repository>) -> Result<HashSet<ChunkId>> {
+    repo.load_index().await?;
+    let mut reader = ChunkReader::new(repo.clone());
+    let mut referenced = HashSet::new();
+    for (name, manifest) in repo.snapshots().await? {
+        referenced.extend(manifest.tree.iter().copied());
+        let items = read_items(&mut reader, &manifest).await.with_context(|| {
+            format!(
+                "reading the items of {name}: prune needs every snapshot readable (run cairn check)"
+            )
+        })?;
+        for item in items {
+            referenced.extend(item.chunks.iter().map(|(id, _)| *id));
+        }
+    }
+    Ok(referenced)
+}
+
+async fn read_index_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>> {
+    let mut files = Vec::new();
+    for (name, _) in repo.index_files().await? {
+        let file = repo.read_index_file(&name).await?;
+        files.push((name, file));
+    }
+    Ok(files)
+}
+
+/// Copies the live chunks of `packs` into new packs and indexes them; returns the bytes
+/// written and the index files written.
+async fn repack_live(
+    repo: &std::sync::Arc<Repository>,
+    packs: &[PackId],
+    pack_chunks: &HashMap<PackId, Vec<ChunkId>>,
+    referenced: &HashSet<ChunkId>,
+) -> Result<(u64, usize)> {
+    let mut reader = ChunkReader::new(repo.clone());
+    let mut builder = PackBuilder::with_capacity(repo.config().pack_size as usize);
+    let mut landed = Vec::new();
+    let mut written = 0u64;
+    let mut copied = HashSet::new();
+    for pack in packs {
+        for id in pack_chunks.get(pack).into_iter().flatten() {
+            if !referenced.contains(id) || !copied.insert(*id) {
+                continue;
+            }
+            // Sealed bytes move as they are: no decryption, no recompression.
+            let (sealed, loc) = reader.fetch_sealed(id).await?;
+            builder.add(*id, loc.kind, &sealed, loc.raw_length);
+            if builder.len() >= repo.config().pack_size as usize {
+                let full = std::mem::replace(
+                    &mut builder,
+                    PackBuilder::with_capacity(repo.config().pack_size as usize),
+                );
+                written += upload(repo, full, &mut landed).await?;
+            }
+        }
+    }
+    if !builder.is_empty() {
+        written += upload(repo, builder, &mut landed).await?;
+    }
+    if landed.is_empty() {
+        return Ok((written, 0));
+    }
+    repo.write_index_file(&IndexFile {
+        version: 1,
+        packs: landed,
+        supersedes: Vec::new(),
+    })
+    .await?;
+    Ok((written, 1))
+}
+
+async fn upload(
+    repo: &Repository,
+    builder: PackBuilder,
+    landed: &mut Vec<IndexedPack>,
+) -> Result<u64> {
+    let (id, bytes, entries) = builder.finish(repo.keys());
+    let size = bytes.len() as u64;
+    repo.put_content_addressed(&id.object_name(), bytes).await?;
+    landed.push(IndexedPack::new(id, size, &entries));
+    Ok(size)
+}
+
+/// Rewrites the index files that name any of `packs` without them: the new file lands
+/// first (superseding the old ones), then the old ones go. Returns how many were replaced.
+async fn drop_from_index(
+    repo: &Repository,
+    files: &[(String, IndexFile)],
+    packs: &HashSet<PackId>,
+) -> Result<usize> {
+    let names_pack = |file: &IndexFile| {
+        file.packs
+            .iter()
+            .any(|p| PackId::from_hex(&p.id).is_ok_and(|id| packs.contains(&id)))
+    };
+    let affected: Vec<&(String, IndexFile)> = files.iter().filter(|(_, f)| names_pack(f)).collect();
+    if affected.is_empty() {
+        return Ok(0);
+    }
+    let survivors: Vec<IndexedPack> = affected
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter())
+        .filter(|p| PackId::from_hex(&p.id).is_ok_and(|id| !packs.contains(&id)))
+        .cloned()
+        .collect();
+    let superseded: Vec<String> = affected.iter().map(|(n, _)| n.clone()).collect();
+    if !survivors.is_empty() {
+        repo.write_index_file(&IndexFile {
+            version: 1,
+            packs: survivors,
+            supersedes: superseded.clone(),
+        })
+        .await?;
+    }
+    for name in &superseded {
+        repo.backend().delete(name).await?;
+    }
+    Ok(superseded.len())
+}
