@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, du, measure};
+use cairn_bench::{Measured, du, measure, warm};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -44,7 +44,7 @@ fn main() -> Result<()> {
             .unwrap_or("?")
     );
     // Warm the page cache so both tools read from memory.
-    std::fs::read(&db).map(drop)?;
+    warm(dir.path())?;
 
     let out = dir.path().join("copy.db");
     let peer = measure(
