@@ -101,3 +101,28 @@ pub fn warm(dir: &Path) -> anyhow::Result<()> {
         .status()?;
     Ok(())
 }
+
+/// `[SMALL_FILES LARGE_FILES LARGE_MIB]` from the command line, for the mixed tree; the
+/// default is about 1 GiB (16,000 files of 1-64 KiB plus 4 of 128 MiB).
+pub fn tree_args(program: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    match args.as_slice() {
+        [] => Ok((16_000, 4, 128)),
+        [s, l, m] => Ok((*s, *l, *m)),
+        _ => anyhow::bail!("usage: {program} [SMALL_FILES LARGE_FILES LARGE_MIB]"),
+    }
+}
+
+/// The release `cairn` binary beside the running benchmark.
+pub fn cairn_exe() -> anyhow::Result<std::path::PathBuf> {
+    let cairn = std::env::current_exe()?.with_file_name("cairn");
+    anyhow::ensure!(
+        cairn.exists(),
+        "{} missing: cargo build --release -p cairn",
+        cairn.display()
+    );
+    Ok(cairn)
+}

@@ -90,6 +90,14 @@ pub fn misbehave_plugin() -> PathBuf {
     )
 }
 
+/// A `[[source]]` section: source `name` using `plugin` on `path`, plus extra option lines.
+pub fn source_section(name: &str, plugin: &str, path: &Path, extra_options: &str) -> String {
+    format!(
+        "[[source]]\nname = \"{name}\"\nplugin = \"{plugin}\"\n[source.options]\npath = \"{}\"\n{extra_options}\n\n",
+        path.display()
+    )
+}
+
 /// A scratch environment: a temp dir with a config, a repository and a private cache.
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -5,20 +5,19 @@
 
 use std::path::Path;
 
-use cairn_e2e::{Env, assert_same_tree, generate_tree, repo_objects, stderr};
+use cairn_e2e::{Env, assert_same_tree, generate_tree, repo_objects, source_section, stderr};
 use rusqlite::Connection;
 
 fn filesystem_source(name: &str, path: &Path) -> String {
-    format!(
-        "[[source]]\nname = \"{name}\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n\n",
-        path.display()
-    )
+    source_section(name, "filesystem", path, "")
 }
 
 fn sqlite_source(name: &str, path: &Path) -> String {
-    format!(
-        "[[source]]\nname = \"{name}\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\nprobes = [\"SELECT count(*) FROM t\"]\n\n",
-        path.display()
+    source_section(
+        name,
+        "sqlite",
+        path,
+        "probes = [\"SELECT count(*) FROM t\"]",
     )
 }
 

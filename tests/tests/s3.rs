@@ -5,13 +5,10 @@
 use std::time::Duration;
 
 use cairn_e2e::s3::S3Server;
-use cairn_e2e::{Env, assert_same_tree, generate_tree, stderr};
+use cairn_e2e::{Env, assert_same_tree, generate_tree, source_section, stderr};
 
 fn filesystem_source(name: &str, path: &std::path::Path) -> String {
-    format!(
-        "[[source]]\nname = \"{name}\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n\n",
-        path.display()
-    )
+    source_section(name, "filesystem", path, "")
 }
 
 fn s3_env(server: &S3Server, bucket: &str, prefix: &str, sources: &str) -> Env {

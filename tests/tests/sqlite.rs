@@ -7,15 +7,12 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use cairn_e2e::sqlite::{assert_consistent_bank, create_bank};
-use cairn_e2e::{Env, dir_size, stderr};
-use rusqlite::Connection;
+use cairn_e2e::{Env, dir_size, source_section, stderr};
 
 fn sqlite_source(name: &str, path: &Path, extra: &str) -> String {
-    format!(
-        "[[source]]\nname = \"{name}\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n{extra}\n",
-        path.display()
-    )
+    source_section(name, "sqlite", path, extra)
 }
+use rusqlite::Connection;
 
 /// Snapshot ids, oldest first.
 fn snapshot_ids(env: &Env) -> Vec<String> {

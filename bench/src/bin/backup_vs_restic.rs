@@ -11,24 +11,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, du, measure, mixed_tree, warm, which};
+use cairn_bench::{Measured, cairn_exe, du, measure, mixed_tree, tree_args, warm, which};
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse())
-        .collect::<Result<_, _>>()?;
-    let (small, large, large_mib) = match args.as_slice() {
-        [] => (16_000, 4, 128),
-        [s, l, m] => (*s, *l, *m),
-        _ => anyhow::bail!("usage: backup_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]"),
-    };
-    let cairn = std::env::current_exe()?.with_file_name("cairn");
-    anyhow::ensure!(
-        cairn.exists(),
-        "{} missing: cargo build --release -p cairn",
-        cairn.display()
-    );
+    let (small, large, large_mib) = tree_args("backup_vs_restic")?;
+    let cairn = cairn_exe()?;
     let restic = which("restic")
         .context("restic not found: install Debian's `restic` package (bench/run.sh does)")?;
     let version = Command::new(&restic).arg("version").output()?;

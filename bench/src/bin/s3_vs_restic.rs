@@ -12,25 +12,12 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, du, measure, mixed_tree, warm, which};
+use cairn_bench::{Measured, cairn_exe, du, measure, mixed_tree, tree_args, warm, which};
 use cairn_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse())
-        .collect::<Result<_, _>>()?;
-    let (small, large, large_mib) = match args.as_slice() {
-        [] => (16_000, 4, 128),
-        [s, l, m] => (*s, *l, *m),
-        _ => anyhow::bail!("usage: s3_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]"),
-    };
-    let cairn = std::env::current_exe()?.with_file_name("cairn");
-    anyhow::ensure!(
-        cairn.exists(),
-        "{} missing: cargo build --release -p cairn",
-        cairn.display()
-    );
+    let (small, large, large_mib) = tree_args("s3_vs_restic")?;
+    let cairn = cairn_exe()?;
     let restic = which("restic").context("restic not found (bench/run.sh installs it)")?;
     let dir = tempfile::tempdir_in(
         std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),

@@ -12,19 +12,14 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, du, measure, warm};
+use cairn_bench::{Measured, cairn_exe, du, measure, warm};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
         Some(a) => a.parse().context("usage: sqlite_vs_backup [SIZE_MIB]")?,
         None => 1024,
     };
-    let cairn = std::env::current_exe()?.with_file_name("cairn");
-    anyhow::ensure!(
-        cairn.exists(),
-        "{} missing: cargo build --release -p cairn",
-        cairn.display()
-    );
+    let cairn = cairn_exe()?;
     let dir = tempfile::tempdir_in(
         std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
     )?;
