@@ -4,7 +4,7 @@
 #   BENCH_DIR=/fast/disk bench/run.sh   where the data sets go (default: the temp dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --build
+scripts/setup.sh
 missing=()
 command -v restic >/dev/null 2>&1 || missing+=(restic)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
