@@ -177,15 +177,20 @@ impl Source for Sqlite {
         for item in data_items(reader) {
             let dest = join(scratch, &item.path);
             let problems = restore_one(options, reader, &item, &dest)?;
+            let sound = problems.is_empty();
             checks.push(CheckResult {
                 name: format!("{}: {}", item.path, options.check.pragma()),
-                passed: problems.is_empty(),
-                detail: if problems.is_empty() {
+                passed: sound,
+                detail: if sound {
                     "ok".into()
                 } else {
                     problems.join("; ")
                 },
             });
+            // A copy that fails its check was not kept: its probes cannot run.
+            if !sound {
+                continue;
+            }
             let db = sqlite::open(&dest)?;
             for i in 0.. {
                 let Some(recorded) = annotations.get(&probe_key(&item.path, i)) else {
