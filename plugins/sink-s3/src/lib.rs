@@ -241,3 +241,58 @@ impl Store for S3Store {
         self.bucket.delete(&self.key(name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(json: &str) -> Options {
+        cairn_sdk::options::parse(json).unwrap()
+    }
+
+    #[test]
+    fn presets_name_each_providers_endpoint_and_addressing() {
+        let aws = options(r#"{"bucket": "b", "region": "eu-west-1"}"#);
+        assert_eq!(preset(&aws), (None, "eu-west-1".into(), false));
+        let r2 = options(r#"{"provider": "r2", "bucket": "b", "account-id": "abc"}"#);
+        assert_eq!(
+            preset(&r2),
+            (
+                Some("https://abc.r2.cloudflarestorage.com".into()),
+                "auto".into(),
+                true
+            )
+        );
+        let b2 = options(r#"{"provider": "b2", "bucket": "b", "region": "us-west-004"}"#);
+        assert_eq!(
+            preset(&b2),
+            (
+                Some("https://s3.us-west-004.backblazeb2.com".into()),
+                "us-west-004".into(),
+                true
+            )
+        );
+        let minio = options(r#"{"bucket": "b", "endpoint": "http://127.0.0.1:9000"}"#);
+        assert_eq!(
+            preset(&minio),
+            (
+                Some("http://127.0.0.1:9000".into()),
+                "us-east-1".into(),
+                true
+            )
+        );
+        let forced =
+            options(r#"{"bucket": "b", "endpoint": "https://s3.lan", "path-style": false}"#);
+        assert!(!preset(&forced).2);
+    }
+
+    #[test]
+    fn presets_without_what_they_need_are_config_errors() {
+        let r2 = options(r#"{"provider": "r2", "bucket": "b"}"#);
+        assert!(
+            matches!(S3::validate(&r2), Err(PluginError::Config(c)) if c.field == "account-id")
+        );
+        let b2 = options(r#"{"provider": "b2", "bucket": "b"}"#);
+        assert!(matches!(S3::validate(&b2), Err(PluginError::Config(c)) if c.field == "region"));
+    }
+}
