@@ -190,6 +190,52 @@ fn key_path(key: &str) -> Result<ObjectPath, PluginError> {
 }
 
 impl Bucket {
+    async fn get(&self, key: &str) -> Result<Bytes, PluginError> {
+        let path = key_path(key)?;
+        let got = match self.store.get(&path).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        got.map_err(|e| self.error(key, e))
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, PluginError> {
+        let path = key_path(key)?;
+        self.store
+            .get_range(&path, offset..offset + length)
+            .await
+            .map_err(|e| self.error(key, e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, PluginError> {
+        // object_store lists whole path segments; filter to the exact string prefix.
+        let dir = prefix
+            .rfind('/')
+            .map(|slash| ObjectPath::from(&prefix[..slash]));
+        let listed: Vec<_> = self
+            .store
+            .list(dir.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| self.error(prefix, e))?;
+        Ok(listed
+            .into_iter()
+            .map(|m| ObjectEntry {
+                key: m.location.to_string(),
+                size: m.size,
+            })
+            .filter(|o| o.key.starts_with(prefix))
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PluginError> {
+        let path = key_path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
     async fn put(&self, key: &str, data: Bytes, create_only: bool) -> Result<(), PluginError> {
         let path = key_path(key)?;
         // Create-only objects (snapshots, keys) are small: one conditional PUT, atomic on
@@ -265,7 +311,7 @@ impl wit::Host for PluginState {
             };
             return Ok(Err(error));
         }
-        Ok(Ok(self.table.push(Bucket { store, label })?))
+        self.push_made(Ok(Bucket { store, label }))
     }
 }
 
@@ -294,19 +340,8 @@ impl wit::HostBucket for PluginState {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
-        let bucket = self.table.get(&bucket)?;
-        let path = match key_path(&key) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let data = match bucket.store.get(&path).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        };
-        Ok(match data {
-            Ok(data) => Ok(self.table.push(Blob::from_bytes(data))?),
-            Err(e) => Err(bucket.error(&key, e)),
-        })
+        let got = self.table.get(&bucket)?.get(&key).await;
+        self.push_made(got.map(Blob::from_bytes))
     }
 
     async fn get_range(
@@ -316,17 +351,12 @@ impl wit::HostBucket for PluginState {
         offset: u64,
         length: u64,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
-        let bucket = self.table.get(&bucket)?;
-        let path = match key_path(&key) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(
-            match bucket.store.get_range(&path, offset..offset + length).await {
-                Ok(data) => Ok(self.table.push(Blob::from_bytes(data))?),
-                Err(e) => Err(bucket.error(&key, e)),
-            },
-        )
+        let got = self
+            .table
+            .get(&bucket)?
+            .get_range(&key, offset, length)
+            .await;
+        self.push_made(got.map(Blob::from_bytes))
     }
 
     async fn list(
@@ -334,23 +364,7 @@ impl wit::HostBucket for PluginState {
         bucket: Resource<Bucket>,
         prefix: String,
     ) -> wasmtime::Result<Result<Vec<ObjectEntry>, PluginError>> {
-        let bucket = self.table.get(&bucket)?;
-        // object_store lists whole path segments; filter to the exact string prefix.
-        let dir = prefix
-            .rfind('/')
-            .map(|slash| ObjectPath::from(&prefix[..slash]));
-        let listed: Result<Vec<_>, _> = bucket.store.list(dir.as_ref()).try_collect().await;
-        Ok(match listed {
-            Ok(objects) => Ok(objects
-                .into_iter()
-                .map(|m| ObjectEntry {
-                    key: m.location.to_string(),
-                    size: m.size,
-                })
-                .filter(|o| o.key.starts_with(&prefix))
-                .collect()),
-            Err(e) => Err(bucket.error(&prefix, e)),
-        })
+        Ok(self.table.get(&bucket)?.list(&prefix).await)
     }
 
     async fn delete(
@@ -358,16 +372,7 @@ impl wit::HostBucket for PluginState {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), PluginError>> {
-        let bucket = self.table.get(&bucket)?;
-        let path = match key_path(&key) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match bucket.store.delete(&path).await {
-            Ok(()) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(bucket.error(&key, e)),
-        })
+        Ok(self.table.get(&bucket)?.delete(&key).await)
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {

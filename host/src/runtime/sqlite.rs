@@ -272,29 +272,25 @@ impl sqlite::Host for PluginState {
         &mut self,
         path: String,
     ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
-        let source = match self.native_path(&path) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let temp_dir = std::env::temp_dir();
-        Ok(match blocking(move || snapshot(&source, &temp_dir)).await {
-            Ok(db) => Ok(self.table.push(db)?),
+        let made = match self.native_path(&path) {
+            Ok(source) => {
+                let temp_dir = std::env::temp_dir();
+                blocking(move || snapshot(&source, &temp_dir)).await
+            }
             Err(e) => Err(e),
-        })
+        };
+        self.push_made(made)
     }
 
     async fn open(
         &mut self,
         path: String,
     ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
-        let path = match self.native_path(&path) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match blocking(move || open(&path)).await {
-            Ok(db) => Ok(self.table.push(db)?),
+        let made = match self.native_path(&path) {
+            Ok(path) => blocking(move || open(&path)).await,
             Err(e) => Err(e),
-        })
+        };
+        self.push_made(made)
     }
 }
 
@@ -354,16 +350,15 @@ impl sqlite::HostDatabase for PluginState {
         db: Resource<Database>,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
         let db = self.table.get(&db)?;
-        let file = match std::fs::File::open(&db.path) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(io_error(&db.path.to_string_lossy(), e))),
-        };
         let size = db.size;
-        Ok(Ok(self.table.push(Blob::File {
-            file,
-            remaining: size,
-            size,
-        })?))
+        let opened = std::fs::File::open(&db.path)
+            .map(|file| Blob::File {
+                file,
+                remaining: size,
+                size,
+            })
+            .map_err(|e| io_error(&db.path.to_string_lossy(), e));
+        self.push_made(opened)
     }
 
     async fn drop(&mut self, db: Resource<Database>) -> wasmtime::Result<()> {

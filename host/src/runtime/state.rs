@@ -124,6 +124,19 @@ impl PluginState {
     }
 }
 
+impl PluginState {
+    /// Hands a resource a host call made to the plugin, or passes the call's error on.
+    pub fn push_made<T: Send + 'static>(
+        &mut self,
+        made: Result<T, PluginError>,
+    ) -> wasmtime::Result<Result<wasmtime::component::Resource<T>, PluginError>> {
+        Ok(match made {
+            Ok(value) => Ok(self.table.push(value)?),
+            Err(e) => Err(e),
+        })
+    }
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
