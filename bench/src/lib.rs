@@ -126,3 +126,24 @@ pub fn cairn_exe() -> anyhow::Result<std::path::PathBuf> {
     );
     Ok(cairn)
 }
+
+/// Prints cairn against restic, one row a measurement: wall times, peak RSS and the
+/// cairn/restic ratios of each.
+pub fn print_vs_restic(rows: &[(&str, Measured, Measured)]) {
+    println!(
+        "{:<22} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",
+        "", "cairn s", "restic s", "ratio", "cairn RSS", "restic RSS", "ratio"
+    );
+    for (name, a, b) in rows {
+        println!(
+            "{:<22} {:>10.2} {:>10.2} {:>8.2} {:>9} MiB {:>9} MiB {:>8.2}",
+            name,
+            a.time.as_secs_f64(),
+            b.time.as_secs_f64(),
+            a.time.as_secs_f64() / b.time.as_secs_f64(),
+            a.peak_rss_kib / 1024,
+            b.peak_rss_kib / 1024,
+            a.peak_rss_kib as f64 / b.peak_rss_kib as f64
+        );
+    }
+}

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure, mixed_tree, tree_args, warm, which};
+use cairn_bench::{
+    Measured, cairn_exe, du, measure, mixed_tree, print_vs_restic, tree_args, warm, which,
+};
 
 fn main() -> Result<()> {
     let (small, large, large_mib) = tree_args("backup_vs_restic")?;
@@ -36,26 +38,11 @@ fn main() -> Result<()> {
     let c = run_cairn(&cairn, dir.path(), &data)?;
     let r = run_restic(&restic, dir.path(), &data)?;
 
-    println!(
-        "{:<22} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",
-        "", "cairn s", "restic s", "ratio", "cairn RSS", "restic RSS", "ratio"
-    );
-    for (name, a, b) in [
+    print_vs_restic(&[
         ("first backup", c.first, r.first),
         ("unchanged re-backup", c.second, r.second),
         ("restore", c.restore, r.restore),
-    ] {
-        println!(
-            "{:<22} {:>10.2} {:>10.2} {:>8.2} {:>9} MiB {:>9} MiB {:>8.2}",
-            name,
-            a.time.as_secs_f64(),
-            b.time.as_secs_f64(),
-            a.time.as_secs_f64() / b.time.as_secs_f64(),
-            a.peak_rss_kib / 1024,
-            b.peak_rss_kib / 1024,
-            a.peak_rss_kib as f64 / b.peak_rss_kib as f64
-        );
-    }
+    ]);
     println!(
         "{:<22} {:>10} {:>10} {:>8.2}",
         "repository MiB",

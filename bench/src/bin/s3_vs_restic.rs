@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure, mixed_tree, tree_args, warm, which};
+use cairn_bench::{
+    Measured, cairn_exe, du, measure, mixed_tree, print_vs_restic, tree_args, warm, which,
+};
 use cairn_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 fn main() -> Result<()> {
@@ -76,28 +78,13 @@ fn main() -> Result<()> {
         &["backup", data_arg],
         &restic_work,
     )?;
-    println!(
-        "{:<16} {:>9} {:>9} {:>7} {:>11} {:>11} {:>7}",
-        "", "cairn s", "restic s", "ratio", "cairn RSS", "restic RSS", "ratio"
-    );
-    for (name, a, b) in [("first backup", c.0, r.0), ("restore", c.1, r.1)] {
-        println!(
-            "{:<16} {:>9.2} {:>9.2} {:>7.2} {:>7} MiB {:>7} MiB {:>7.2}",
-            name,
-            a.time.as_secs_f64(),
-            b.time.as_secs_f64(),
-            a.time.as_secs_f64() / b.time.as_secs_f64(),
-            a.peak_rss_kib / 1024,
-            b.peak_rss_kib / 1024,
-            a.peak_rss_kib as f64 / b.peak_rss_kib as f64
-        );
-    }
+    print_vs_restic(&[("first backup", c.0, r.0), ("restore", c.1, r.1)]);
     let (cb, rb) = (
         du(&server.bucket_dir("cairn")),
         du(&server.bucket_dir("restic")),
     );
     println!(
-        "{:<16} {:>9} {:>9} {:>7.2}",
+        "{:<22} {:>10} {:>10} {:>8.2}",
         "bucket MiB",
         cb >> 20,
         rb >> 20,
