@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 const BUILTINS: &[(&str, &str)] = &[
     ("cairn-source-filesystem", "cairn_source_filesystem.wasm"),
     ("cairn-source-sqlite", "cairn_source_sqlite.wasm"),
+    ("cairn-source-postgres", "cairn_source_postgres.wasm"),
     ("cairn-sink-local", "cairn_sink_local.wasm"),
     ("cairn-sink-s3", "cairn_sink_s3.wasm"),
 ];

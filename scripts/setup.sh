@@ -30,8 +30,14 @@ if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bi
   cargo install --locked --quiet s3s-fs@0.14.1 --features binary
 fi
 
-# Debian packages the tests use, installed only when missing.
+# Debian packages the tests use, installed only when missing: PostgreSQL 15's server
+# binaries (the postgres tests start their own clusters with initdb and pg_ctl, found
+# with `pg_config --bindir`) and its client tools (psql, pg_dump, pgbench).
 apt_packages=()
+pg_bindir=$(pg_config --bindir 2>/dev/null || true)
+if [ -z "$pg_bindir" ] || [ ! -x "$pg_bindir/initdb" ] || [ ! -x "$pg_bindir/pgbench" ]; then
+  apt_packages+=(postgresql-15 postgresql-client-15 libpq-dev)
+fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     echo "missing packages ${apt_packages[*]}: install them, or run this as root" >&2

@@ -11,7 +11,7 @@ cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
 # The built-in plugins' own unit tests, natively, one package at a time (a source and a
 # sink enable different features of cairn-sdk, which one invocation would unify).
-(cd plugins && for p in cairn-source-filesystem cairn-source-sqlite cairn-sink-local cairn-sink-s3; do
+(cd plugins && for p in cairn-source-filesystem cairn-source-sqlite cairn-source-postgres cairn-sink-local cairn-sink-s3; do
   cargo test -p "$p" --target-dir ../target/plugins-native
 done)
 
@@ -19,7 +19,7 @@ cargo fmt --all -- --check
 for ws in plugins tests/plugins examples/sink-flat-dir bench/probe; do (cd "$ws" && cargo fmt --all -- --check); done
 cargo clippy --workspace --all-targets -- -D warnings
 # Guest code compiles for wasm32 in its own workspaces: lint it there.
-(cd plugins && for p in cairn-source-filesystem cairn-source-sqlite cairn-sink-local cairn-sink-s3; do
+(cd plugins && for p in cairn-source-filesystem cairn-source-sqlite cairn-source-postgres cairn-sink-local cairn-sink-s3; do
   cargo clippy --release --target wasm32-wasip2 -p "$p" --target-dir ../target/wasm -- -D warnings
 done)
 (cd tests/plugins && cargo clippy --release --target wasm32-wasip2 --target-dir ../../target/wasm -- -D warnings)

@@ -26,6 +26,8 @@ mod info;
 #[cfg(feature = "sink")]
 pub mod object_store;
 pub mod options;
+#[cfg(feature = "source")]
+pub mod postgres;
 #[cfg(feature = "sink")]
 mod sink;
 #[cfg(feature = "source")]
@@ -54,9 +56,9 @@ pub use error::Result;
 pub use info::Info;
 
 #[cfg(feature = "source")]
-pub use bindings::cairn::plugin::backup_io::{ItemStream, ItemWriter};
+pub use bindings::cairn::plugin::backup_io::{BlobItem, ItemStream, ItemWriter};
 #[cfg(feature = "source")]
-pub use bindings::cairn::plugin::restore_io::ItemReader;
+pub use bindings::cairn::plugin::restore_io::{ItemReader, RestoreFlags};
 #[cfg(feature = "source")]
 pub use source::Source;
 

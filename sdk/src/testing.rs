@@ -131,6 +131,8 @@ impl Harness {
             target: target.to_string(),
             source: Some("subject".into()),
             force: false,
+            clean: false,
+            into_live: false,
             progress: false,
         };
         self.rt.block_on(restore::run(&session, &options))
@@ -183,6 +185,8 @@ impl Harness {
                 target: target.to_string_lossy().into(),
                 source: Some("subject".into()),
                 force: false,
+                clean: false,
+                into_live: false,
                 progress: false,
             };
             restore::run(&session, &options).await?;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use rand::{Rng, RngCore, SeedableRng};
 
+pub mod postgres;
 pub mod s3;
 pub mod sqlite;
 

@@ -102,6 +102,8 @@ async fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         target: target.to_string_lossy().into(),
         source: Some("healthy".into()),
         force: false,
+        clean: false,
+        into_live: false,
         progress: false,
     };
     restore::run(&session, &options)

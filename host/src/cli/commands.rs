@@ -63,6 +63,8 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
             target,
             source,
             force,
+            clean,
+            into_live,
         } => {
             let session = session(cli)?;
             let options = restore::RestoreOptions {
@@ -70,6 +72,8 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
                 target: target.clone(),
                 source: source.clone(),
                 force: *force,
+                clean: *clean,
+                into_live: *into_live,
                 progress: !json,
             };
             let report = restore::run(&session, &options).await?;
@@ -118,12 +122,14 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
             snapshot,
             source,
             scratch,
+            keep,
         } => {
             let session = session(cli)?;
             let options = verify::VerifyOptions {
                 snapshot: snapshot.clone(),
                 source: source.clone(),
                 scratch: scratch.clone(),
+                keep: *keep,
                 progress: !json,
             };
             let report = verify::run(&session, &options).await?;

@@ -69,6 +69,13 @@ pub enum Command {
         /// Write into a non-empty target directory, or over an existing file.
         #[arg(long)]
         force: bool,
+        /// Database targets: drop the objects the snapshot holds first, where they exist.
+        #[arg(long)]
+        clean: bool,
+        /// Database targets: allow restoring into the very database the snapshot was
+        /// taken from (refused otherwise, whatever the URL says).
+        #[arg(long)]
+        into_live: bool,
     },
     /// Check the repository's structure and, with --read-data, every stored byte.
     Check {
@@ -90,6 +97,9 @@ pub enum Command {
         /// The scratch database for sources restored to a server (never the live one).
         #[arg(long, value_name = "URL")]
         scratch: Option<String>,
+        /// Leave the scratch database in place for inspection.
+        #[arg(long)]
+        keep: bool,
     },
     /// Apply retention: remove the snapshots each source's policy does not keep (flags
     /// replace the configured policy). Data goes with --prune or `cairn prune`.

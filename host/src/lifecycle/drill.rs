@@ -71,7 +71,8 @@ pub async fn run(session: &Session, options: &DrillOptions) -> Result<DrillRepor
     let mut sources = Vec::new();
     for manifest in newest.values() {
         progress.set(format!("drilling {}", manifest.source));
-        let verified = verify_source(session, &repo, manifest, options.scratch.as_deref()).await;
+        let verified =
+            verify_source(session, &repo, manifest, options.scratch.as_deref(), false).await;
         sources.push(DrilledSource {
             snapshot: manifest.snapshot.clone(),
             snapshot_time: manifest.time,

@@ -17,14 +17,29 @@ use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::bindings::RestoreTarget;
 use crate::runtime::grants::Grants;
-use crate::runtime::replay::Replay;
+use crate::runtime::replay::{Replay, RestoreFlags};
 
 pub struct RestoreOptions {
     pub snapshot: String,
     pub target: String,
     pub source: Option<String>,
     pub force: bool,
+    /// Drop the target database's existing objects first.
+    pub clean: bool,
+    /// Allow the target to be the very database the snapshot was taken from.
+    pub into_live: bool,
     pub progress: bool,
+}
+
+impl RestoreOptions {
+    fn flags(&self) -> RestoreFlags {
+        RestoreFlags {
+            force: self.force,
+            clean: self.clean,
+            into_live: self.into_live,
+            keep: false,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -65,7 +80,7 @@ pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreR
         };
         progress.set(format!("restoring {} to {target}", manifest.source));
         let started = Instant::now();
-        restore_source(session, &repo, manifest, &target, options.force)
+        restore_source(session, &repo, manifest, &target, options.flags())
             .await
             .with_context(|| {
                 format!(
@@ -98,7 +113,11 @@ pub fn grant_target(
     grants: &mut Grants,
 ) -> Result<String> {
     match kind {
-        RestoreTarget::Url => Ok(target.to_string()),
+        // The user named this server on the command line: that is its grant.
+        RestoreTarget::Url => {
+            grants.hosts.extend(crate::runtime::url_authority(target));
+            Ok(target.to_string())
+        }
         RestoreTarget::Directory => grant_directory(&absolute(target)?, force, grants),
         RestoreTarget::File => {
             let file = absolute(target)?;
@@ -189,13 +208,13 @@ async fn restore_source(
     repo: &Arc<Repository>,
     manifest: &SourceSnapshot,
     target: &str,
-    force: bool,
+    flags: RestoreFlags,
 ) -> Result<()> {
     let mut prepared = prepare_for(session, manifest).await?;
     let guest_target = grant_target(
         prepared.info.restore_target,
         target,
-        force,
+        flags.force,
         &mut prepared.grants,
     )?;
     let mut instance = session
@@ -206,7 +225,7 @@ async fn restore_source(
             Arc::new(prepared.grants.clone()),
         )
         .await?;
-    let replay = replay_of(repo, manifest).await?;
+    let replay = replay_of(repo, manifest).await?.with_flags(flags);
     instance
         .restore(&prepared.options, replay, &guest_target, prepared.timeout)
         .await?;

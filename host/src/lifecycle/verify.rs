@@ -15,12 +15,15 @@ use super::restore::{prepare_for, replay_of};
 use crate::repo::Repository;
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::bindings::RestoreTarget;
+use crate::runtime::replay::{NO_FLAGS, RestoreFlags};
 
 pub struct VerifyOptions {
     pub snapshot: String,
     pub source: Option<String>,
     /// For sources restored to a URL (a database server): the scratch database.
     pub scratch: Option<String>,
+    /// Leave the scratch database in place afterwards.
+    pub keep: bool,
     pub progress: bool,
 }
 
@@ -73,7 +76,16 @@ pub async fn run(session: &Session, options: &VerifyOptions) -> Result<VerifyRep
     let mut sources = Vec::new();
     for (_, manifest) in &manifests {
         progress.set(format!("verifying {}", manifest.source));
-        sources.push(verify_source(session, &repo, manifest, options.scratch.as_deref()).await);
+        sources.push(
+            verify_source(
+                session,
+                &repo,
+                manifest,
+                options.scratch.as_deref(),
+                options.keep,
+            )
+            .await,
+        );
     }
     progress.finish();
     Ok(VerifyReport {
@@ -89,9 +101,10 @@ pub async fn verify_source(
     repo: &Arc<Repository>,
     manifest: &SourceSnapshot,
     scratch_url: Option<&str>,
+    keep: bool,
 ) -> VerifiedSource {
     let started = Instant::now();
-    let outcome = checks_of(session, repo, manifest, scratch_url).await;
+    let outcome = checks_of(session, repo, manifest, scratch_url, keep).await;
     let (checks, error) = match outcome {
         Ok(checks) => (checks, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
@@ -116,17 +129,21 @@ async fn checks_of(
     repo: &Arc<Repository>,
     manifest: &SourceSnapshot,
     scratch_url: Option<&str>,
+    keep: bool,
 ) -> Result<Vec<CheckOutcome>> {
     let mut prepared = prepare_for(session, manifest).await?;
     // Kept until the plugin is done: the directory goes away with it.
     let scratch_dir;
     let scratch = match prepared.info.restore_target {
-        RestoreTarget::Url => scratch_url.map(str::to_string).with_context(|| {
-            format!(
-                "source `{}` verifies into a scratch database: pass --scratch URL",
-                manifest.source
-            )
-        })?,
+        // Without --scratch the plugin uses the scratch database its options name.
+        RestoreTarget::Url => {
+            let url = scratch_url.unwrap_or_default();
+            prepared
+                .grants
+                .hosts
+                .extend(crate::runtime::url_authority(url));
+            url.to_string()
+        }
         RestoreTarget::Directory | RestoreTarget::File => {
             scratch_dir = tempfile::Builder::new()
                 .prefix("cairn-verify-")
@@ -144,7 +161,9 @@ async fn checks_of(
             Arc::new(prepared.grants.clone()),
         )
         .await?;
-    let replay = replay_of(repo, manifest).await?;
+    let replay = replay_of(repo, manifest)
+        .await?
+        .with_flags(RestoreFlags { keep, ..NO_FLAGS });
     let report = instance
         .verify(&prepared.options, replay, &scratch, prepared.timeout)
         .await?;

@@ -13,6 +13,8 @@ pub mod source {
             "cairn:plugin/backup-io.item-stream": crate::runtime::capture::ItemStream,
             "cairn:plugin/restore-io.item-reader": crate::runtime::replay::ItemReader,
             "cairn:plugin/sqlite.database": crate::runtime::sqlite::Database,
+            "cairn:plugin/postgres.connection": crate::runtime::postgres::Connection,
+            "cairn:plugin/postgres.copy-out": crate::runtime::postgres::CopyOut,
         },
     });
 }

@@ -4,9 +4,11 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 
 use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
@@ -16,6 +18,9 @@ use crate::repo::reader::{ChunkReader, Prefetch};
 /// set in main.rs), so piece buffers are recycled from the heap instead of being mapped,
 /// faulted in and unmapped each time: that made 4 MiB pieces a third slower.
 const FILE_PIECE: usize = 1024 * 1024;
+
+/// Bytes a server sends as they come (a PostgreSQL COPY OUT).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BlobError>> + Send>>;
 
 pub enum Blob {
     /// Bytes the host hands a plugin (a pack for a sink): read without copying.
@@ -37,6 +42,8 @@ pub enum Blob {
         current: Bytes,
         size: u64,
     },
+    /// A stream of unknown length, read as it arrives.
+    Stream { stream: ByteStream, current: Bytes },
 }
 
 impl Blob {
@@ -50,7 +57,18 @@ impl Blob {
             Blob::Memory { data, .. } => Some(data.len() as u64),
             Blob::File { size, .. } => Some(*size),
             Blob::Chunks { size, .. } => Some(*size),
+            Blob::Stream { .. } => None,
         }
+    }
+
+    /// Stops an item's blob from taking chunks from the snapshot's in-order prefetch. Blobs
+    /// read side by side (parallel loads) would each drop the chunks the others wait for;
+    /// read directly, they cost no more than their own chunks.
+    pub fn without_prefetch(mut self) -> Blob {
+        if let Blob::Chunks { prefetch, .. } = &mut self {
+            *prefetch = None;
+        }
+        self
     }
 
     /// The next piece of at most `max` bytes; `None` at the end.
@@ -116,6 +134,16 @@ impl Blob {
                 let n = current.len().min(max);
                 Ok(Some(current.split_to(n)))
             }
+            Blob::Stream { stream, current } => {
+                while current.is_empty() {
+                    match stream.next().await {
+                        Some(piece) => *current = piece?,
+                        None => return Ok(None),
+                    }
+                }
+                let n = current.len().min(max);
+                Ok(Some(current.split_to(n)))
+            }
         }
     }
 
@@ -167,4 +195,7 @@ pub enum BlobError {
     Io(std::io::Error),
     #[error(transparent)]
     Repo(RepoError),
+    /// A server stream failed (the message names the server and statement).
+    #[error("{0}")]
+    Remote(String),
 }

@@ -34,6 +34,15 @@ pub const BUILTINS: &[Builtin] = &[
         provider: None,
     },
     Builtin {
+        name: "postgres",
+        kind: PluginKind::Source,
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/cairn_source_postgres.wasm"
+        )),
+        provider: None,
+    },
+    Builtin {
         name: "local",
         kind: PluginKind::Sink,
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_local.wasm")),

@@ -204,6 +204,53 @@ impl PluginState {
         capture.record(record_from_meta(&meta, chunks)).await
     }
 
+    /// Stores blobs as items, `parallel` at a time, each on its own task so that chunking
+    /// and the streams' producers (database connections) overlap. Items are recorded in
+    /// the order given; the first failure aborts the rest.
+    async fn add_blobs_inner(
+        &mut self,
+        items: Vec<backup_io::BlobItem>,
+        parallel: u32,
+    ) -> Result<Vec<u64>, PluginError> {
+        let mut jobs = std::collections::VecDeque::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            check_item_path(&item.meta.path)?;
+            let chunking = self.capture()?.chunking(item.chunking)?;
+            let content = self.capture()?.content(chunking);
+            let blob = self
+                .table
+                .delete(item.contents)
+                .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+            jobs.push_back((index, item.meta, content, blob));
+        }
+        let mut done: Vec<Option<ItemRecord>> = (0..jobs.len()).map(|_| None).collect();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < parallel.clamp(1, 64) as usize
+                && let Some((index, mut meta, mut content, mut blob)) = jobs.pop_front()
+            {
+                running.spawn(async move {
+                    pump(&mut blob, &mut content).await?;
+                    let (chunks, size) = content.finish().await.map_err(repo_error)?;
+                    meta.size = size;
+                    Ok::<_, PluginError>((index, record_from_meta(&meta, chunks)))
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (index, record) =
+                joined.map_err(|e| PluginError::Permanent(format!("storing an item: {e}")))??;
+            done[index] = Some(record);
+        }
+        let mut sizes = Vec::with_capacity(done.len());
+        for record in done.into_iter().flatten() {
+            sizes.push(record.size);
+            self.capture()?.record(record).await?;
+        }
+        Ok(sizes)
+    }
+
     async fn add_blob_inner(
         &mut self,
         mut meta: ItemMeta,
@@ -233,6 +280,10 @@ async fn splice_blob(
         .table
         .get_mut(blob)
         .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+    pump(blob, content).await
+}
+
+async fn pump(blob: &mut Blob, content: &mut ContentWriter) -> Result<u64, PluginError> {
     let mut total = 0u64;
     while let Some(piece) = blob
         .next_piece(4 * 1024 * 1024)
@@ -285,6 +336,15 @@ impl backup_io::HostItemWriter for PluginState {
         contents: Resource<Blob>,
     ) -> wasmtime::Result<Result<u64, PluginError>> {
         Ok(self.add_blob_inner(meta, chunking, contents).await)
+    }
+
+    async fn add_blobs(
+        &mut self,
+        _writer: Resource<ItemWriter>,
+        items: Vec<backup_io::BlobItem>,
+        parallel: u32,
+    ) -> wasmtime::Result<Result<Vec<u64>, PluginError>> {
+        Ok(self.add_blobs_inner(items, parallel).await)
     }
 
     async fn begin_stream(

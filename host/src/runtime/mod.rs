@@ -15,6 +15,7 @@ pub mod files;
 pub mod grants;
 pub mod host_api;
 pub mod network;
+pub mod postgres;
 pub mod replay;
 pub mod s3;
 pub mod sink;
@@ -414,7 +415,7 @@ pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Gr
 }
 
 /// `host:port` (or `host`) of a URL option marked `"x-cairn-grant": "connect"`.
-fn url_authority(url: &str) -> Option<String> {
+pub fn url_authority(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);

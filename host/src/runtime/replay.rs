@@ -7,12 +7,21 @@ use std::sync::Arc;
 use wasmtime::component::Resource;
 
 use super::bindings::source::cairn::plugin::restore_io;
+pub use super::bindings::source::cairn::plugin::restore_io::RestoreFlags;
 use super::bindings::source::cairn::plugin::types::Annotation;
 use super::bindings::{ItemKind, ItemMeta, PluginError};
 use super::blob::Blob;
 use super::state::PluginState;
 use crate::repo::reader::{ChunkReader, Prefetch};
 use crate::repo::tree::{self, ItemRecord};
+
+/// A plain restore: nothing forced, cleaned, kept, nor aimed at the live system.
+pub const NO_FLAGS: RestoreFlags = RestoreFlags {
+    force: false,
+    clean: false,
+    into_live: false,
+    keep: false,
+};
 
 /// The reader a source's `restore` and `verify` receive; its state lives in
 /// [`PluginState::replay`].
@@ -27,6 +36,7 @@ pub struct Replay {
     by_path: HashMap<String, usize>,
     cursor: usize,
     annotations: Vec<(String, String)>,
+    flags: RestoreFlags,
 }
 
 impl Replay {
@@ -59,7 +69,14 @@ impl Replay {
             by_path,
             cursor: 0,
             annotations,
+            flags: NO_FLAGS,
         }
+    }
+
+    /// What the user asked of this restore or verify (`--clean`, `--keep`...).
+    pub fn with_flags(mut self, flags: RestoreFlags) -> Replay {
+        self.flags = flags;
+        self
     }
 }
 
@@ -157,6 +174,10 @@ impl restore_io::HostItemReader for PluginState {
                 value: value.clone(),
             })
             .collect())
+    }
+
+    async fn flags(&mut self, _reader: Resource<ItemReader>) -> wasmtime::Result<RestoreFlags> {
+        Ok(self.replay().map(|r| r.flags).unwrap_or(NO_FLAGS))
     }
 
     async fn drop(&mut self, rep: Resource<ItemReader>) -> wasmtime::Result<()> {

@@ -1,0 +1,496 @@
+//! The schema of a database, read from its catalogs into statements that rebuild it, in
+//! the order a restore runs them. PostgreSQL's own deparsers (`pg_get_viewdef`,
+//! `pg_get_functiondef`, `pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_expr`...)
+//! write the hard parts; with `search_path` empty, every name they print is qualified.
+//!
+//! Objects created by extensions are left to `CREATE EXTENSION`. Within each phase,
+//! objects come in creation (OID) order, which puts dependencies first in databases built
+//! the usual way; a restore runs the pre-data phase in one transaction, so a database it
+//! cannot rebuild is left as it was.
+
+use cairn_sdk::Result;
+use cairn_sdk::postgres::Connection;
+use serde::{Deserialize, Serialize};
+
+/// Version of the [`Schema`] document layout.
+pub const FORMAT: u32 = 1;
+
+/// Everything of a database except its table data, plus where that data is stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Schema {
+    pub format: u32,
+    /// `server_version_num` of the source.
+    pub server_version: u32,
+    pub database: String,
+    pub encoding: String,
+    /// Schemas, extensions, types, functions, sequences, tables, views: run before data.
+    pub pre_data: Vec<Statement>,
+    pub tables: Vec<Table>,
+    /// Indexes and primary-key, unique and exclusion constraints: independent of each
+    /// other, so a restore builds them in parallel.
+    pub indexes: Vec<Statement>,
+    /// Foreign keys, triggers, sequence values, materialized view contents, comments.
+    pub post_data: Vec<Statement>,
+}
+
+/// One object: what creates it and, for `--clean`, what drops it if it exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Statement {
+    pub kind: String,
+    pub name: String,
+    pub create: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<String>,
+}
+
+/// A table with storage (a plain table or a leaf partition) and its data pieces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Table {
+    /// Qualified and quoted (`public."Order"`).
+    pub name: String,
+    /// Quoted columns COPY carries: all but generated and dropped ones.
+    pub columns: Vec<String>,
+    /// Heap size in blocks when the backup planned its pieces.
+    pub blocks: u64,
+    pub pieces: Vec<Piece>,
+    /// Rows stored, summed over the pieces.
+    pub rows: u64,
+}
+
+/// One COPY of a block range of a table, stored as one item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Piece {
+    pub item: String,
+    /// Blocks `[first, end)`; the last piece of a table has no end.
+    pub first_block: u64,
+    pub end_block: Option<u64>,
+    pub rows: u64,
+}
+
+impl Table {
+    pub fn column_list(&self) -> String {
+        self.columns.join(", ")
+    }
+
+    /// The COPY TO statement of one piece: the whole table when there is one piece, else
+    /// a TID range (read by a TID range scan, touching only those blocks).
+    pub fn copy_out(&self, piece: &Piece) -> String {
+        let columns = self.column_list();
+        if self.pieces.len() == 1 {
+            return format!("COPY {} ({columns}) TO STDOUT", self.name);
+        }
+        let mut range = format!("ctid >= '({},0)'::pg_catalog.tid", piece.first_block);
+        if let Some(end) = piece.end_block {
+            range.push_str(&format!(" AND ctid < '({end},0)'::pg_catalog.tid"));
+        }
+        format!(
+            "COPY (SELECT {columns} FROM ONLY {} WHERE {range}) TO STDOUT",
+            self.name
+        )
+    }
+
+    pub fn copy_in(&self) -> String {
+        format!("COPY {} ({}) FROM STDIN", self.name, self.column_list())
+    }
+}
+
+/// Schemas that belong to the system, never to a backup.
+const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// Whether the object `oid` of catalog `class` was created by an extension.
+fn not_extension_member(class: &str, oid: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = '{class}'::pg_catalog.regclass \
+         AND e.objid = {oid} AND e.deptype = 'e')"
+    )
+}
+
+/// Reads rows of `(name, create, drop)` for one kind of object.
+fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> {
+    let rows = db
+        .query(sql)
+        .map_err(|e| e.context(format!("reading {kind} definitions")))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let field = |i: usize| row.get(i).cloned().flatten();
+            Statement {
+                kind: kind.to_string(),
+                name: field(0).unwrap_or_default(),
+                create: terminated(&field(1).unwrap_or_default()),
+                drop: field(2).map(|d| terminated(&d)),
+            }
+        })
+        .collect())
+}
+
+fn terminated(sql: &str) -> String {
+    let sql = sql.trim_end();
+    let sql = sql.strip_suffix(';').unwrap_or(sql);
+    format!("{sql};")
+}
+
+/// Reads the database's schema. Runs inside the backup's snapshot transaction, with
+/// `search_path` empty.
+pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Schema> {
+    let encoding = db
+        .query("SELECT pg_catalog.pg_encoding_to_char(encoding) FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()")?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .unwrap_or_else(|| "UTF8".into());
+    let mut pre_data = Vec::new();
+    pre_data.extend(schemas(db)?);
+    pre_data.extend(extensions(db)?);
+    pre_data.extend(types(db)?);
+    pre_data.extend(functions(db)?);
+    pre_data.extend(sequences(db)?);
+    pre_data.extend(tables(db)?);
+    pre_data.extend(checks(db)?);
+    pre_data.extend(views(db)?);
+    pre_data.extend(sequence_owners(db)?);
+    let indexes = [indexes(db)?, key_constraints(db)?].concat();
+    let mut post_data = Vec::new();
+    post_data.extend(foreign_keys(db)?);
+    post_data.extend(triggers(db)?);
+    post_data.extend(sequence_values(db)?);
+    post_data.extend(refreshes(db)?);
+    post_data.extend(comments(db)?);
+    Ok(Schema {
+        format: FORMAT,
+        server_version,
+        database: database.to_string(),
+        encoding,
+        pre_data,
+        tables: Vec::new(),
+        indexes,
+        post_data,
+    })
+}
+
+fn schemas(db: &Connection) -> Result<Vec<Statement>> {
+    statements(
+        db,
+        "schema",
+        &format!(
+            "SELECT n.nspname, pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', n.nspname), \
+             CASE WHEN n.nspname <> 'public' THEN pg_catalog.format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) END \
+             FROM pg_catalog.pg_namespace n WHERE {USER_SCHEMA} AND {} ORDER BY n.oid",
+            not_extension_member("pg_catalog.pg_namespace", "n.oid")
+        ),
+    )
+}
+
+fn extensions(db: &Connection) -> Result<Vec<Statement>> {
+    statements(
+        db,
+        "extension",
+        "SELECT x.extname, pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', x.extname, n.nspname) \
+         FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace ORDER BY x.oid",
+    )
+}
+
+fn types(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT t.oid::pg_catalog.regtype::text, \
+           CASE t.typtype \
+             WHEN 'e' THEN pg_catalog.format('CREATE TYPE %s AS ENUM (%s)', t.oid::pg_catalog.regtype, \
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(l.enumlabel), ', ' ORDER BY l.enumsortorder) \
+                FROM pg_catalog.pg_enum l WHERE l.enumtypid = t.oid)) \
+             WHEN 'd' THEN pg_catalog.format('CREATE DOMAIN %s AS %s', t.oid::pg_catalog.regtype, \
+                 pg_catalog.format_type(t.typbasetype, t.typtypmod)) \
+               || CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype) \
+                    THEN ' COLLATE ' || (SELECT pg_catalog.format('%I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co \
+                      JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = t.typcollation) ELSE '' END \
+               || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END \
+               || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END \
+               || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(' CONSTRAINT %I %s', c.conname, pg_catalog.pg_get_constraintdef(c.oid)), '' ORDER BY c.conname) \
+                  FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c'), '') \
+             ELSE pg_catalog.format('CREATE TYPE %s AS (%s)', t.oid::pg_catalog.regtype, \
+               (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) \
+                FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)) \
+           END, \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::pg_catalog.regtype) \
+         FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+         WHERE {USER_SCHEMA} AND {} \
+           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')) \
+         ORDER BY t.oid",
+        not_extension_member("pg_catalog.pg_type", "t.oid")
+    );
+    statements(db, "type", &sql)
+}
+
+fn functions(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT p.oid::pg_catalog.regprocedure::text, pg_catalog.pg_get_functiondef(p.oid), \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure) \
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE {USER_SCHEMA} AND {} AND p.prokind IN ('f', 'p', 'w') ORDER BY p.oid",
+        not_extension_member("pg_catalog.pg_proc", "p.oid")
+    );
+    statements(db, "function", &sql)
+}
+
+/// `WHERE` terms selecting the user's relations of some kinds.
+fn user_relations(kinds: &str) -> String {
+    format!(
+        "c.relkind IN ({kinds}) AND {USER_SCHEMA} AND {}",
+        not_extension_member("pg_catalog.pg_class", "c.oid")
+    )
+}
+
+/// Whether sequence `c` belongs to an identity column (then the table creates it).
+const IDENTITY_SEQUENCE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_depend i WHERE i.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+     AND i.objid = c.oid AND i.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.deptype = 'i')";
+
+/// The options of sequence `s`, as CREATE SEQUENCE and identity columns take them (an
+/// identity sequence has its column's type, and may not be given another).
+const SEQUENCE_OPTIONS: &str = "pg_catalog.format('INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s%s', \
+     s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, \
+     CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END)";
+
+fn sequences(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, \
+           pg_catalog.format('CREATE SEQUENCE %s AS %s %s', c.oid::pg_catalog.regclass, pg_catalog.format_type(s.seqtypid, NULL), {SEQUENCE_OPTIONS}), \
+           pg_catalog.format('DROP SEQUENCE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+         WHERE {} AND NOT {IDENTITY_SEQUENCE} ORDER BY c.oid",
+        user_relations("'S'")
+    );
+    statements(db, "sequence", &sql)
+}
+
+/// Tables and partitioned tables, parents before their partitions.
+fn tables(db: &Connection) -> Result<Vec<Statement>> {
+    let column = format!(
+        "pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) \
+         || CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = a.atttypid) \
+              THEN ' COLLATE ' || (SELECT pg_catalog.format('%I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co \
+                JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END \
+         || CASE WHEN a.attidentity <> '' THEN \
+              (SELECT pg_catalog.format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s %s)', \
+                  CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, s.seqrelid::pg_catalog.regclass, {SEQUENCE_OPTIONS}) \
+               FROM pg_catalog.pg_sequence s \
+               WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence(c.oid::pg_catalog.regclass::text, a.attname)::pg_catalog.regclass) \
+            WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') STORED' \
+            WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+            ELSE '' END \
+         || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END"
+    );
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, \
+           CASE WHEN c.relispartition THEN \
+             pg_catalog.format('CREATE TABLE %s PARTITION OF %s %s', c.oid::pg_catalog.regclass, \
+               (SELECT h.inhparent::pg_catalog.regclass FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid), \
+               pg_catalog.pg_get_expr(c.relpartbound, c.oid)) \
+           ELSE \
+             pg_catalog.format('CREATE %sTABLE %s (%s)', CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, \
+               c.oid::pg_catalog.regclass, \
+               (SELECT COALESCE(pg_catalog.string_agg({column}, ', ' ORDER BY a.attnum), '') \
+                FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)) \
+           END \
+           || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END \
+           || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
+           pg_catalog.format('DROP TABLE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} ORDER BY c.relispartition, c.oid",
+        user_relations("'r', 'p'")
+    );
+    statements(db, "table", &sql)
+}
+
+/// CHECK constraints a table declares itself (inherited ones come with the partition).
+fn checks(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT k.conname, pg_catalog.format('ALTER TABLE %s%s ADD CONSTRAINT %I %s', \
+           CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.oid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)) \
+         FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE k.contype = 'c' AND k.conislocal AND {} ORDER BY k.oid",
+        user_relations("'r', 'p'")
+    );
+    statements(db, "check constraint", &sql)
+}
+
+fn views(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, \
+           pg_catalog.format('CREATE %s %s%s AS %s%s', \
+             CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass, \
+             CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
+             pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), E'\\n '), ';'), \
+             CASE c.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END), \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} ORDER BY c.oid",
+        user_relations("'v', 'm'")
+    );
+    statements(db, "view", &sql)
+}
+
+/// Sequences that belong to a column (`serial`), attached once their table exists.
+fn sequence_owners(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, pg_catalog.format('ALTER SEQUENCE %s OWNED BY %s.%I', \
+           c.oid::pg_catalog.regclass, d.refobjid::pg_catalog.regclass, a.attname) \
+         FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.deptype = 'a' AND d.refobjsubid > 0 AND {} ORDER BY c.oid",
+        user_relations("'S'")
+    );
+    statements(db, "sequence owner", &sql)
+}
+
+/// Indexes not behind a constraint. An index on a partitioned table is created on the
+/// whole tree (not `ON ONLY`), which builds the partitions' indexes too.
+fn indexes(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT x.indexrelid::pg_catalog.regclass::text, \
+           pg_catalog.replace(pg_catalog.pg_get_indexdef(x.indexrelid), ' ON ONLY ', ' ON ') \
+         FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+           JOIN pg_catalog.pg_class c ON c.oid = x.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} AND NOT i.relispartition \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')) \
+         ORDER BY x.indexrelid",
+        user_relations("'r', 'p', 'm'")
+    );
+    statements(db, "index", &sql)
+}
+
+/// Constraint DDL for a table's own constraints of the given types (not those a partition
+/// inherits from its parent, which the parent's constraint creates).
+fn table_constraints(db: &Connection, kind: &str, types: &str) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT k.conname, pg_catalog.format('ALTER TABLE %s%s ADD CONSTRAINT %I %s', \
+           CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.oid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)) \
+         FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE k.contype IN ({types}) AND k.conparentid = 0 AND {} ORDER BY k.oid",
+        user_relations("'r', 'p'")
+    );
+    statements(db, kind, &sql)
+}
+
+fn key_constraints(db: &Connection) -> Result<Vec<Statement>> {
+    table_constraints(db, "key constraint", "'p', 'u', 'x'")
+}
+
+fn foreign_keys(db: &Connection) -> Result<Vec<Statement>> {
+    table_constraints(db, "foreign key", "'f'")
+}
+
+fn triggers(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT t.tgname, pg_catalog.pg_get_triggerdef(t.oid) \
+         FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {} ORDER BY t.oid",
+        user_relations("'r', 'p', 'v'")
+    );
+    statements(db, "trigger", &sql)
+}
+
+/// Each sequence's position. Sequences are not transactional: like pg_dump, this reads
+/// their value at the time of the backup, which is at or after the snapshot's.
+fn sequence_values(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s)', \
+           c.oid::pg_catalog.regclass::text, COALESCE(pg_catalog.pg_sequence_last_value(c.oid), s.seqstart), \
+           CASE WHEN pg_catalog.pg_sequence_last_value(c.oid) IS NULL THEN 'false' ELSE 'true' END) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+         WHERE {} ORDER BY c.oid",
+        user_relations("'S'")
+    );
+    statements(db, "sequence value", &sql)
+}
+
+fn refreshes(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, pg_catalog.format('REFRESH MATERIALIZED VIEW %s', c.oid::pg_catalog.regclass) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} AND c.relispopulated ORDER BY c.oid",
+        user_relations("'m'")
+    );
+    statements(db, "materialized view data", &sql)
+}
+
+/// Comments on schemas, relations, columns, types, functions, constraints and triggers.
+fn comments(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT target, pg_catalog.format('COMMENT ON %s IS %L', target, description) FROM ( \
+           SELECT CASE WHEN d.objsubid > 0 THEN pg_catalog.format('COLUMN %s.%I', c.oid::pg_catalog.regclass, \
+                    (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = d.objsubid)) \
+                  ELSE (CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' \
+                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END) || c.oid::pg_catalog.regclass::text END AS target, \
+                  d.description, 1 AS phase, c.oid AS oid, d.objsubid AS sub \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND {rels} \
+         UNION ALL \
+           SELECT pg_catalog.format('SCHEMA %I', n.nspname), d.description, 0, n.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON n.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND {USER_SCHEMA} \
+         UNION ALL \
+           SELECT (CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END) || t.oid::pg_catalog.regtype::text, d.description, 2, t.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON t.oid = d.objoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+           WHERE d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND {USER_SCHEMA} AND {types} \
+         UNION ALL \
+           SELECT (CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END) || p.oid::pg_catalog.regprocedure::text, d.description, 3, p.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+           WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND {USER_SCHEMA} AND {procs} \
+         UNION ALL \
+           SELECT CASE WHEN k.contypid <> 0 THEN pg_catalog.format('CONSTRAINT %I ON DOMAIN %s', k.conname, k.contypid::pg_catalog.regtype) \
+                  ELSE pg_catalog.format('CONSTRAINT %I ON %s', k.conname, k.conrelid::pg_catalog.regclass) END, d.description, 4, k.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace \
+           WHERE d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND {USER_SCHEMA} \
+         UNION ALL \
+           SELECT pg_catalog.format('TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass), d.description, 5, t.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger t ON t.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass \
+         ) comments ORDER BY phase, oid, sub",
+        rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c'"),
+        types = not_extension_member("pg_catalog.pg_type", "t.oid"),
+        procs = not_extension_member("pg_catalog.pg_proc", "p.oid"),
+    );
+    statements(db, "comment", &sql)
+}
+
+/// Plain tables and leaf partitions, with the columns COPY carries and their size.
+pub fn data_tables(db: &Connection) -> Result<Vec<Table>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, \
+           (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), pg_catalog.chr(31) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), \
+           pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} ORDER BY c.oid",
+        user_relations("'r'")
+    );
+    let rows = db.query(&sql).map_err(|e| e.context("listing tables"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            Table {
+                name: field(0),
+                columns: field(1)
+                    .split('\u{1f}')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                blocks: field(2).parse().unwrap_or(0),
+                pieces: Vec::new(),
+                rows: 0,
+            }
+        })
+        .collect())
+}

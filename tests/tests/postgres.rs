@@ -1,0 +1,254 @@
+//! The `postgres` source against real clusters started by the tests: a rich schema that
+//! restores identically, one consistent point while writers commit, refusal of the live
+//! database and of non-empty targets, and verify in a scratch database.
+
+use std::path::Path;
+
+use cairn_e2e::postgres::{PASSWORD, PASSWORD_VAR, PgCluster};
+use cairn_e2e::{Env, stderr};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A repository on local disk backing up database `db` of `pg` as source `app`.
+fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
+    let env = Env::new().with_vars(&[(PASSWORD_VAR, PASSWORD)]);
+    env.local_config(&format!(
+        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"env:{PASSWORD_VAR}\"\n{extra}\n",
+        pg.url(db)
+    ));
+    env.ok(&["init"]);
+    env
+}
+
+fn database_exists(pg: &PgCluster, db: &str) -> bool {
+    pg.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+    ) == "1"
+}
+
+#[test]
+fn a_rich_database_restores_identically_and_verifies_in_scratch() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql_file("app", &fixture("postgres-rich.sql"));
+    let env = env_for(
+        &pg,
+        "app",
+        "probes = [\"SELECT count(*), sum(id) FROM public.users\"]",
+    );
+    env.ok(&["backup"]);
+
+    pg.create_database("copy");
+    let copy = pg.url("copy");
+    env.ok(&["restore", "latest", "--source", "app", "--target", &copy]);
+    assert_eq!(
+        pg.schema_dump("copy"),
+        pg.schema_dump("app"),
+        "schemas differ"
+    );
+    assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
+    let sequences = "SELECT string_agg(last_value || '/' || is_called, ',' ORDER BY seqrelid::regclass::text) \
+         FROM pg_sequence s, LATERAL (SELECT * FROM pg_sequence_last_value(seqrelid) last_value, \
+         (SELECT pg_sequence_last_value(seqrelid) IS NOT NULL) c(is_called)) v";
+    assert_eq!(pg.psql("copy", sequences), pg.psql("app", sequences));
+    // Identity columns go on from where they were.
+    pg.psql(
+        "copy",
+        "INSERT INTO public.users (email) VALUES ('new@example.com')",
+    );
+    assert_eq!(
+        pg.psql(
+            "copy",
+            "SELECT id > 4000 FROM public.users WHERE email = 'new@example.com'"
+        ),
+        "t"
+    );
+
+    // A non-empty target is refused without --clean, then replaced with it.
+    let err = env.fails(
+        &["restore", "latest", "--source", "app", "--target", &copy],
+        1,
+    );
+    assert!(
+        err.contains("not empty") && err.contains("--clean"),
+        "{err}"
+    );
+    env.ok(&[
+        "restore", "latest", "--source", "app", "--target", &copy, "--clean",
+    ]);
+    assert_eq!(pg.schema_dump("copy"), pg.schema_dump("app"));
+    assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
+
+    // The live database is refused by identity, however the URL spells it.
+    let live = format!(
+        "postgres://cairn@localhost:{}/app?application_name=x",
+        pg.port
+    );
+    let err = env.fails(
+        &[
+            "restore", "latest", "--source", "app", "--target", &live, "--clean",
+        ],
+        1,
+    );
+    assert!(err.contains("live database"), "{err}");
+    let out = env.cairn(&["verify", "latest", "--scratch", &live]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("live database"), "{said}");
+
+    // Verify restores into a scratch database it creates, then drops.
+    let scratch = pg.url("cairn_scratch");
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "verify", "latest", "--scratch", &scratch]))
+            .expect("verify JSON");
+    let checks = report["sources"][0]["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 6, "five tables and one probe: {report}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"].as_str().is_some_and(|n| n.contains("probe"))),
+        "{report}"
+    );
+    assert!(!database_exists(&pg, "cairn_scratch"));
+    env.ok(&["verify", "latest", "--scratch", &scratch, "--keep"]);
+    assert!(database_exists(&pg, "cairn_scratch"));
+    assert_eq!(pg.table_digests("cairn_scratch"), pg.table_digests("app"));
+    // A scratch database cairn did not create is never used.
+    let out = env.cairn(&["verify", "latest", "--scratch", &scratch]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("already exists"), "{said}");
+}
+
+#[test]
+fn writers_during_the_backup_see_one_consistent_point() {
+    let pg = PgCluster::start();
+    pg.create_database("bank");
+    pg.psql(
+        "bank",
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+         CREATE TABLE ledger (id bigserial PRIMARY KEY, account int NOT NULL REFERENCES accounts, amount bigint NOT NULL);
+         CREATE TABLE filler (id int, body text);
+         INSERT INTO accounts SELECT i, 1000000 FROM generate_series(1, 100) i;
+         INSERT INTO filler SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, 60000) i;",
+    );
+    // Each transaction moves money from an account into the ledger: the sum of balances
+    // plus the sum of the ledger stays 100 000 000 at every committed point.
+    let script = pg_script(
+        "\\set a random(1, 100)\n\\set x random(1, 50)\nBEGIN;\n\
+         UPDATE accounts SET balance = balance - :x WHERE id = :a;\n\
+         INSERT INTO ledger (account, amount) VALUES (:a, :x);\nCOMMIT;\n",
+    );
+    let env = env_for(&pg, "bank", "jobs = 3\npiece-size = 1048576");
+    let mut writer = pg.spawn(
+        "pgbench",
+        "bank",
+        &[
+            "-n",
+            "-c",
+            "2",
+            "-T",
+            "600",
+            "-f",
+            &script.to_string_lossy(),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..3 {
+        env.ok(&["backup"]);
+    }
+    let _ = writer.kill();
+    let _ = writer.wait();
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "snapshots"])).expect("snapshots JSON");
+    let ids: Vec<String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let mut ledgers = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let db = format!("restored{i}");
+        pg.create_database(&db);
+        env.ok(&["restore", id, "--source", "app", "--target", &pg.url(&db)]);
+        let total = pg.psql(
+            &db,
+            "SELECT (SELECT sum(balance) FROM accounts) + (SELECT coalesce(sum(amount), 0) FROM ledger)",
+        );
+        assert_eq!(
+            total, "100000000",
+            "snapshot {id} is not one consistent point"
+        );
+        assert_eq!(pg.psql(&db, "SELECT count(*) FROM filler"), "60000");
+        ledgers.push(
+            pg.psql(&db, "SELECT count(*) FROM ledger")
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert!(
+        ledgers.windows(2).all(|w| w[0] <= w[1]) && ledgers[2] > ledgers[0],
+        "the writer committed between backups: {ledgers:?}"
+    );
+    // The big table went in several pieces.
+    let stats = env.ok(&["--json", "snapshots"]);
+    assert!(stats.contains("rows"), "{stats}");
+}
+
+#[test]
+fn bad_connections_fail_clearly_and_commit_nothing() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql("app", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+
+    // A wrong password: denied, named, nothing committed.
+    let env = Env::new().with_vars(&[(PASSWORD_VAR, "wrong")]);
+    env.local_config(&format!(
+        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"env:{PASSWORD_VAR}\"\n",
+        pg.url("app")
+    ));
+    env.ok(&["init"]);
+    let out = env.cairn(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("password"), "{err}");
+    assert!(!err.contains("wrong"), "the password leaked: {err}");
+    assert_eq!(env.ok(&["--json", "snapshots"]).trim(), "[]");
+
+    // Nothing listening.
+    let env = env_for(&pg, "app", "");
+    env.local_config(&format!(
+        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"postgres://cairn@127.0.0.1:1/app\"\npassword = \"env:{PASSWORD_VAR}\"\n"
+    ));
+    let err = env.fails(&["backup"], 1);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+
+    // A password written in the config instead of a reference.
+    env.local_config(&format!(
+        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"hunter2\"\n",
+        pg.url("app")
+    ));
+    let err = env.fails(&["backup"], 2);
+    assert!(
+        err.contains("password") && err.contains("env:NAME"),
+        "{err}"
+    );
+}
+
+fn pg_script(body: &str) -> std::path::PathBuf {
+    let file = tempfile::Builder::new()
+        .suffix(".sql")
+        .tempfile()
+        .expect("script file");
+    std::fs::write(file.path(), body).expect("script");
+    file.into_temp_path().keep().expect("keep script")
+}
