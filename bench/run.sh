@@ -17,3 +17,4 @@ target/release/plugin_boundary
 target/release/backup_vs_restic
 target/release/sqlite_vs_backup
 target/release/s3_vs_restic
+target/release/postgres_vs_pg_dump

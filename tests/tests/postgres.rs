@@ -119,11 +119,27 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     env.ok(&["verify", "latest", "--scratch", &scratch, "--keep"]);
     assert!(database_exists(&pg, "cairn_scratch"));
     assert_eq!(pg.table_digests("cairn_scratch"), pg.table_digests("app"));
+    // A drill uses the scratch database the source's options name.
+    let out = env.cairn(&["drill"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no scratch database configured: {said}"
+    );
+    assert!(said.contains("scratch"), "{said}");
     // A scratch database cairn did not create is never used.
     let out = env.cairn(&["verify", "latest", "--scratch", &scratch]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("already exists"), "{said}");
+    pg.psql("postgres", "DROP DATABASE cairn_scratch");
+    let config = std::fs::read_to_string(env.path("cairn.toml")).expect("config");
+    env.write_config(&format!("{config}scratch = \"{scratch}\"\n"));
+    let drilled = env.ok(&["drill"]);
+    assert!(drilled.contains("app"), "{drilled}");
+    assert!(!database_exists(&pg, "cairn_scratch"));
+    assert!(env.ok(&["status"]).contains("drill"));
 }
 
 #[test]

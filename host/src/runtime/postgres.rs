@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::config::Host;
@@ -26,6 +26,8 @@ use super::state::PluginState;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most rows `query` returns: it is meant for catalogs and probes, not table data.
 const MAX_ROWS: usize = 1_000_000;
+/// How many bytes of COPY OUT rows go downstream together.
+const COPY_OUT_BATCH: usize = 256 * 1024;
 /// How much of a blob one COPY IN message carries.
 const COPY_IN_PIECE: usize = 1024 * 1024;
 
@@ -272,7 +274,11 @@ async fn identity(client: &Client, label: &str) -> Result<ServerIdentity, Plugin
 /// Counts the rows of text-format COPY data: each ends with a newline, and newlines inside
 /// values are escaped.
 fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    // Summed a block at a time: the compiler vectorises the inner loop.
+    bytes
+        .chunks(255)
+        .map(|block| block.iter().map(|&b| u8::from(b == b'\n')).sum::<u8>() as u64)
+        .sum()
 }
 
 impl CopyOut {
@@ -280,6 +286,8 @@ impl CopyOut {
         enum State {
             Start,
             Copying(Lease, std::pin::Pin<Box<tokio_postgres::CopyOutStream>>),
+            /// The server said the COPY is complete: polling again would be an error.
+            Done,
         }
         let stream = futures::stream::try_unfold(State::Start, move |state| {
             let (statement, runner, label, rows) = (
@@ -300,15 +308,28 @@ impl CopyOut {
                         (lease, Box::pin(copy))
                     }
                     State::Copying(lease, copy) => (lease, copy),
+                    State::Done => return Ok(None),
                 };
-                match copy.next().await {
-                    Some(Ok(piece)) => {
-                        rows.fetch_add(count_lines(&piece), Ordering::Relaxed);
-                        Ok(Some((piece, State::Copying(lease, copy))))
+                // The server sends one message a row: gather them into larger pieces, so
+                // the per-piece work downstream is paid per batch, not per row.
+                let mut batch = BytesMut::new();
+                let mut next = None;
+                while batch.len() < COPY_OUT_BATCH {
+                    match copy.next().await {
+                        Some(Ok(row)) => batch.extend_from_slice(&row),
+                        Some(Err(e)) => return Err(remote(&label, &statement, e)),
+                        None => {
+                            next = Some(State::Done);
+                            break;
+                        }
                     }
-                    Some(Err(e)) => Err(remote(&label, &statement, e)),
-                    None => Ok(None),
                 }
+                if batch.is_empty() {
+                    return Ok(None);
+                }
+                rows.fetch_add(count_lines(&batch), Ordering::Relaxed);
+                let next = next.unwrap_or(State::Copying(lease, copy));
+                Ok(Some((batch.freeze(), next)))
             }
         });
         Blob::Stream {

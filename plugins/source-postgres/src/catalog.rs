@@ -478,6 +478,8 @@ pub fn data_tables(db: &Connection) -> Result<Vec<Table>> {
     let rows = db.query(&sql).map_err(|e| e.context("listing tables"))?;
     Ok(rows
         .into_iter()
+        // A table without columns holds nothing COPY can carry: its schema is enough.
+        .filter(|row| row.get(1).is_some_and(|c| c.is_some()))
         .map(|row| {
             let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
             Table {
