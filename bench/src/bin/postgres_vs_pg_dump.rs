@@ -8,7 +8,9 @@
 //!
 //! Default scale 50 (5 million pgbench_accounts rows, about 750 MiB on disk). Starts its
 //! own cluster with Debian's PostgreSQL 15 (scripts/setup.sh installs it); the client
-//! tools and cairn run on the same machine, as the server does.
+//! tools and cairn run on the same machine, as the server does. It also times the
+//! server alone (COPY of the largest table into /dev/null through one and two
+//! connections): on a small machine that is the floor every tool shares.
 
 use std::path::Path;
 use std::process::Command;
@@ -53,31 +55,10 @@ fn main() -> Result<()> {
         "SELECT count(*) FROM pgbench_accounts; SELECT count(*) FROM pgbench_history",
     );
 
-    let custom = dir.path().join("bench.dump");
-    let dump_fc = measure(
-        pg.client("pg_dump", "bench")
-            .args(["-Fc", "-f"])
-            .arg(&custom),
-    )?;
-    let directory = dir.path().join("bench.dir");
-    let dump_fd = measure(
-        pg.client("pg_dump", "bench")
-            .args(["-Fd", "-j2", "-f"])
-            .arg(&directory),
-    )?;
-
     let work = dir.path().join("cairn");
     std::fs::create_dir_all(&work)?;
-    let config = work.join("cairn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"bench\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"env:{PASSWORD_VAR}\"\n",
-            work.join("repo").display(),
-            pg.url("bench")
-        ),
-    )?;
-    let run = |args: &[&str]| {
+    let cairn_run = |round: usize, args: &[&str]| {
+        let config = work.join(format!("cairn-{round}.toml"));
         let mut cmd = Command::new(&cairn);
         cmd.arg("--config")
             .arg(&config)
@@ -87,45 +68,95 @@ fn main() -> Result<()> {
             .env("CAIRN_CACHE_DIR", work.join("cache"));
         cmd
     };
-    measure(&mut run(&["init"]))?;
-    measure(&mut run(&["plugin", "inspect", "postgres"]))?;
-    let backup = measure(&mut run(&["backup"]))?;
-    let rebackup = measure(&mut run(&["backup"]))?;
+    let custom = dir.path().join("bench.dump");
+    let directory = dir.path().join("bench.dir");
+    let mut rounds: Vec<Vec<Measured>> = Vec::new();
+    for round in 0..ROUNDS {
+        let mut m = Vec::new();
+        // The server's own share: COPY of the big table with nobody storing it, through
+        // one connection (all pg_dump -Fc uses) and through two (half each).
+        m.push(measure(&mut copy_to_null(&pg, "true"))?);
+        m.push(copy_halves_to_null(&pg)?);
+        let _ = std::fs::remove_file(&custom);
+        m.push(measure(
+            pg.client("pg_dump", "bench")
+                .args(["-Fc", "-f"])
+                .arg(&custom),
+        )?);
+        let _ = std::fs::remove_dir_all(&directory);
+        m.push(measure(
+            pg.client("pg_dump", "bench")
+                .args(["-Fd", "-j2", "-f"])
+                .arg(&directory),
+        )?);
+        std::fs::write(
+            work.join(format!("cairn-{round}.toml")),
+            format!(
+                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"bench\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"env:{PASSWORD_VAR}\"\n",
+                work.join(format!("repo-{round}")).display(),
+                pg.url("bench")
+            ),
+        )?;
+        measure(&mut cairn_run(round, &["init"]))?;
+        measure(&mut cairn_run(round, &["plugin", "inspect", "postgres"]))?;
+        m.push(measure(&mut cairn_run(round, &["backup"]))?);
+        m.push(measure(&mut cairn_run(round, &["backup"]))?);
 
-    pg.create_database("from_pg_restore");
-    let restore_pg = measure(
-        pg.client("pg_restore", "from_pg_restore")
-            .args(["-d", "from_pg_restore"])
-            .arg(&custom),
-    )?;
-    pg.create_database("from_pg_restore_j2");
-    let restore_pg_j2 = measure(
-        pg.client("pg_restore", "from_pg_restore_j2")
-            .args(["-j2", "-d", "from_pg_restore_j2"])
-            .arg(&directory),
-    )?;
-    pg.create_database("from_cairn");
-    let restore_cairn = measure(&mut run(&[
-        "restore",
-        "latest",
-        "--source",
-        "bench",
-        "--target",
-        &pg.url("from_cairn"),
-    ]))?;
-    let count = "SELECT count(*) FROM pgbench_accounts";
-    anyhow::ensure!(
-        pg.psql("from_cairn", count) == pg.psql("bench", count),
-        "the restored database differs"
+        for db in ["from_pg_restore", "from_pg_restore_j2", "from_cairn"] {
+            pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+            pg.create_database(db);
+        }
+        m.push(measure(
+            pg.client("pg_restore", "from_pg_restore")
+                .args(["-d", "from_pg_restore"])
+                .arg(&custom),
+        )?);
+        m.push(measure(
+            pg.client("pg_restore", "from_pg_restore_j2")
+                .args(["-j2", "-d", "from_pg_restore_j2"])
+                .arg(&directory),
+        )?);
+        m.push(measure(&mut cairn_run(
+            round,
+            &[
+                "restore",
+                "latest",
+                "--source",
+                "bench",
+                "--target",
+                &pg.url("from_cairn"),
+            ],
+        ))?);
+        let count = "SELECT count(*) FROM pgbench_accounts";
+        anyhow::ensure!(
+            pg.psql("from_cairn", count) == pg.psql("bench", count),
+            "the restored database differs"
+        );
+        rounds.push(m);
+    }
+    let median = |i: usize| {
+        let mut times: Vec<Measured> = rounds.iter().map(|r| r[i]).collect();
+        times.sort_by_key(|m| m.time);
+        times[times.len() / 2]
+    };
+    let (floor_one, floor_two, dump_fc, dump_fd, backup, rebackup) = (
+        median(0),
+        median(1),
+        median(2),
+        median(3),
+        median(4),
+        median(5),
     );
+    let (restore_pg, restore_pg_j2, restore_cairn) = (median(6), median(7), median(8));
 
+    println!("median of {ROUNDS} rounds");
     println!(
-        "{:<34} {:>9} {:>8} {:>11}",
+        "{:<40} {:>9} {:>8} {:>11}",
         "", "seconds", "ratio", "peak RSS"
     );
     let row = |name: &str, m: Measured, peer: Measured| {
         println!(
-            "{:<34} {:>9.2} {:>8.2} {:>7} MiB",
+            "{:<40} {:>9.2} {:>8.2} {:>7} MiB",
             name,
             m.time.as_secs_f64(),
             m.time.as_secs_f64() / peer.time.as_secs_f64(),
@@ -133,6 +164,8 @@ fn main() -> Result<()> {
         )
     };
     println!("backup (ratio against pg_dump -Fc)");
+    row("  server alone: COPY accounts, 1 conn", floor_one, dump_fc);
+    row("  server alone: COPY accounts, 2 conns", floor_two, dump_fc);
     row("  pg_dump -Fc", dump_fc, dump_fc);
     row("  pg_dump -Fd -j2", dump_fd, dump_fc);
     row("  cairn backup (jobs 2)", backup, dump_fc);
@@ -145,9 +178,41 @@ fn main() -> Result<()> {
         "stored: pg_dump -Fc {:.0} MiB, -Fd {:.0} MiB, cairn repository {:.0} MiB",
         file_mib(&custom),
         du(&directory) as f64 / (1 << 20) as f64,
-        du(&work.join("repo")) as f64 / (1 << 20) as f64
+        du(&work.join("repo-0")) as f64 / (1 << 20) as f64
     );
     Ok(())
+}
+
+/// Times of each contender are the median of this many rounds, run interleaved.
+const ROUNDS: usize = 3;
+
+/// psql copying part of pgbench_accounts into /dev/null.
+fn copy_to_null(pg: &PgCluster, range: &str) -> Command {
+    let mut cmd = pg.client("psql", "bench");
+    cmd.args([
+        "-X",
+        "-c",
+        &format!("COPY (SELECT * FROM pgbench_accounts WHERE {range}) TO STDOUT"),
+    ]);
+    cmd
+}
+
+/// Both halves of pgbench_accounts copied into /dev/null at once, by two connections.
+fn copy_halves_to_null(pg: &PgCluster) -> Result<Measured> {
+    let half = pg.psql(
+        "bench",
+        "SELECT pg_relation_size('pgbench_accounts') / current_setting('block_size')::int / 2",
+    );
+    let started = std::time::Instant::now();
+    let mut first = copy_to_null(pg, &format!("ctid < '({half},0)'"))
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let second = measure(&mut copy_to_null(pg, &format!("ctid >= '({half},0)'")))?;
+    anyhow::ensure!(first.wait()?.success(), "COPY of the first half failed");
+    Ok(Measured {
+        time: started.elapsed(),
+        peak_rss_kib: second.peak_rss_kib,
+    })
 }
 
 fn file_mib(path: &Path) -> f64 {
