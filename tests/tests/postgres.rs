@@ -248,6 +248,34 @@ fn bad_connections_fail_clearly_and_commit_nothing() {
     let err = env.fails(&["backup"], 1);
     assert!(err.contains("127.0.0.1:1"), "{err}");
 
+    // A probe that fails: the source's snapshot is not committed.
+    let env = env_for(&pg, "app", "probes = [\"SELECT 1 / 0\"]");
+    let err = env.fails(&["backup"], 1);
+    assert!(
+        err.contains("division by zero") && err.contains("probe"),
+        "{err}"
+    );
+    assert_eq!(env.ok(&["--json", "snapshots"]).trim(), "[]");
+
+    // A restore target that does not exist is named.
+    let env = env_for(&pg, "app", "");
+    env.ok(&["backup"]);
+    let err = env.fails(
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "app",
+            "--target",
+            &pg.url("nowhere"),
+        ],
+        1,
+    );
+    assert!(
+        err.contains("nowhere") && err.contains("does not exist"),
+        "{err}"
+    );
+
     // A password written in the config instead of a reference.
     env.local_config(&format!(
         "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"hunter2\"\n",
