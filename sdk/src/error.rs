@@ -24,6 +24,18 @@ impl PluginError {
         PluginError::Retryable(message.into())
     }
 
+    /// What went wrong, without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            PluginError::Config(c) => &c.message,
+            PluginError::Retryable(m)
+            | PluginError::Permanent(m)
+            | PluginError::NotFound(m)
+            | PluginError::AlreadyExists(m)
+            | PluginError::Denied(m) => m,
+        }
+    }
+
     /// Adds what was being done to the message, keeping the kind.
     pub fn context(self, what: impl core::fmt::Display) -> Self {
         match self {

@@ -17,6 +17,8 @@ compile_error!(
 
 #[cfg(any(feature = "source", feature = "sink"))]
 pub mod bindings;
+#[cfg(feature = "source")]
+mod checks;
 #[cfg(any(feature = "source", feature = "sink"))]
 mod error;
 #[cfg(any(feature = "source", feature = "sink"))]

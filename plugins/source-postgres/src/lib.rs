@@ -9,8 +9,6 @@ mod catalog;
 mod load;
 mod url;
 
-use std::collections::BTreeMap;
-
 use cairn_sdk::postgres::{self, Connection, ServerIdentity};
 use cairn_sdk::{
     Blob, BlobItem, CheckResult, Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter,
@@ -337,7 +335,7 @@ impl Source for Postgres {
         )) {
             host::warn(format!(
                 "could not drop the scratch database `{name}`: {}",
-                message(&e)
+                e.message()
             ));
         }
         outcome.map(|checks| VerifyReport { checks })
@@ -361,36 +359,19 @@ fn checks(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<Vec<C
             },
         });
     }
-    let annotations: BTreeMap<String, String> = reader
-        .annotations()
-        .into_iter()
-        .map(|a| (a.key, a.value))
-        .collect();
+    let annotations = reader.annotation_map();
     for i in 0.. {
         let Some(recorded) = annotations.get(&format!("probe.{i}")) else {
             break;
         };
         let recorded: ProbeResult = serde_json::from_str(recorded)
             .map_err(|e| PluginError::permanent(format!("probe {i}: unreadable record: {e}")))?;
-        let (passed, detail) = match db.query(&recorded.sql) {
-            Ok(rows) if rows == recorded.rows => {
-                (true, format!("{} (as at backup)", render(&rows)))
-            }
-            Ok(rows) => (
-                false,
-                format!(
-                    "{}, but {} at backup",
-                    render(&rows),
-                    render(&recorded.rows)
-                ),
-            ),
-            Err(e) => (false, message(&e)),
-        };
-        checks.push(CheckResult {
-            name: format!("probe `{}`", recorded.sql),
-            passed,
-            detail,
-        });
+        checks.push(CheckResult::compared(
+            format!("probe `{}`", recorded.sql),
+            db.query(&recorded.sql),
+            &recorded.rows,
+            |rows| render(rows),
+        ));
     }
     Ok(checks)
 }
@@ -398,11 +379,7 @@ fn checks(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<Vec<C
 /// Fails when `identity` is the database the snapshot was taken from: same cluster
 /// (system identifier) and same database name, however the URL spells the host.
 fn refuse_live(reader: &ItemReader, identity: &ServerIdentity, why: &str) -> Result<()> {
-    let recorded: BTreeMap<String, String> = reader
-        .annotations()
-        .into_iter()
-        .map(|a| (a.key, a.value))
-        .collect();
+    let recorded = reader.annotation_map();
     let live = recorded.get(SYSTEM_ID_KEY) == Some(&identity.system_identifier)
         && recorded.get(DATABASE_KEY) == Some(&identity.database);
     if live {
@@ -493,15 +470,4 @@ fn render(rows: &[Vec<Option<String>>]) -> String {
         })
         .collect();
     format!("[{}]", rows.join(", "))
-}
-
-fn message(e: &PluginError) -> String {
-    match e {
-        PluginError::Config(c) => c.message.clone(),
-        PluginError::Retryable(m)
-        | PluginError::Permanent(m)
-        | PluginError::NotFound(m)
-        | PluginError::AlreadyExists(m)
-        | PluginError::Denied(m) => m.clone(),
-    }
 }

@@ -4,8 +4,6 @@
 //! the pages that changed. A copy that fails its integrity check, or a probe, is refused:
 //! the backup of this source fails and commits nothing.
 
-use std::collections::BTreeMap;
-
 use cairn_sdk::sqlite::{self, CheckLevel};
 use cairn_sdk::{
     CheckResult, Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError,
@@ -168,11 +166,7 @@ impl Source for Sqlite {
     }
 
     fn verify(options: &Options, reader: &ItemReader, scratch: &str) -> Result<VerifyReport> {
-        let annotations: BTreeMap<String, String> = reader
-            .annotations()
-            .into_iter()
-            .map(|a| (a.key, a.value))
-            .collect();
+        let annotations = reader.annotation_map();
         let mut checks = Vec::new();
         for item in data_items(reader) {
             let dest = join(scratch, &item.path);
@@ -202,25 +196,12 @@ impl Source for Sqlite {
                         item.path
                     ))
                 })?;
-                let (passed, detail) = match db.query(&recorded.sql) {
-                    Ok(rows) if rows == recorded.rows => {
-                        (true, format!("{} (as at backup)", render(&rows)))
-                    }
-                    Ok(rows) => (
-                        false,
-                        format!(
-                            "{}, but {} at backup",
-                            render(&rows),
-                            render(&recorded.rows)
-                        ),
-                    ),
-                    Err(e) => (false, describe(&e)),
-                };
-                checks.push(CheckResult {
-                    name: format!("{}: probe `{}`", item.path, recorded.sql),
-                    passed,
-                    detail,
-                });
+                checks.push(CheckResult::compared(
+                    format!("{}: probe `{}`", item.path, recorded.sql),
+                    db.query(&recorded.sql),
+                    &recorded.rows,
+                    |rows| render(rows),
+                ));
             }
             drop(db);
             files::remove(&dest)?;
@@ -419,17 +400,6 @@ fn probe_key(item: &str, i: usize) -> String {
 fn render(rows: &[Vec<String>]) -> String {
     let rows: Vec<String> = rows.iter().map(|r| r.join("|")).collect();
     format!("[{}]", rows.join(", "))
-}
-
-fn describe(e: &PluginError) -> String {
-    match e {
-        PluginError::Config(c) => c.message.clone(),
-        PluginError::Retryable(m)
-        | PluginError::Permanent(m)
-        | PluginError::NotFound(m)
-        | PluginError::AlreadyExists(m)
-        | PluginError::Denied(m) => m.clone(),
-    }
 }
 
 fn join(base: &str, rel: &str) -> String {
