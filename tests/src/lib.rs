@@ -99,6 +99,14 @@ pub fn source_section(name: &str, plugin: &str, path: &Path, extra_options: &str
     )
 }
 
+/// A port nothing listens on right now, on 127.0.0.1, for a test server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A scratch environment: a temp dir with a config, a repository and a private cache.
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -39,13 +39,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl PgCluster {
     pub fn start() -> PgCluster {
         let dir = tempfile::Builder::new()
@@ -54,7 +47,7 @@ impl PgCluster {
             .expect("cluster dir");
         let cluster = PgCluster {
             bindir: bindir(),
-            port: free_port(),
+            port: crate::free_port(),
             dir,
         };
         if is_root() {

@@ -36,13 +36,6 @@ fn s3s_fs() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl S3Server {
     /// Starts a server with one bucket, `bucket`.
     pub fn start(bucket: &str) -> S3Server {
@@ -50,7 +43,7 @@ impl S3Server {
         std::fs::create_dir(root.path().join(bucket)).expect("bucket directory");
         let mut server = S3Server {
             child: None,
-            port: free_port(),
+            port: crate::free_port(),
             root,
         };
         server.run();
