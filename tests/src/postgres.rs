@@ -41,6 +41,21 @@ fn is_root() -> bool {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        PgCluster::start_with(false)
+    }
+
+    /// A cluster that also accepts TLS, with a self-signed certificate for 127.0.0.1
+    /// (see [`PgCluster::root_certificate`]).
+    pub fn start_with_tls() -> PgCluster {
+        PgCluster::start_with(true)
+    }
+
+    /// The CA certificate that signed the server's (for `sslrootcert`).
+    pub fn root_certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> PgCluster {
         let dir = tempfile::Builder::new()
             .prefix("cairn-pg-")
             .tempdir()
@@ -85,11 +100,19 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=50",
             cluster.port,
             cluster.dir.path().display()
         );
+        if tls {
+            cluster.make_certificate();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cluster.dir.path().join("server.crt").display(),
+                cluster.dir.path().join("server.key").display()
+            ));
+        }
         cluster.run_tool(
             "pg_ctl",
             &[
@@ -104,6 +127,48 @@ impl PgCluster {
             ],
         );
         cluster
+    }
+
+    /// A test CA, and a server certificate for 127.0.0.1 it signed.
+    fn make_certificate(&self) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("extensions file");
+        let openssl = |args: &str| {
+            let out = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(
+            "req -new -x509 -days 2 -nodes -newkey rsa:2048 -subj /CN=cairn-test-ca -keyout ca.key -out ca.crt",
+        );
+        openssl(
+            "req -new -nodes -newkey rsa:2048 -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        );
+        openssl(
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt",
+        );
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("key mode");
+        if is_root() {
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&key)
+                .arg(dir.join("server.crt"))
+                .status()
+                .expect("chown");
+        }
     }
 
     fn data(&self) -> String {

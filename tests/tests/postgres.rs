@@ -296,3 +296,48 @@ fn pg_script(body: &str) -> std::path::PathBuf {
     std::fs::write(file.path(), body).expect("script");
     file.into_temp_path().keep().expect("keep script")
 }
+
+#[test]
+fn tls_encrypts_and_verify_full_checks_the_certificate() {
+    let pg = PgCluster::start_with_tls();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100)",
+    );
+    let encrypted = "probes = [\"SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"]";
+    let with = |query: &str| {
+        let env = Env::new().with_vars(&[(PASSWORD_VAR, PASSWORD)]);
+        env.local_config(&format!(
+            "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}?{query}\"\npassword = \"env:{PASSWORD_VAR}\"\n{encrypted}\n",
+            pg.url("app")
+        ));
+        env.ok(&["init"]);
+        env
+    };
+    let recorded_probe = |env: &Env| {
+        let listed = env.ok(&["--json", "snapshots"]);
+        listed.contains(r#"[[\"t\"]]"#) || listed.contains(r#"[[\\\"t\\\"]]"#)
+    };
+
+    // require: encrypted, certificate not checked (libpq's meaning).
+    let env = with("sslmode=require");
+    env.ok(&["backup"]);
+    assert!(recorded_probe(&env), "{}", env.ok(&["--json", "snapshots"]));
+
+    // verify-full against the CA that signed the server's certificate.
+    let env = with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        pg.root_certificate().display()
+    ));
+    env.ok(&["backup"]);
+    assert!(recorded_probe(&env));
+
+    // verify-full against the system's roots: a self-signed certificate is refused.
+    let env = with("sslmode=verify-full");
+    let err = env.fails(&["backup"], 1);
+    assert!(
+        err.contains("sslmode") && err.contains("certificate"),
+        "{err}"
+    );
+}

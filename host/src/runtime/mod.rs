@@ -16,6 +16,7 @@ pub mod grants;
 pub mod host_api;
 pub mod network;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod replay;
 pub mod s3;
 pub mod sink;

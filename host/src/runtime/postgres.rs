@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use wasmtime::component::Resource;
 
 use super::bindings::PluginError;
@@ -35,6 +36,7 @@ const COPY_IN_PIECE: usize = 1024 * 1024;
 pub struct Connection {
     main: Arc<Client>,
     config: Config,
+    tls: MakeRustlsConnect,
     label: String,
     identity: ServerIdentity,
     runner: Runner,
@@ -165,14 +167,21 @@ fn pg_error(label: &str, e: tokio_postgres::Error) -> PluginError {
             PluginError::Permanent(message)
         };
     }
-    let text = e.to_string();
+    // The causes say what actually went wrong ("error performing TLS handshake" alone
+    // does not): name them all.
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
     if e.is_closed() || text.contains("error connecting") || text.contains("timed out") {
         PluginError::Retryable(format!(
             "{label}: {text}: is the server running and reachable at this host and port?"
         ))
-    } else if text.contains("TLS") || text.contains("SSL") {
+    } else if text.contains("TLS") || text.contains("SSL") || text.contains("certificate") {
         PluginError::Permanent(format!(
-            "{label}: {text}: cairn connects without TLS for now; use a local or tunnelled connection with sslmode=disable or prefer"
+            "{label}: {text}: check the URL's sslmode (disable, prefer, require, verify-full) and sslrootcert"
         ))
     } else {
         PluginError::Permanent(format!("{label}: {text}"))
@@ -212,9 +221,13 @@ fn check_granted(granted: &[String], config: &Config) -> Result<(), PluginError>
     Ok(())
 }
 
-async fn open(config: &Config, label: &str) -> Result<Client, PluginError> {
+async fn open(
+    config: &Config,
+    tls: &MakeRustlsConnect,
+    label: &str,
+) -> Result<Client, PluginError> {
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls.clone())
         .await
         .map_err(|e| pg_error(label, e))?;
     let label = label.to_string();
@@ -414,6 +427,13 @@ impl wit::Host for PluginState {
         password: Option<String>,
     ) -> wasmtime::Result<Result<Resource<Connection>, PluginError>> {
         let made = async {
+            let url_error = |message: String| {
+                PluginError::Config(super::bindings::source::cairn::plugin::types::ConfigError {
+                    field: "url".into(),
+                    message,
+                })
+            };
+            let (url, tls) = super::postgres_tls::split_url(&url).map_err(url_error)?;
             let mut config: Config = url.parse().map_err(|e| {
                 PluginError::Config(super::bindings::source::cairn::plugin::types::ConfigError {
                     field: "url".into(),
@@ -429,14 +449,17 @@ impl wit::Host for PluginState {
                 config.connect_timeout(CONNECT_TIMEOUT);
             }
             config.application_name("cairn");
+            config.ssl_mode(tls.mode);
+            let tls = super::postgres_tls::connector(&tls).map_err(url_error)?;
             let label = describe(&config);
             check_granted(&self.grants.hosts, &config)?;
-            let main = Arc::new(open(&config, &label).await?);
+            let main = Arc::new(open(&config, &tls, &label).await?);
             let identity = identity(&main, &label).await?;
             Ok(Connection {
                 runner: Runner::Main(main.clone()),
                 main,
                 config,
+                tls,
                 label,
                 identity,
             })
@@ -480,12 +503,12 @@ impl wit::HostConnection for PluginState {
         setup: String,
     ) -> wasmtime::Result<Result<(), PluginError>> {
         let entry = self.table.get(&conn)?;
-        let (config, label) = (entry.config.clone(), entry.label.clone());
+        let (config, tls, label) = (entry.config.clone(), entry.tls.clone(), entry.label.clone());
         let opened = async {
             let count = count.clamp(1, 64) as usize;
             let mut clients = Vec::with_capacity(count);
             for _ in 0..count {
-                let client = open(&config, &label).await?;
+                let client = open(&config, &tls, &label).await?;
                 if !setup.is_empty() {
                     client
                         .batch_execute(&setup)
