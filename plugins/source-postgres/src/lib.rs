@@ -58,7 +58,7 @@ const SCHEMA: &str = r#"{
   "properties": {
     "url": {
       "type": "string",
-      "description": "The database to back up: postgres://user@host:port/database. Put the password in `password`, not here.",
+      "description": "The database to back up: postgres://user@host:port/database, with ?sslmode=verify-full&sslrootcert=/path/ca.pem for a checked TLS connection (default sslmode: prefer). Put the password in `password`, not here.",
       "x-cairn-grant": "connect"
     },
     "password": {
