@@ -3,10 +3,11 @@
 //! `pg_get_functiondef`, `pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_expr`...)
 //! write the hard parts; with `search_path` empty, every name they print is qualified.
 //!
-//! Objects created by extensions are left to `CREATE EXTENSION`. Within each phase,
-//! objects come in creation (OID) order, which puts dependencies first in databases built
-//! the usual way; a restore runs the pre-data phase in one transaction, so a database it
-//! cannot rebuild is left as it was.
+//! Objects created by extensions are left to `CREATE EXTENSION`. The pre-data objects are
+//! put in dependency order from `pg_depend` (a domain after the function its check calls,
+//! a function over a table's rows after the table), otherwise by phase and creation (OID);
+//! a restore runs them in one transaction, so a database it cannot rebuild is left as it
+//! was.
 
 use cairn_sdk::Result;
 use cairn_sdk::postgres::Connection;
@@ -41,6 +42,9 @@ pub struct Statement {
     pub create: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop: Option<String>,
+    /// `catalog:oid` of the object, to order statements by dependency at backup time.
+    #[serde(skip)]
+    pub key: Option<String>,
 }
 
 /// A table with storage (a plain table or a leaf partition) and its data pieces.
@@ -106,7 +110,8 @@ fn not_extension_member(class: &str, oid: &str) -> String {
     )
 }
 
-/// Reads rows of `(name, create, drop)` for one kind of object.
+/// Reads rows of `(name, create, drop, key)` for one kind of object (drop and key may be
+/// absent or NULL).
 fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> {
     let rows = db
         .query(sql)
@@ -120,6 +125,7 @@ fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> 
                 name: field(0).unwrap_or_default(),
                 create: terminated(&field(1).unwrap_or_default()),
                 drop: field(2).map(|d| terminated(&d)),
+                key: field(3),
             }
         })
         .collect())
@@ -139,15 +145,16 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
         .first()
         .and_then(|r| r.first().cloned().flatten())
         .unwrap_or_else(|| "UTF8".into());
-    let mut pre_data = Vec::new();
-    pre_data.extend(schemas(db)?);
-    pre_data.extend(extensions(db)?);
-    pre_data.extend(types(db)?);
-    pre_data.extend(functions(db)?);
-    pre_data.extend(sequences(db)?);
-    pre_data.extend(tables(db)?);
-    pre_data.extend(checks(db)?);
-    pre_data.extend(views(db)?);
+    let mut objects = Vec::new();
+    objects.extend(schemas(db)?);
+    objects.extend(extensions(db)?);
+    objects.extend(types(db)?);
+    objects.extend(functions(db)?);
+    objects.extend(sequences(db)?);
+    objects.extend(tables(db)?);
+    objects.extend(checks(db)?);
+    objects.extend(views(db)?);
+    let mut pre_data = order_by_dependencies(objects, &dependencies(db)?);
     pre_data.extend(sequence_owners(db)?);
     let indexes = [indexes(db)?, key_constraints(db)?].concat();
     let mut post_data = Vec::new();
@@ -174,7 +181,8 @@ fn schemas(db: &Connection) -> Result<Vec<Statement>> {
         "schema",
         &format!(
             "SELECT n.nspname, pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', n.nspname), \
-             CASE WHEN n.nspname <> 'public' THEN pg_catalog.format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) END \
+             CASE WHEN n.nspname <> 'public' THEN pg_catalog.format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) END, \
+             'pg_namespace:' || n.oid \
              FROM pg_catalog.pg_namespace n WHERE {USER_SCHEMA} AND {} ORDER BY n.oid",
             not_extension_member("pg_catalog.pg_namespace", "n.oid")
         ),
@@ -185,7 +193,8 @@ fn extensions(db: &Connection) -> Result<Vec<Statement>> {
     statements(
         db,
         "extension",
-        "SELECT x.extname, pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', x.extname, n.nspname) \
+        "SELECT x.extname, pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', x.extname, n.nspname), \
+           NULL, 'pg_extension:' || x.oid \
          FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace ORDER BY x.oid",
     )
 }
@@ -210,7 +219,8 @@ fn types(db: &Connection) -> Result<Vec<Statement>> {
                (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) \
                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)) \
            END, \
-           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::pg_catalog.regtype) \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::pg_catalog.regtype), \
+           'pg_type:' || t.oid \
          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
          WHERE {USER_SCHEMA} AND {} \
            AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')) \
@@ -223,7 +233,8 @@ fn types(db: &Connection) -> Result<Vec<Statement>> {
 fn functions(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
         "SELECT p.oid::pg_catalog.regprocedure::text, pg_catalog.pg_get_functiondef(p.oid), \
-           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure) \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure), \
+           'pg_proc:' || p.oid \
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE {USER_SCHEMA} AND {} AND p.prokind IN ('f', 'p', 'w') ORDER BY p.oid",
         not_extension_member("pg_catalog.pg_proc", "p.oid")
@@ -253,7 +264,8 @@ fn sequences(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
         "SELECT c.oid::pg_catalog.regclass::text, \
            pg_catalog.format('CREATE SEQUENCE %s AS %s %s', c.oid::pg_catalog.regclass, pg_catalog.format_type(s.seqtypid, NULL), {SEQUENCE_OPTIONS}), \
-           pg_catalog.format('DROP SEQUENCE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass) \
+           pg_catalog.format('DROP SEQUENCE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass), \
+           'pg_class:' || c.oid \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
          WHERE {} AND NOT {IDENTITY_SEQUENCE} ORDER BY c.oid",
@@ -294,7 +306,8 @@ fn tables(db: &Connection) -> Result<Vec<Statement>> {
            END \
            || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END \
            || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
-           pg_catalog.format('DROP TABLE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass) \
+           pg_catalog.format('DROP TABLE IF EXISTS %s CASCADE', c.oid::pg_catalog.regclass), \
+           'pg_class:' || c.oid \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE {} ORDER BY c.relispartition, c.oid",
         user_relations("'r', 'p'")
@@ -306,7 +319,8 @@ fn tables(db: &Connection) -> Result<Vec<Statement>> {
 fn checks(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
         "SELECT k.conname, pg_catalog.format('ALTER TABLE %s%s ADD CONSTRAINT %I %s', \
-           CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.oid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)) \
+           CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.oid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)), \
+           NULL, 'pg_constraint:' || k.oid \
          FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE k.contype = 'c' AND k.conislocal AND {} ORDER BY k.oid",
@@ -323,7 +337,8 @@ fn views(db: &Connection) -> Result<Vec<Statement>> {
              CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
              pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), E'\\n '), ';'), \
              CASE c.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END), \
-           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass) \
+           pg_catalog.format('DROP %s IF EXISTS %s CASCADE', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass), \
+           'pg_class:' || c.oid \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE {} ORDER BY c.oid",
         user_relations("'v', 'm'")
@@ -464,6 +479,101 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
     statements(db, "comment", &sql)
 }
 
+/// The catalog's key for what a dependency names: the statement that creates it. A view's
+/// rule, a column default and a domain's constraint belong to their view, table and
+/// domain; a row type to its table; an array type to its element type.
+fn statement_key(class: &str, oid: &str) -> String {
+    format!(
+        "CASE {class} \
+           WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN \
+             (SELECT 'pg_class:' || r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
+           WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN \
+             (SELECT 'pg_class:' || a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = {oid}) \
+           WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN \
+             (SELECT CASE WHEN k.contypid <> 0 THEN 'pg_type:' || k.contypid ELSE 'pg_constraint:' || k.oid END \
+              FROM pg_catalog.pg_constraint k WHERE k.oid = {oid}) \
+           WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
+             (SELECT CASE WHEN c.relkind = 'c' THEN 'pg_type:' || c.reltype ELSE 'pg_class:' || c.oid END \
+              FROM pg_catalog.pg_class c WHERE c.oid = {oid}) \
+           WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
+             (SELECT CASE WHEN b.typrelid <> 0 AND r.relkind <> 'c' THEN 'pg_class:' || b.typrelid ELSE 'pg_type:' || b.oid END \
+              FROM pg_catalog.pg_type t \
+                JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
+                LEFT JOIN pg_catalog.pg_class r ON r.oid = b.typrelid \
+              WHERE t.oid = {oid}) \
+           ELSE (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = {class}) || ':' || {oid} \
+         END"
+    )
+}
+
+/// Which user object depends on which, as statement keys. A sequence's link to the column
+/// that owns it is left out: `OWNED BY` is set once both exist.
+fn dependencies(db: &Connection) -> Result<Vec<(String, String)>> {
+    let sql = format!(
+        "SELECT DISTINCT {}, {} FROM pg_catalog.pg_depend d \
+         WHERE d.deptype IN ('n', 'a') AND d.objid >= 16384 AND d.refobjid >= 16384 \
+           AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid = d.objid AND s.relkind = 'S'))",
+        statement_key("d.classid", "d.objid"),
+        statement_key("d.refclassid", "d.refobjid")
+    );
+    let rows = db
+        .query(&sql)
+        .map_err(|e| e.context("reading dependencies"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match (row.first(), row.get(1)) {
+            (Some(Some(from)), Some(Some(to))) => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Orders statements so each comes after what it depends on, otherwise keeping their
+/// order (phase, then creation): of the statements whose dependencies are all placed, the
+/// earliest goes next. Statements caught in a cycle keep their order at the end.
+pub fn order_by_dependencies(
+    statements: Vec<Statement>,
+    deps: &[(String, String)],
+) -> Vec<Statement> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+
+    let n = statements.len();
+    let index: HashMap<&str, usize> = statements
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.key.as_deref().map(|k| (k, i)))
+        .collect();
+    let mut waiting = vec![0usize; n];
+    let mut dependents = vec![Vec::new(); n];
+    for (from, to) in deps {
+        if let (Some(&f), Some(&t)) = (index.get(from.as_str()), index.get(to.as_str()))
+            && f != t
+        {
+            waiting[f] += 1;
+            dependents[t].push(f);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut placed = vec![false; n];
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        placed[i] = true;
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push(Reverse(d));
+            }
+        }
+    }
+    order.extend((0..n).filter(|&i| !placed[i]));
+    let mut slots: Vec<Option<Statement>> = statements.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 /// Plain tables and leaf partitions, with the columns COPY carries and their size.
 pub fn data_tables(db: &Connection) -> Result<Vec<Table>> {
     let sql = format!(
@@ -495,4 +605,54 @@ pub fn data_tables(db: &Connection) -> Result<Vec<Table>> {
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(key: &str) -> Statement {
+        Statement {
+            kind: "object".into(),
+            name: key.into(),
+            create: String::new(),
+            drop: None,
+            key: Some(key.into()),
+        }
+    }
+
+    fn names(statements: &[Statement]) -> Vec<&str> {
+        statements.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn dependencies_move_statements_later_and_nothing_else_moves() {
+        // A domain checked by a function created after it; a function over a table's row.
+        let statements = ["schema", "domain", "f_check", "f_row", "table", "view"]
+            .map(statement)
+            .to_vec();
+        let deps = [
+            ("domain", "f_check"),
+            ("f_row", "table"),
+            ("view", "f_row"),
+            ("table", "domain"),
+            ("table", "missing"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        let ordered = order_by_dependencies(statements, &deps);
+        assert_eq!(
+            names(&ordered),
+            ["schema", "f_check", "domain", "table", "f_row", "view"]
+        );
+    }
+
+    #[test]
+    fn a_cycle_keeps_its_order_at_the_end() {
+        let statements = ["a", "b", "c"].map(statement).to_vec();
+        let deps = [("a", "b"), ("b", "a")].map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(
+            names(&order_by_dependencies(statements, &deps)),
+            ["c", "a", "b"]
+        );
+    }
 }

@@ -118,6 +118,7 @@ fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
                 name: s.name.clone(),
                 create: d.clone(),
                 drop: None,
+                key: None,
             })
         })
         .collect();
