@@ -212,8 +212,8 @@ impl PluginState {
         items: Vec<backup_io::BlobItem>,
         parallel: u32,
     ) -> Result<Vec<u64>, PluginError> {
-        let mut jobs = std::collections::VecDeque::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
+        let mut jobs = Vec::with_capacity(items.len());
+        for item in items {
             check_item_path(&item.meta.path)?;
             let chunking = self.capture()?.chunking(item.chunking)?;
             let content = self.capture()?.content(chunking);
@@ -221,30 +221,22 @@ impl PluginState {
                 .table
                 .delete(item.contents)
                 .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
-            jobs.push_back((index, item.meta, content, blob));
+            jobs.push((item.meta, content, blob));
         }
-        let mut done: Vec<Option<ItemRecord>> = (0..jobs.len()).map(|_| None).collect();
-        let mut running = tokio::task::JoinSet::new();
-        loop {
-            while running.len() < parallel.clamp(1, 64) as usize
-                && let Some((index, mut meta, mut content, mut blob)) = jobs.pop_front()
-            {
-                running.spawn(async move {
-                    pump(&mut blob, &mut content).await?;
-                    let (chunks, size) = content.finish().await.map_err(repo_error)?;
-                    meta.size = size;
-                    Ok::<_, PluginError>((index, record_from_meta(&meta, chunks)))
-                });
-            }
-            let Some(joined) = running.join_next().await else {
-                break;
-            };
-            let (index, record) =
-                joined.map_err(|e| PluginError::Permanent(format!("storing an item: {e}")))??;
-            done[index] = Some(record);
-        }
+        let limit = parallel.clamp(1, 64) as usize;
+        let done = super::parallel::in_order(
+            limit,
+            jobs,
+            |(mut meta, mut content, mut blob)| async move {
+                pump(&mut blob, &mut content).await?;
+                let (chunks, size) = content.finish().await.map_err(repo_error)?;
+                meta.size = size;
+                Ok(record_from_meta(&meta, chunks))
+            },
+        )
+        .await?;
         let mut sizes = Vec::with_capacity(done.len());
-        for record in done.into_iter().flatten() {
+        for record in done {
             sizes.push(record.size);
             self.capture()?.record(record).await?;
         }

@@ -15,6 +15,7 @@ pub mod files;
 pub mod grants;
 pub mod host_api;
 pub mod network;
+pub mod parallel;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod replay;

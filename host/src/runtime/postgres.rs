@@ -397,27 +397,14 @@ where
     F: Fn(Lease, I) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
 {
-    let mut results: Vec<Option<T>> = (0..inputs.len()).map(|_| None).collect();
-    let mut pending = inputs.into_iter().enumerate();
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        while running.len() < runner.parallelism()
-            && let Some((index, input)) = pending.next()
-        {
-            let (runner, work) = (runner.clone(), work.clone());
-            running.spawn(async move {
-                let lease = runner.lease().await;
-                work(lease, input).await.map(|r| (index, r))
-            });
+    super::parallel::in_order(runner.parallelism(), inputs, |input| {
+        let (runner, work) = (runner.clone(), work.clone());
+        async move {
+            let lease = runner.lease().await;
+            work(lease, input).await
         }
-        let Some(joined) = running.join_next().await else {
-            break;
-        };
-        let (index, result) =
-            joined.map_err(|e| PluginError::Permanent(format!("a worker failed: {e}")))??;
-        results[index] = Some(result);
-    }
-    Ok(results.into_iter().flatten().collect())
+    })
+    .await
 }
 
 impl wit::Host for PluginState {
