@@ -14,9 +14,9 @@ use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
 use crate::repo::reader::{ChunkReader, Prefetch};
 
-/// How much of a file one native read takes. Below the allocator's mmap threshold (2 MiB,
-/// set in main.rs), so piece buffers are recycled from the heap instead of being mapped,
-/// faulted in and unmapped each time: that made 4 MiB pieces a third slower.
+/// How much of a file one native read takes. Well below the allocator's mmap threshold
+/// (set in main.rs), so piece buffers are recycled from the heap instead of being mapped,
+/// faulted in and unmapped each time.
 const FILE_PIECE: usize = 1024 * 1024;
 
 /// Bytes a server sends as they come (a PostgreSQL COPY OUT).
