@@ -177,6 +177,13 @@ impl Repository {
         }
     }
 
+    /// The repository without its local cache, so tests leave nothing behind.
+    #[cfg(test)]
+    pub(crate) fn without_cache(mut self) -> Repository {
+        self.cache = None;
+        self
+    }
+
     pub fn unlocked_slot(&self) -> &str {
         &self.unlocked_slot
     }

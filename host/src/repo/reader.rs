@@ -149,13 +149,23 @@ pub async fn read_items(
 /// chunks in that order (reading packs sequentially, through the read-ahead window) and
 /// opens them on several threads; readers take them by position in the sequence.
 pub struct Prefetch {
-    rx: tokio::sync::mpsc::Receiver<(usize, RepoResult<Bytes>)>,
-    front: Option<(usize, RepoResult<Bytes>)>,
+    rx: tokio::sync::mpsc::Receiver<Delivered>,
+    front: Option<Delivered>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Chunks opened or being opened ahead of the reader, at most.
-const PREFETCH_AHEAD: usize = 16;
+/// Decoded bytes (KiB) opened or being opened ahead of the reader, at most. A budget in
+/// bytes rather than chunks: a run of small files needs many chunks ahead to keep the
+/// decoding threads busy, and large chunks must not add up.
+const PREFETCH_KIB: u32 = 8 * 1024;
+
+/// A chunk at its position in the plan; the last of a decoding batch carries the batch's
+/// share of [`PREFETCH_KIB`], given back when the reader takes it.
+type Delivered = (
+    usize,
+    RepoResult<Bytes>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// Pack windows being downloaded at once, ahead of the chunks being opened: hides the
 /// latency of object storage, where each range read is a request.
@@ -168,6 +178,57 @@ struct PlannedWindow {
     end: u64,
     /// (position in the plan, chunk, where it is)
     chunks: Vec<(usize, ChunkId, Option<Location>)>,
+}
+
+/// Raw bytes one decoding job opens at most: small chunks (small files) go in batches, so
+/// that each costs no thread hand-off of its own, while a batch stays small enough to
+/// keep every core busy.
+const BATCH_BYTES: u64 = 1024 * 1024;
+
+type Planned = (usize, ChunkId, Option<Location>);
+type Opened = Vec<(usize, RepoResult<Bytes>)>;
+
+/// Splits a window's chunks into consecutive decoding batches of about [`BATCH_BYTES`].
+fn decode_batches(chunks: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let mut batches: Vec<Vec<Planned>> = Vec::new();
+    let mut raw = 0u64;
+    for chunk in chunks {
+        let size = chunk.2.map_or(0, |loc| loc.raw_length as u64);
+        match batches.last_mut() {
+            Some(batch) if raw + size <= BATCH_BYTES => batch.push(chunk),
+            _ => {
+                raw = 0;
+                batches.push(vec![chunk]);
+            }
+        }
+        raw += size;
+    }
+    batches
+}
+
+/// A decoding batch under way: its chunks' positions, the task, and its budget.
+type Opening = (
+    Vec<usize>,
+    tokio::task::JoinHandle<Opened>,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// Waits for a decoding job and passes its chunks on; false once nobody listens.
+async fn deliver(tx: &tokio::sync::mpsc::Sender<Delivered>, (seqs, job, budget): Opening) -> bool {
+    let opened = job.await.unwrap_or_else(|e| {
+        seqs.iter()
+            .map(|&seq| (seq, Err(RepoError::Other(format!("decoding task: {e}")))))
+            .collect()
+    });
+    let mut budget = Some(budget);
+    let last = opened.len().saturating_sub(1);
+    for (i, (seq, chunk)) in opened.into_iter().enumerate() {
+        let permit = if i == last { budget.take() } else { None };
+        if tx.send((seq, chunk, permit)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Groups the plan into range reads: consecutive chunks of one pack, within READ_AHEAD of
@@ -206,8 +267,15 @@ impl Prefetch {
     /// Starts fetching `plan` (every chunk of the items, in order): several pack windows
     /// download at once, and their chunks open on several threads.
     pub fn start(reader: ChunkReader, plan: Vec<ChunkId>) -> Prefetch {
+        Self::with_budget(reader, plan, PREFETCH_KIB)
+    }
+
+    /// [`Prefetch::start`] with `budget_kib` of decoded bytes ahead.
+    fn with_budget(reader: ChunkReader, plan: Vec<ChunkId>, budget_kib: u32) -> Prefetch {
         use futures::StreamExt;
-        let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_AHEAD);
+        // The byte budget bounds what waits; the channel only needs room for small chunks.
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let budget = Arc::new(tokio::sync::Semaphore::new(budget_kib as usize));
         let parallel = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -230,39 +298,66 @@ impl Prefetch {
             .buffered(WINDOWS_IN_FLIGHT);
             let mut opening = std::collections::VecDeque::new();
             while let Some((window, bytes)) = fetched.next().await {
-                for (seq, id, loc) in window.chunks {
-                    let job = match (&bytes, loc) {
-                        (Ok(bytes), Some(loc)) => {
-                            let at = (loc.offset as u64 - window.start) as usize;
-                            let sealed = bytes.slice(at..at + loc.length as usize);
-                            let keys = keys.clone();
-                            tokio::task::spawn_blocking(move || {
-                                open_chunk(&keys, &id, &sealed, &loc)
-                            })
+                // Every chunk of a window that failed to download reports its failure.
+                let bytes = bytes.map_err(|e| e.to_string());
+                for batch in decode_batches(window.chunks) {
+                    let seqs = batch.iter().map(|(seq, _, _)| *seq).collect();
+                    let kib = batch
+                        .iter()
+                        .map(|(_, _, loc)| loc.map_or(0, |l| l.raw_length.div_ceil(1024)))
+                        .sum::<u32>()
+                        .clamp(1, budget_kib);
+                    // Batches decoded but not yet passed on hold budget too: pass them on
+                    // rather than wait for budget only the reader can give back.
+                    let permit = loop {
+                        if let Ok(permit) = budget.clone().try_acquire_many_owned(kib) {
+                            break permit;
                         }
-                        (Err(e), _) => {
-                            let e = RepoError::Corrupt(format!("chunk {id}: {e}"));
-                            tokio::task::spawn_blocking(move || Err(e))
+                        match opening.pop_front() {
+                            Some(job) => {
+                                if !deliver(&tx, job).await {
+                                    return;
+                                }
+                            }
+                            None => match budget.clone().acquire_many_owned(kib).await {
+                                Ok(permit) => break permit,
+                                Err(_) => return,
+                            },
                         }
-                        (Ok(_), None) => unreachable!("windows with unindexed chunks fail"),
                     };
-                    opening.push_back((seq, job));
+                    let (keys, bytes, start) = (keys.clone(), bytes.clone(), window.start);
+                    let job = tokio::task::spawn_blocking(move || {
+                        batch
+                            .into_iter()
+                            .map(|(seq, id, loc)| {
+                                let opened = match (&bytes, loc) {
+                                    (Ok(bytes), Some(loc)) => {
+                                        let at = (loc.offset as u64 - start) as usize;
+                                        let sealed = &bytes[at..at + loc.length as usize];
+                                        open_chunk(&keys, &id, sealed, &loc)
+                                    }
+                                    (Err(e), _) => {
+                                        Err(RepoError::Corrupt(format!("chunk {id}: {e}")))
+                                    }
+                                    (Ok(_), None) => Err(RepoError::Corrupt(format!(
+                                        "chunk {id} is referenced but no index names it"
+                                    ))),
+                                };
+                                (seq, opened)
+                            })
+                            .collect::<Opened>()
+                    });
+                    opening.push_back((seqs, job, permit));
                     while opening.len() >= parallel {
-                        let (seq, job) = opening.pop_front().expect("non-empty");
-                        let opened = job.await.unwrap_or_else(|e| {
-                            Err(RepoError::Other(format!("decoding task: {e}")))
-                        });
-                        if tx.send((seq, opened)).await.is_err() {
+                        let job = opening.pop_front().expect("non-empty");
+                        if !deliver(&tx, job).await {
                             return;
                         }
                     }
                 }
             }
-            for (seq, job) in opening {
-                let opened = job
-                    .await
-                    .unwrap_or_else(|e| Err(RepoError::Other(format!("decoding task: {e}"))));
-                if tx.send((seq, opened)).await.is_err() {
+            for job in opening {
+                if !deliver(&tx, job).await {
                     return;
                 }
             }
@@ -279,9 +374,9 @@ impl Prefetch {
     pub async fn take(&mut self, seq: usize) -> Option<RepoResult<Bytes>> {
         loop {
             match self.front.take() {
-                Some((at, chunk)) if at == seq => return Some(chunk),
-                Some((at, chunk)) if at > seq => {
-                    self.front = Some((at, chunk));
+                Some((at, chunk, _budget)) if at == seq => return Some(chunk),
+                Some(ahead) if ahead.0 > seq => {
+                    self.front = Some(ahead);
                     return None;
                 }
                 _ => {}
@@ -294,5 +389,115 @@ impl Prefetch {
 impl Drop for Prefetch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::repo::backend::{Backend, BackendError, BackendErrorKind, BackendResult};
+    use crate::repo::pack::ChunkKind;
+    use crate::repo::writer::ChunkWriter;
+
+    /// Objects in memory: the storage under a repository, for testing what sits above it.
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<String, Bytes>>);
+
+    impl Backend for Memory {
+        fn put<'a>(
+            &'a self,
+            name: &'a str,
+            data: Bytes,
+            _: bool,
+        ) -> BoxFuture<'a, BackendResult<()>> {
+            self.0.lock().unwrap().insert(name.to_string(), data);
+            Box::pin(async { Ok(()) })
+        }
+        fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BackendResult<Bytes>> {
+            let found = self.0.lock().unwrap().get(name).cloned();
+            Box::pin(async move {
+                found.ok_or_else(|| BackendError::new(BackendErrorKind::NotFound, name))
+            })
+        }
+        fn get_range<'a>(
+            &'a self,
+            name: &'a str,
+            offset: u64,
+            length: u64,
+        ) -> BoxFuture<'a, BackendResult<Bytes>> {
+            let whole = self.get(name);
+            Box::pin(async move {
+                let whole = whole.await?;
+                let end = (offset + length).min(whole.len() as u64) as usize;
+                Ok(whole.slice(offset as usize..end))
+            })
+        }
+        fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, BackendResult<Vec<(String, u64)>>> {
+            let names = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(n, b)| (n.clone(), b.len() as u64))
+                .collect();
+            Box::pin(async move { Ok(names) })
+        }
+        fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+            self.0.lock().unwrap().remove(name);
+            Box::pin(async { Ok(()) })
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    /// Many small chunks around a few large ones, the mix that needs the byte budget and
+    /// batching: every chunk arrives, in order, whatever the budget, even one smaller
+    /// than a single chunk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prefetch_delivers_every_chunk_in_order_within_any_budget() {
+        let repo = Arc::new(
+            Repository::init(Arc::new(Memory::default()), b"test")
+                .await
+                .unwrap()
+                .without_cache(),
+        );
+        let writer = ChunkWriter::start(repo.clone()).unwrap();
+        let mut chunks = Vec::new();
+        for i in 0..400u32 {
+            let len = if i % 100 == 7 {
+                3 << 20
+            } else {
+                1000 + (i as usize * 37) % 9000
+            };
+            let data: Vec<u8> = (0..len)
+                .map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8)
+                .collect();
+            let data = Bytes::from(data);
+            let id = writer.store(ChunkKind::Data, data.clone()).await.unwrap();
+            chunks.push((id, data));
+        }
+        writer.flush().await.unwrap();
+        repo.load_index().await.unwrap();
+        for budget_kib in [1, 2048, PREFETCH_KIB] {
+            let plan = chunks.iter().map(|(id, _)| *id).collect();
+            let mut prefetch =
+                Prefetch::with_budget(ChunkReader::new(repo.clone()), plan, budget_kib);
+            for (seq, (_, data)) in chunks.iter().enumerate() {
+                let got =
+                    tokio::time::timeout(std::time::Duration::from_secs(20), prefetch.take(seq))
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!("chunk {seq} never came (budget {budget_kib} KiB)")
+                        });
+                assert_eq!(&got.expect("prefetched").unwrap(), data, "chunk {seq}");
+            }
+        }
     }
 }
