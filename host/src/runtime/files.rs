@@ -188,14 +188,16 @@ impl PluginState {
         options: WriteOptions,
     ) -> Result<u64, PluginError> {
         let (root, resolved) = self.resolve(path, true)?;
-        if let Some(parent) = resolved
-            .relative
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            root.create_dir_all(parent).map_err(|e| io_error(path, e))?;
+        let (dir, name) = match split(&root, &resolved.relative) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = resolved.relative.parent() {
+                    root.create_dir_all(parent).map_err(|e| io_error(path, e))?;
+                }
+                split(&root, &resolved.relative)
+            }
+            opened => opened,
         }
-        let (dir, name) = split(&root, &resolved.relative).map_err(|e| io_error(path, e))?;
+        .map_err(|e| io_error(path, e))?;
         if options.exclusive && dir.symlink_metadata(&name).is_ok() {
             return Err(PluginError::AlreadyExists(path.to_string()));
         }
@@ -217,6 +219,9 @@ impl PluginState {
             {
                 file.write_all(&piece).map_err(|e| io_error(path, e))?;
                 written += piece.len() as u64;
+            }
+            if let Some(meta) = &options.meta {
+                set_file_metadata(&file, meta).map_err(|e| io_error(path, e))?;
             }
             if options.sync {
                 file.sync_all().map_err(|e| io_error(path, e))?;
@@ -290,6 +295,18 @@ impl PluginState {
         }
         Ok(())
     }
+}
+
+/// Applies owner (as root), mode and mtime to an open file, in that order: a change of
+/// owner clears set-id bits, so the mode comes after it.
+fn set_file_metadata(file: &std::fs::File, meta: &ItemMeta) -> std::io::Result<()> {
+    if is_root() {
+        std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid))?;
+    }
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+        meta.mode & 0o7777,
+    ))?;
+    file.set_modified(system_time(meta.mtime_ns))
 }
 
 fn is_root() -> bool {

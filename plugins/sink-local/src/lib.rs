@@ -122,9 +122,10 @@ impl Store for LocalStore {
         files::write(
             &self.path(name)?,
             contents,
-            files::WriteOptions {
+            &files::WriteOptions {
                 exclusive: false,
                 sync: true,
+                meta: None,
             },
         )
         .map(drop)
@@ -134,9 +135,10 @@ impl Store for LocalStore {
         files::write(
             &self.path(name)?,
             contents,
-            files::WriteOptions {
+            &files::WriteOptions {
                 exclusive: true,
                 sync: true,
+                meta: None,
             },
         )
         .map(drop)

@@ -238,13 +238,13 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
                     let written = files::write(
                         &dest,
                         &contents,
-                        files::WriteOptions {
+                        &files::WriteOptions {
                             exclusive: false,
                             sync: false,
+                            meta: Some(item.clone()),
                         },
                     )?;
                     restored.bytes += written;
-                    files::set_metadata(&dest, &item)?;
                     restored.file_sizes.push((item.path.clone(), item.size));
                 }
             }

@@ -273,12 +273,15 @@ fn restore_one(
     let (dir, name) = dest.rsplit_once('/').unwrap_or(("", dest));
     let temp = format!("{dir}/.{name}.cairn-restore");
     let contents = reader.open(&item.path)?;
+    let mut meta = item.clone();
+    meta.kind = ItemKind::File;
     files::write(
         &temp,
         &contents,
-        files::WriteOptions {
+        &files::WriteOptions {
             exclusive: false,
             sync: true,
+            meta: Some(meta),
         },
     )?;
     let copy = sqlite::open(&temp)?;
@@ -288,9 +291,6 @@ fn restore_one(
         files::remove(&temp)?;
         return Ok(problems);
     }
-    let mut meta = item.clone();
-    meta.kind = ItemKind::File;
-    files::set_metadata(&temp, &meta)?;
     for suffix in ["-wal", "-shm", "-journal"] {
         match files::remove(&format!("{dest}{suffix}")) {
             Ok(()) | Err(PluginError::NotFound(_)) => {}
