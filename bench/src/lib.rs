@@ -129,6 +129,28 @@ pub fn cairn_exe() -> anyhow::Result<std::path::PathBuf> {
 
 /// Prints cairn against restic, one row a measurement: wall times, peak RSS and the
 /// cairn/restic ratios of each.
+/// The run of median time among `runs` (for rounds run interleaved, so that a noisy
+/// moment of a shared machine weighs on one round of each contender, not on the result).
+pub fn median(runs: &[Measured]) -> Measured {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by_key(|m| m.time);
+    sorted[sorted.len() / 2]
+}
+
+/// Rounds to run: `$BENCH_ROUNDS`, default 3.
+pub fn rounds() -> anyhow::Result<usize> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(n) => {
+            let n: usize = n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("BENCH_ROUNDS must be a positive number"))?;
+            anyhow::ensure!(n > 0, "BENCH_ROUNDS must be a positive number");
+            Ok(n)
+        }
+        Err(_) => Ok(3),
+    }
+}
+
 pub fn print_vs_restic(rows: &[(&str, Measured, Measured)]) {
     println!(
         "{:<22} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",

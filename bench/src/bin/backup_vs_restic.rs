@@ -5,14 +5,16 @@
 //!     target/release/backup_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]
 //!
 //! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
-//! about 2:1. Needs restic (Debian's `restic` package; bench/run.sh installs it).
+//! about 2:1. Times are the median of `$BENCH_ROUNDS` (default 3) rounds, each tool in
+//! turn. Needs restic (Debian's `restic` package; bench/run.sh installs it).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, mixed_tree, print_vs_restic, tree_args, warm, which,
+    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, rounds, tree_args, warm,
+    which,
 };
 
 fn main() -> Result<()> {
@@ -35,13 +37,38 @@ fn main() -> Result<()> {
     // Warm the page cache so both tools read from memory.
     warm(&data)?;
 
-    let c = run_cairn(&cairn, dir.path(), &data)?;
-    let r = run_restic(&restic, dir.path(), &data)?;
+    let rounds = rounds()?;
+    let (mut cairn_runs, mut restic_runs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let work = dir.path().join(format!("round-{round}"));
+        cairn_runs.push(run_cairn(&cairn, &work, &data)?);
+        restic_runs.push(run_restic(&restic, &work, &data)?);
+        // Rounds are kept until the end (about 3 GiB each): on ext4, files created soon
+        // after many were deleted are slow to allocate, and that would fall on whichever
+        // tool restores first in the next round.
+    }
+    let (c, r) = (&cairn_runs[rounds - 1], &restic_runs[rounds - 1]);
+    let med = |runs: &[Runs], pick: fn(&Runs) -> Measured| {
+        median(&runs.iter().map(pick).collect::<Vec<_>>())
+    };
 
+    println!("median of {rounds} rounds, run interleaved");
     print_vs_restic(&[
-        ("first backup", c.first, r.first),
-        ("unchanged re-backup", c.second, r.second),
-        ("restore", c.restore, r.restore),
+        (
+            "first backup",
+            med(&cairn_runs, |r| r.first),
+            med(&restic_runs, |r| r.first),
+        ),
+        (
+            "unchanged re-backup",
+            med(&cairn_runs, |r| r.second),
+            med(&restic_runs, |r| r.second),
+        ),
+        (
+            "restore",
+            med(&cairn_runs, |r| r.restore),
+            med(&restic_runs, |r| r.restore),
+        ),
     ]);
     println!(
         "{:<22} {:>10} {:>10} {:>8.2}",
@@ -52,7 +79,8 @@ fn main() -> Result<()> {
     );
     println!(
         "cairn: re-backup took {:.1}% of the first backup and added {} KiB",
-        100.0 * c.second.time.as_secs_f64() / c.first.time.as_secs_f64(),
+        100.0 * med(&cairn_runs, |r| r.second).time.as_secs_f64()
+            / med(&cairn_runs, |r| r.first).time.as_secs_f64(),
         c.second_added / 1024
     );
     Ok(())

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure};
+use cairn_bench::{Measured, cairn_exe, du, measure, median};
 use cairn_e2e::postgres::{PASSWORD, PASSWORD_VAR, PgCluster};
 
 fn main() -> Result<()> {
@@ -134,11 +134,7 @@ fn main() -> Result<()> {
         );
         rounds.push(m);
     }
-    let median = |i: usize| {
-        let mut times: Vec<Measured> = rounds.iter().map(|r| r[i]).collect();
-        times.sort_by_key(|m| m.time);
-        times[times.len() / 2]
-    };
+    let median = |i: usize| median(&rounds.iter().map(|r| r[i]).collect::<Vec<_>>());
     let (floor_one, floor_two, dump_fc, dump_fd, backup, rebackup) = (
         median(0),
         median(1),

@@ -24,7 +24,7 @@ use super::{RepoError, RepoResult, Repository};
 
 /// Packs uploading at once: enough to hide an object store's latency, few enough that
 /// their buffers stay a small, fixed amount of memory.
-const UPLOADS_IN_FLIGHT: usize = 3;
+const UPLOADS_IN_FLIGHT: usize = 2;
 /// Landed packs that trigger an index file before the next flush, so a crash costs at
 /// most this many packs' worth of re-upload.
 const PACKS_PER_INDEX: usize = 8;
