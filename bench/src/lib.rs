@@ -127,8 +127,6 @@ pub fn cairn_exe() -> anyhow::Result<std::path::PathBuf> {
     Ok(cairn)
 }
 
-/// Prints cairn against restic, one row a measurement: wall times, peak RSS and the
-/// cairn/restic ratios of each.
 /// The run of median time among `runs` (for rounds run interleaved, so that a noisy
 /// moment of a shared machine weighs on one round of each contender, not on the result).
 pub fn median(runs: &[Measured]) -> Measured {
@@ -151,6 +149,8 @@ pub fn rounds() -> anyhow::Result<usize> {
     }
 }
 
+/// Prints cairn against restic, one row a measurement: wall times, peak RSS and the
+/// cairn/restic ratios of each.
 pub fn print_vs_restic(rows: &[(&str, Measured, Measured)]) {
     println!(
         "{:<22} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",
