@@ -309,3 +309,36 @@ fn a_restore_over_damaged_data_fails_loudly_and_writes_no_wrong_bytes() {
         }
     }
 }
+
+#[test]
+fn a_file_the_target_refuses_fails_the_restore_naming_it() {
+    let env = tree_env(30, 1 << 20);
+    env.ok(&["backup"]);
+    // A small file (written on the host's background threads) whose name is taken in the
+    // target by a non-empty directory: its write cannot land.
+    let tree = cairn_e2e::describe_tree(&env.path("data"));
+    let (blocked, _) = tree
+        .iter()
+        .filter(|(_, desc)| desc.starts_with("file") && !desc.contains("size=0 "))
+        .nth(3)
+        .expect("the tree has small files");
+    let target = env.path("restored");
+    std::fs::create_dir_all(target.join("files").join(blocked).join("occupied")).unwrap();
+    let out = env.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(blocked.as_str()), "{}", stderr(&out));
+    // The restore stopped: no temporary file is left beside the blocked name.
+    let parent = target.join("files").join(blocked);
+    let leftovers: Vec<_> = std::fs::read_dir(parent.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

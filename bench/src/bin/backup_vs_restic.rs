@@ -6,15 +6,17 @@
 //!
 //! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
 //! about 2:1. Times are the median of `$BENCH_ROUNDS` (default 3) rounds, each tool in
-//! turn. Needs restic (Debian's `restic` package; bench/run.sh installs it).
+//! turn, each timed command after the same pre-touch of free memory (see
+//! `cairn_bench::pretouch`; `BENCH_PRETOUCH_MIB=0` turns it off). Needs restic (Debian's
+//! `restic` package; bench/run.sh installs it).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, rounds, tree_args, warm,
-    which,
+    Measured, cairn_exe, du, measure, median, mixed_tree, pretouch, print_vs_restic, rounds,
+    tree_args, warm, which,
 };
 
 fn main() -> Result<()> {
@@ -147,13 +149,17 @@ fn run_sequence(
     init: &[&str],
     backup: &[&str],
 ) -> Result<Runs> {
+    let timed = |mut command: Command| {
+        pretouch(work)?;
+        measure(&mut command)
+    };
     measure(&mut cmd(init))?;
-    let first = measure(&mut cmd(backup))?;
+    let first = timed(cmd(backup))?;
     let after_first = du(&work.join("repo"));
-    let second = measure(&mut cmd(backup))?;
+    let second = timed(cmd(backup))?;
     let second_added = du(&work.join("repo")) - after_first;
     let target = work.join("restored");
-    let restore = measure(&mut cmd(&[
+    let restore = timed(cmd(&[
         "restore",
         "latest",
         "--target",

@@ -4,7 +4,8 @@
 //! neither `..` nor a symlink can lead outside a grant.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cap_fs_ext::{DirExt, SystemTimeSpec};
@@ -188,74 +189,38 @@ impl PluginState {
         options: WriteOptions,
     ) -> Result<u64, PluginError> {
         let (root, resolved) = self.resolve(path, true)?;
-        let (dir, name) = match split(&root, &resolved.relative) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(parent) = resolved.relative.parent() {
-                    root.create_dir_all(parent).map_err(|e| io_error(path, e))?;
-                }
-                split(&root, &resolved.relative)
-            }
-            opened => opened,
-        }
-        .map_err(|e| io_error(path, e))?;
-        if options.exclusive && dir.symlink_metadata(&name).is_ok() {
-            return Err(PluginError::AlreadyExists(path.to_string()));
-        }
-        let tmp = format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>()));
-        let mut file = dir
-            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
-            .map_err(|e| io_error(path, e))?
-            .into_std();
-        let written = async {
-            let blob = self
-                .table
-                .get_mut(contents)
-                .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+        let target = WriteTarget::new(root, resolved, path);
+        let blob = self
+            .table
+            .get_mut(contents)
+            .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+        let read_error = |e: super::blob::BlobError| PluginError::Permanent(e.to_string());
+        if options.deferred && blob.size().is_some_and(|size| size <= DEFERRABLE) {
+            let mut pieces = Vec::new();
             let mut written = 0u64;
             while let Some(piece) = blob
-                .next_piece(4 * 1024 * 1024)
+                .next_piece(DEFERRABLE as usize)
                 .await
-                .map_err(|e| PluginError::Permanent(e.to_string()))?
+                .map_err(read_error)?
             {
+                written += piece.len() as u64;
+                pieces.push(piece);
+            }
+            self.deferred.submit(target, pieces, options).await?;
+            return Ok(written);
+        }
+        let (dir, name) = target.open_parent()?;
+        let (mut file, tmp) = target.create_temp(&dir, &name, &options)?;
+        let mut written = 0u64;
+        let streamed = async {
+            while let Some(piece) = blob.next_piece(4 * 1024 * 1024).await.map_err(read_error)? {
                 file.write_all(&piece).map_err(|e| io_error(path, e))?;
                 written += piece.len() as u64;
             }
-            if let Some(meta) = &options.meta {
-                set_file_metadata(&file, meta).map_err(|e| io_error(path, e))?;
-            }
-            if options.sync {
-                file.sync_all().map_err(|e| io_error(path, e))?;
-            }
-            Ok::<_, PluginError>(written)
+            Ok(())
         }
         .await;
-        drop(file);
-        let placed = written.and_then(|written| {
-            if options.exclusive {
-                // link(2) fails if the name exists: of two concurrent writers, one wins.
-                dir.hard_link(&tmp, &dir, &name)
-                    .map_err(|e| io_error(path, e))?;
-                let _ = dir.remove_file(&tmp);
-            } else {
-                dir.rename(&tmp, &dir, &name)
-                    .map_err(|e| io_error(path, e))?;
-            }
-            Ok(written)
-        });
-        if placed.is_err() {
-            let _ = dir.remove_file(&tmp);
-        }
-        let written = placed?;
-        if options.sync {
-            // cap-std holds directories as O_PATH descriptors, which cannot be fsynced:
-            // reopen the (already resolved, inside the grant) parent to flush the rename.
-            let parent = resolved
-                .root
-                .join(resolved.relative.parent().unwrap_or(Path::new("")));
-            std::fs::File::open(&parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_error(path, e))?;
-        }
+        target.place(&dir, file, &tmp, &name, &options, streamed)?;
         Ok(written)
     }
 
@@ -294,6 +259,130 @@ impl PluginState {
                 .map_err(|e| io_error(path, e))?;
         }
         Ok(())
+    }
+}
+
+/// Files of at most this size may be written after `write` returns (`deferred`): their
+/// bytes are taken into memory first. Larger ones stream on the calling thread.
+const DEFERRABLE: u64 = 1024 * 1024;
+
+/// Where one `write` lands, resolved through the grants; the steps of writing it, shared
+/// by writes on the calling thread and deferred ones.
+pub struct WriteTarget {
+    root: Arc<Dir>,
+    root_path: PathBuf,
+    relative: PathBuf,
+    /// The plugin's path, for errors.
+    path: String,
+}
+
+impl WriteTarget {
+    pub fn new(root: Arc<Dir>, resolved: super::grants::Resolved, path: &str) -> WriteTarget {
+        WriteTarget {
+            root,
+            root_path: resolved.root,
+            relative: resolved.relative,
+            path: path.to_string(),
+        }
+    }
+
+    /// The directory that will hold the file (created if missing) and the final name.
+    fn open_parent(&self) -> Result<(Dir, PathBuf), PluginError> {
+        match split(&self.root, &self.relative) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = self.relative.parent() {
+                    self.root
+                        .create_dir_all(parent)
+                        .map_err(|e| io_error(&self.path, e))?;
+                }
+                split(&self.root, &self.relative)
+            }
+            opened => opened,
+        }
+        .map_err(|e| io_error(&self.path, e))
+    }
+
+    /// A new temporary file beside the final name.
+    fn create_temp(
+        &self,
+        dir: &Dir,
+        name: &Path,
+        options: &WriteOptions,
+    ) -> Result<(std::fs::File, String), PluginError> {
+        if options.exclusive && dir.symlink_metadata(name).is_ok() {
+            return Err(PluginError::AlreadyExists(self.path.clone()));
+        }
+        let tmp = format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let file = dir
+            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
+            .map_err(|e| io_error(&self.path, e))?
+            .into_std();
+        Ok((file, tmp))
+    }
+
+    /// Finishes a temporary file whose contents went in as `written` says: gives it its
+    /// metadata and its name, or removes it if anything failed.
+    fn place(
+        &self,
+        dir: &Dir,
+        file: std::fs::File,
+        tmp: &str,
+        name: &Path,
+        options: &WriteOptions,
+        written: Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        let path = self.path.as_str();
+        let finished = written.and_then(|()| {
+            if let Some(meta) = &options.meta {
+                set_file_metadata(&file, meta).map_err(|e| io_error(path, e))?;
+            }
+            if options.sync {
+                file.sync_all().map_err(|e| io_error(path, e))?;
+            }
+            Ok(())
+        });
+        drop(file);
+        let placed = finished.and_then(|()| {
+            if options.exclusive {
+                // link(2) fails if the name exists: of two concurrent writers, one wins.
+                dir.hard_link(tmp, dir, name)
+                    .map_err(|e| io_error(path, e))?;
+                let _ = dir.remove_file(tmp);
+            } else {
+                dir.rename(tmp, dir, name).map_err(|e| io_error(path, e))?;
+            }
+            Ok(())
+        });
+        if placed.is_err() {
+            let _ = dir.remove_file(tmp);
+        }
+        placed?;
+        if options.sync {
+            // cap-std holds directories as O_PATH descriptors, which cannot be fsynced:
+            // reopen the (already resolved, inside the grant) parent to flush the rename.
+            let parent = self
+                .root_path
+                .join(self.relative.parent().unwrap_or(Path::new("")));
+            std::fs::File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The whole write of bytes already in memory: what a deferred write does.
+    pub fn write_pieces(
+        &self,
+        pieces: &[bytes::Bytes],
+        options: &WriteOptions,
+    ) -> Result<(), PluginError> {
+        let (dir, name) = self.open_parent()?;
+        let (mut file, tmp) = self.create_temp(&dir, &name, options)?;
+        let written = pieces
+            .iter()
+            .try_for_each(|piece| file.write_all(piece))
+            .map_err(|e| io_error(&self.path, e));
+        self.place(&dir, file, &tmp, &name, options, written)
     }
 }
 
@@ -338,14 +427,14 @@ fn chown_nofollow(dir: &Dir, name: &Path, uid: u32, gid: u32) -> std::io::Result
 
 impl files::Host for PluginState {
     async fn stat(&mut self, path: String) -> wasmtime::Result<Result<ItemMeta, PluginError>> {
-        Ok(self.stat_inner(&path))
+        self.after_deferred(|s| s.stat_inner(&path)).await
     }
 
     async fn read_dir(
         &mut self,
         path: String,
     ) -> wasmtime::Result<Result<Vec<ItemMeta>, PluginError>> {
-        Ok(self.read_dir_inner(&path))
+        self.after_deferred(|s| s.read_dir_inner(&path)).await
     }
 
     async fn open(
@@ -354,7 +443,10 @@ impl files::Host for PluginState {
         offset: u64,
         length: Option<u64>,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
-        match open_file(self, &path, offset, length) {
+        match self
+            .after_deferred(|s| open_file(s, &path, offset, length))
+            .await?
+        {
             Ok(blob) => Ok(Ok(self.table.push(blob)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -385,13 +477,14 @@ impl files::Host for PluginState {
         path: String,
         target: String,
     ) -> wasmtime::Result<Result<(), PluginError>> {
-        let result = self.resolve(&path, true).and_then(|(root, resolved)| {
+        self.after_deferred(|s| {
+            let (root, resolved) = s.resolve(&path, true)?;
             // The target is stored as written: a link is data, and cap-std never follows
             // one out of a grant.
             root.symlink_contents(&target, &resolved.relative)
                 .map_err(|e| io_error(&path, e))
-        });
-        Ok(result)
+        })
+        .await
     }
 
     async fn set_metadata(
@@ -399,7 +492,8 @@ impl files::Host for PluginState {
         path: String,
         meta: ItemMeta,
     ) -> wasmtime::Result<Result<(), PluginError>> {
-        Ok(self.set_metadata_inner(&path, &meta))
+        self.after_deferred(|s| s.set_metadata_inner(&path, &meta))
+            .await
     }
 
     async fn rename(
@@ -407,18 +501,19 @@ impl files::Host for PluginState {
         src: String,
         dst: String,
     ) -> wasmtime::Result<Result<(), PluginError>> {
-        let result = (|| {
-            let (src_root, src_resolved) = self.resolve(&src, true)?;
-            let (dst_root, dst_resolved) = self.resolve(&dst, true)?;
+        self.after_deferred(|s| {
+            let (src_root, src_resolved) = s.resolve(&src, true)?;
+            let (dst_root, dst_resolved) = s.resolve(&dst, true)?;
             src_root
                 .rename(&src_resolved.relative, &dst_root, &dst_resolved.relative)
                 .map_err(|e| io_error(&src, e))
-        })();
-        Ok(result)
+        })
+        .await
     }
 
     async fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), PluginError>> {
-        let result = self.resolve(&path, true).and_then(|(root, resolved)| {
+        self.after_deferred(|s| {
+            let (root, resolved) = s.resolve(&path, true)?;
             let meta = root
                 .symlink_metadata(&resolved.relative)
                 .map_err(|e| io_error(&path, e))?;
@@ -428,7 +523,25 @@ impl files::Host for PluginState {
                 root.remove_file(&resolved.relative)
             }
             .map_err(|e| io_error(&path, e))
-        });
-        Ok(result)
+        })
+        .await
+    }
+
+    async fn flush(&mut self) -> wasmtime::Result<Result<(), PluginError>> {
+        Ok(self.deferred.flush().await)
+    }
+}
+
+impl PluginState {
+    /// Runs a `files` call once every deferred write has landed, so that it sees them (and
+    /// so that a failed one is reported here rather than lost).
+    async fn after_deferred<T>(
+        &mut self,
+        call: impl FnOnce(&mut Self) -> Result<T, PluginError>,
+    ) -> wasmtime::Result<Result<T, PluginError>> {
+        Ok(match self.deferred.flush().await {
+            Ok(()) => call(self),
+            Err(e) => Err(e),
+        })
     }
 }

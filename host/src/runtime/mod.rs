@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod blob;
 pub mod builtin;
 pub mod capture;
+pub mod deferred;
 pub mod engine;
 pub mod files;
 pub mod grants;
@@ -333,6 +334,30 @@ fn settle<T>(
     }
 }
 
+/// A call's outcome once its deferred writes are done: a write that failed fails a call
+/// that had succeeded.
+fn with_deferred<T>(
+    plugin: &str,
+    settled: Result<T, CallError>,
+    deferred: Result<(), PluginError>,
+) -> Result<T, CallError> {
+    match (settled, deferred) {
+        (Ok(_), Err(error)) => Err(CallError::Failed {
+            plugin: plugin.to_string(),
+            error,
+        }),
+        (Err(e), Err(lost)) => {
+            tracing::warn!(
+                plugin,
+                "a deferred write also failed: {}",
+                bindings::describe(&lost)
+            );
+            Err(e)
+        }
+        (settled, Ok(())) => settled,
+    }
+}
+
 fn classify_trap(
     plugin: &str,
     memory_limit: usize,
@@ -373,7 +398,10 @@ macro_rules! guarded {
         // host call. The grace lets the epoch report first when both apply.
         let outcome =
             tokio::time::timeout(timeout + std::time::Duration::from_secs(2), $call).await;
-        $crate::runtime::settle($plugin, $limit, timeout, outcome)
+        let settled = $crate::runtime::settle($plugin, $limit, timeout, outcome);
+        // Files the plugin handed over must be written before its call counts as done.
+        let deferred = $store.data_mut().deferred.flush().await;
+        $crate::runtime::with_deferred($plugin, settled, deferred)
     }};
 }
 pub(crate) use guarded;

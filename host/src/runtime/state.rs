@@ -31,6 +31,8 @@ pub struct PluginState {
     pub capture: Option<Capture>,
     pub replay: Option<Replay>,
     pub progress: Option<ProgressHook>,
+    /// Files handed over with `write-options.deferred`, being written.
+    pub deferred: super::deferred::DeferredWrites,
 }
 
 impl PluginState {
@@ -85,6 +87,7 @@ impl PluginState {
             capture: None,
             replay: None,
             progress: None,
+            deferred: Default::default(),
         }
     }
 

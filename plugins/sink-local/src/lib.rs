@@ -126,6 +126,7 @@ impl Store for LocalStore {
                 exclusive: false,
                 sync: true,
                 meta: None,
+                deferred: false,
             },
         )
         .map(drop)
@@ -139,6 +140,7 @@ impl Store for LocalStore {
                 exclusive: true,
                 sync: true,
                 meta: None,
+                deferred: false,
             },
         )
         .map(drop)

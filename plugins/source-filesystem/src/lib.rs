@@ -208,8 +208,10 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
         file_sizes: Vec::new(),
     };
     // Directory metadata goes last: writing entries into a directory changes its mtime,
-    // and a read-only mode would stop us writing them at all.
+    // and a read-only mode would stop us writing them at all. Symbolic links wait for the
+    // deferred file writes (creating one waits for them), so they go after the files.
     let mut directories: Vec<ItemMeta> = Vec::new();
+    let mut links: Vec<ItemMeta> = Vec::new();
     files::create_dir(target)?;
     loop {
         let batch = reader.next_items(1024);
@@ -224,15 +226,7 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
                     files::create_dir(&dest)?;
                     directories.push(item);
                 }
-                ItemKind::Symlink => {
-                    let link = item.symlink_target.clone().unwrap_or_default();
-                    match files::remove(&dest) {
-                        Ok(()) | Err(PluginError::NotFound(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                    files::symlink(&dest, &link)?;
-                    files::set_metadata(&dest, &item)?;
-                }
+                ItemKind::Symlink => links.push(item),
                 ItemKind::File | ItemKind::Data => {
                     let contents = reader.open(&item.path)?;
                     let written = files::write(
@@ -242,6 +236,8 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
                             exclusive: false,
                             sync: false,
                             meta: Some(item.clone()),
+                            // Files are created on the host's threads while we go on.
+                            deferred: true,
                         },
                     )?;
                     restored.bytes += written;
@@ -249,6 +245,16 @@ fn restore_tree(reader: &ItemReader, target: &str) -> Result<Restored> {
                 }
             }
         }
+    }
+    files::flush()?;
+    for link in &links {
+        let dest = join(target, &link.path);
+        match files::remove(&dest) {
+            Ok(()) | Err(PluginError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        files::symlink(&dest, link.symlink_target.as_deref().unwrap_or_default())?;
+        files::set_metadata(&dest, link)?;
     }
     for dir in directories.iter().rev() {
         files::set_metadata(&join(target, &dir.path), dir)?;

@@ -282,6 +282,7 @@ fn restore_one(
             exclusive: false,
             sync: true,
             meta: Some(meta),
+            deferred: false,
         },
     )?;
     let copy = sqlite::open(&temp)?;
