@@ -135,34 +135,6 @@ pub fn median(runs: &[Measured]) -> Measured {
     sorted[sorted.len() / 2]
 }
 
-/// Pre-touches free memory before a timed command, by writing and deleting a scratch file
-/// of `$BENCH_PRETOUCH_MIB` (default 1536; 0 turns it off) in `dir`. On a VM whose balloon
-/// driver reports free pages to the hypervisor, the first write to each reported page
-/// faults in the host: here that made writing 1 GiB into the page cache take 4 s instead
-/// of 0.3 s, a cost that falls on whichever tool writes next and that machines without
-/// free page reporting never pay. Pages freed a moment ago are not yet reported, so each
-/// tool starts from the same, ordinary memory.
-pub fn pretouch(dir: &Path) -> anyhow::Result<()> {
-    let mib: usize = match std::env::var("BENCH_PRETOUCH_MIB") {
-        Ok(n) => n
-            .parse()
-            .map_err(|_| anyhow::anyhow!("BENCH_PRETOUCH_MIB must be a number of MiB"))?,
-        Err(_) => 1536,
-    };
-    if mib == 0 {
-        return Ok(());
-    }
-    let scratch = dir.join("pretouch.scratch");
-    let mut file = std::fs::File::create(&scratch)?;
-    let block = vec![0x5au8; 1 << 20];
-    for _ in 0..mib {
-        std::io::Write::write_all(&mut file, &block)?;
-    }
-    drop(file);
-    std::fs::remove_file(&scratch)?;
-    Ok(())
-}
-
 /// Rounds to run: `$BENCH_ROUNDS`, default 3.
 pub fn rounds() -> anyhow::Result<usize> {
     match std::env::var("BENCH_ROUNDS") {

@@ -6,17 +6,16 @@
 //!
 //! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
 //! about 2:1. Times are the median of `$BENCH_ROUNDS` (default 3) rounds, each tool in
-//! turn, each timed command after the same pre-touch of free memory (see
-//! `cairn_bench::pretouch`; `BENCH_PRETOUCH_MIB=0` turns it off). Needs restic (Debian's
-//! `restic` package; bench/run.sh installs it).
+//! turn; each round's times go to stderr. Needs restic (Debian's `restic` package;
+//! bench/run.sh installs it).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, median, mixed_tree, pretouch, print_vs_restic, rounds,
-    tree_args, warm, which,
+    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, rounds, tree_args, warm,
+    which,
 };
 
 fn main() -> Result<()> {
@@ -43,8 +42,21 @@ fn main() -> Result<()> {
     let (mut cairn_runs, mut restic_runs) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let work = dir.path().join(format!("round-{round}"));
-        cairn_runs.push(run_cairn(&cairn, &work, &data)?);
-        restic_runs.push(run_restic(&restic, &work, &data)?);
+        let (c, r) = (
+            run_cairn(&cairn, &work, &data)?,
+            run_restic(&restic, &work, &data)?,
+        );
+        eprintln!(
+            "round {round}: first backup {:.2} / {:.2} s, re-backup {:.2} / {:.2} s, restore {:.2} / {:.2} s (cairn / restic)",
+            c.first.time.as_secs_f64(),
+            r.first.time.as_secs_f64(),
+            c.second.time.as_secs_f64(),
+            r.second.time.as_secs_f64(),
+            c.restore.time.as_secs_f64(),
+            r.restore.time.as_secs_f64(),
+        );
+        cairn_runs.push(c);
+        restic_runs.push(r);
         // Rounds are kept until the end (about 3 GiB each): on ext4, files created soon
         // after many were deleted are slow to allocate, and that would fall on whichever
         // tool restores first in the next round.
@@ -149,17 +161,13 @@ fn run_sequence(
     init: &[&str],
     backup: &[&str],
 ) -> Result<Runs> {
-    let timed = |mut command: Command| {
-        pretouch(work)?;
-        measure(&mut command)
-    };
     measure(&mut cmd(init))?;
-    let first = timed(cmd(backup))?;
+    let first = measure(&mut cmd(backup))?;
     let after_first = du(&work.join("repo"));
-    let second = timed(cmd(backup))?;
+    let second = measure(&mut cmd(backup))?;
     let second_added = du(&work.join("repo")) - after_first;
     let target = work.join("restored");
-    let restore = timed(cmd(&[
+    let restore = measure(&mut cmd(&[
         "restore",
         "latest",
         "--target",
