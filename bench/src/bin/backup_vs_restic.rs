@@ -57,9 +57,9 @@ fn main() -> Result<()> {
         );
         cairn_runs.push(c);
         restic_runs.push(r);
-        // Rounds are kept until the end (about 3 GiB each): on ext4, files created soon
-        // after many were deleted are slow to allocate, and that would fall on whichever
-        // tool restores first in the next round.
+        // Rounds are kept until the end (about 3 GiB each): memory freed by deleting them
+        // is, on a VM with free page reporting, slow to touch again (see bench/README.md),
+        // and that cost would fall on whichever tool writes first in the next round.
     }
     let (c, r) = (&cairn_runs[rounds - 1], &restic_runs[rounds - 1]);
     let med = |runs: &[Runs], pick: fn(&Runs) -> Measured| {
