@@ -6,7 +6,8 @@
 //!
 //! A failure is kept and reported by the next call that waits for the writes: `flush`,
 //! any `files` call other than `write` and `create-dir`, a later deferred `write`, or the
-//! end of the plugin call, which fails with it. Nothing is reported as written that was not.
+//! end of the plugin call, which fails with it: a call that succeeds had every file it
+//! deferred written.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
