@@ -5,14 +5,16 @@
 //!     cargo build --release -p cairn -p cairn-bench
 //!     target/release/sqlite_vs_backup [SIZE_MIB]
 //!
-//! Default 1024 MiB: an events table with an index, text that compresses about 2:1.
-//! Needs the sqlite3 shell (Debian's `sqlite3` package; bench/run.sh installs it).
+//! Default 1024 MiB: an events table with an index, text that compresses about 3:1. Times
+//! are the median of `$BENCH_ROUNDS` (default 3) rounds, each contender in turn; each
+//! round's times go to stderr. Needs the sqlite3 shell (Debian's `sqlite3` package;
+//! bench/run.sh installs it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure, warm};
+use cairn_bench::{Measured, cairn_exe, du, measure, median, rounds, warm};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -41,17 +43,66 @@ fn main() -> Result<()> {
     // Warm the page cache so both tools read from memory.
     warm(dir.path())?;
 
-    let out = dir.path().join("copy.db");
-    let peer = measure(
-        Command::new("sqlite3")
-            .arg(&db)
-            .arg(format!(".backup {}", out.display())),
-    )?;
-    std::fs::remove_file(&out)?;
+    // Every timed command follows the deletion of a copy of the database: cairn removes
+    // its scratch copy when it finishes, so the shell's copy is removed too. On a VM that
+    // hands freed memory back to its host, writing into memory freed long ago costs
+    // several times more than into memory freed a moment ago (bench/README.md); this way
+    // every contender starts alike. The untimed first copy puts the first one on the same
+    // footing.
+    let shell_backup = || -> Result<Measured> {
+        let out = dir.path().join("copy.db");
+        let measured = measure(
+            Command::new("sqlite3")
+                .arg(&db)
+                .arg(format!(".backup {}", out.display())),
+        )?;
+        std::fs::remove_file(&out)?;
+        Ok(measured)
+    };
+    shell_backup()?;
+    let rounds = rounds()?;
+    let (mut shell, mut full, mut quick, mut again) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut repo_bytes = 0;
+    for round in 0..rounds {
+        let full_repo = CairnRepo::new(
+            &cairn,
+            &dir.path().join(format!("round-{round}/full")),
+            &db,
+            "full",
+        )?;
+        let quick_repo = CairnRepo::new(
+            &cairn,
+            &dir.path().join(format!("round-{round}/quick")),
+            &db,
+            "quick",
+        )?;
+        let (s1, f, s2, q, a) = (
+            shell_backup()?,
+            full_repo.backup()?,
+            shell_backup()?,
+            quick_repo.backup()?,
+            full_repo.backup()?,
+        );
+        eprintln!(
+            "round {round}: sqlite3 .backup {:.2} s and {:.2} s; cairn integrity_check {:.2} s, quick_check {:.2} s, re-backup {:.2} s",
+            s1.time.as_secs_f64(),
+            s2.time.as_secs_f64(),
+            f.time.as_secs_f64(),
+            q.time.as_secs_f64(),
+            a.time.as_secs_f64()
+        );
+        shell.extend([s1, s2]);
+        full.push(f);
+        quick.push(q);
+        again.push(a);
+        repo_bytes = du(&full_repo.repo);
+        // Repositories stay until the end: deleting them would free memory just before the
+        // next round's first contender.
+    }
+    let peer = median(&shell);
 
-    let full = run_cairn(&cairn, dir.path(), &db, "full")?;
-    let quick = run_cairn(&cairn, dir.path(), &db, "quick")?;
-
+    println!("median of {rounds} rounds, run interleaved");
     println!(
         "{:<34} {:>9} {:>8} {:>11}",
         "", "seconds", "ratio", "peak RSS"
@@ -66,14 +117,14 @@ fn main() -> Result<()> {
         )
     };
     row("sqlite3 .backup", peer);
-    row("cairn backup, integrity_check", full.first);
-    row("cairn backup, quick_check", quick.first);
-    row("cairn unchanged re-backup (full)", full.second);
+    row("cairn backup, integrity_check", median(&full));
+    row("cairn backup, quick_check", median(&quick));
+    row("cairn unchanged re-backup (full)", median(&again));
     println!(
         "repository {:.0} MiB for a {:.0} MiB database ({:.2}x)",
-        full.repo_bytes as f64 / (1 << 20) as f64,
+        repo_bytes as f64 / (1 << 20) as f64,
         db_bytes as f64 / (1 << 20) as f64,
-        full.repo_bytes as f64 / db_bytes as f64
+        repo_bytes as f64 / db_bytes as f64
     );
     Ok(())
 }
@@ -105,45 +156,51 @@ fn create_database(path: &Path, size_mib: u64) -> Result<()> {
     Ok(())
 }
 
-struct CairnRun {
-    first: Measured,
-    second: Measured,
-    repo_bytes: u64,
+/// A cairn repository backing up the database with one check level.
+struct CairnRepo {
+    cairn: PathBuf,
+    work: PathBuf,
+    config: PathBuf,
+    repo: PathBuf,
 }
 
-fn run_cairn(cairn: &Path, dir: &Path, db: &Path, check: &str) -> Result<CairnRun> {
-    let work = dir.join(format!("cairn-{check}"));
-    std::fs::create_dir_all(&work)?;
-    let repo = work.join("repo");
-    let config = work.join("cairn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\ncheck = \"{check}\"\n",
-            repo.display(),
-            db.display()
-        ),
-    )?;
-    let tmp = work.join("tmp");
-    std::fs::create_dir_all(&tmp)?;
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(cairn);
+impl CairnRepo {
+    fn new(cairn: &Path, work: &Path, db: &Path, check: &str) -> Result<Self> {
+        std::fs::create_dir_all(work.join("tmp"))?;
+        let repo = work.join("repo");
+        let config = work.join("cairn.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\ncheck = \"{check}\"\n",
+                repo.display(),
+                db.display()
+            ),
+        )?;
+        let made = CairnRepo {
+            cairn: cairn.to_path_buf(),
+            work: work.to_path_buf(),
+            config,
+            repo,
+        };
+        measure(&mut made.command(&["init"]))?;
+        // Compile the plugins into the cache first, as any second run would find them.
+        measure(&mut made.command(&["plugin", "inspect", "sqlite"]))?;
+        Ok(made)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.cairn);
         cmd.arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .args(args)
             .env("CAIRN_PASSWORD", "bench")
-            .env("CAIRN_CACHE_DIR", work.join("cache"))
-            .env("TMPDIR", &tmp);
+            .env("CAIRN_CACHE_DIR", self.work.join("cache"))
+            .env("TMPDIR", self.work.join("tmp"));
         cmd
-    };
-    measure(&mut run(&["init"]))?;
-    // Compile the plugins into the cache first, as any second run would find them.
-    measure(&mut run(&["plugin", "inspect", "sqlite"]))?;
-    let first = measure(&mut run(&["backup"]))?;
-    let second = measure(&mut run(&["backup"]))?;
-    Ok(CairnRun {
-        first,
-        second,
-        repo_bytes: du(&repo),
-    })
+    }
+
+    fn backup(&self) -> Result<Measured> {
+        measure(&mut self.command(&["backup"]))
+    }
 }
