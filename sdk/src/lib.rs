@@ -58,7 +58,7 @@ pub use error::Result;
 pub use info::Info;
 
 #[cfg(feature = "source")]
-pub use bindings::cairn::plugin::backup_io::{BlobItem, ItemStream, ItemWriter};
+pub use bindings::cairn::plugin::backup_io::{BlobItem, ItemStream, ItemWriter, StoreAhead};
 #[cfg(feature = "source")]
 pub use bindings::cairn::plugin::restore_io::{ItemReader, RestoreFlags};
 #[cfg(feature = "source")]

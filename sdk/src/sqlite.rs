@@ -3,10 +3,16 @@
 //! queries on it ([`Database::query`]). The user's database is only ever opened read-only.
 //!
 //! ```ignore
+//! // Optional: store the live file's chunks while the copy is taken (see
+//! // `ItemWriter::store_ahead`); worth it when the journal holds little.
+//! let ahead = writer.store_ahead("/srv/app/app.db", Chunking::Fixed(65536))?;
 //! let copy = sqlite::snapshot("/srv/app/app.db")?;
+//! drop(ahead);
 //! copy.begin_check(CheckLevel::Full);          // runs while the copy is stored
-//! writer.add_blob(&meta, &Chunking::Fixed(65536), &copy.contents()?)?;
+//! writer.add_blob(&meta, Chunking::Fixed(65536), &copy.contents()?)?;
 //! let problems = copy.check(CheckLevel::Full)?; // empty: the copy is sound
 //! ```
 
-pub use crate::bindings::cairn::plugin::sqlite::{CheckLevel, Database, open, snapshot};
+pub use crate::bindings::cairn::plugin::sqlite::{
+    CheckLevel, Database, journal_size, open, snapshot,
+};

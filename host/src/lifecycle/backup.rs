@@ -112,8 +112,10 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         let follower = progress.follow(move || {
             format!(
                 "{name}: {} read, {} new",
+                // Chunks stored ahead are counted again, as known, when their item is read.
                 human_bytes(
-                    WriteStats::get(&stats.bytes_new) + WriteStats::get(&stats.bytes_known)
+                    (WriteStats::get(&stats.bytes_new) + WriteStats::get(&stats.bytes_known))
+                        .saturating_sub(WriteStats::get(&stats.bytes_ahead))
                 ),
                 human_bytes(WriteStats::get(&stats.bytes_new)),
             )

@@ -480,7 +480,10 @@ mod tests {
                 .map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8)
                 .collect();
             let data = Bytes::from(data);
-            let id = writer.store(ChunkKind::Data, data.clone()).await.unwrap();
+            let id = writer
+                .store(ChunkKind::Data, data.clone(), false)
+                .await
+                .unwrap();
             chunks.push((id, data));
         }
         writer.flush().await.unwrap();

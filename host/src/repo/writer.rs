@@ -56,6 +56,9 @@ pub struct WriteStats {
     pub bytes_known: AtomicU64,
     pub bytes_stored: AtomicU64,
     pub packs: AtomicU64,
+    /// Of `bytes_new`, those stored ahead of the item that uses them (see
+    /// `runtime::store_ahead`): the item counts them again, as known.
+    pub bytes_ahead: AtomicU64,
 }
 
 impl WriteStats {
@@ -174,20 +177,26 @@ impl ChunkWriter {
         }
     }
 
-    /// Stores one chunk unless the repository already holds it; returns its id.
-    pub async fn store(&self, kind: ChunkKind, data: Bytes) -> RepoResult<ChunkId> {
+    /// Stores one chunk unless the repository already holds it; returns its id. A chunk
+    /// stored `ahead` of its item counts only if new: the item counts it again.
+    pub async fn store(&self, kind: ChunkKind, data: Bytes, ahead: bool) -> RepoResult<ChunkId> {
         let id = self.keys.chunk_id(&data);
         let len = data.len() as u64;
         let known =
             self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
         if known {
-            WriteStats::add(&self.stats.chunks_known, 1);
-            WriteStats::add(&self.stats.bytes_known, len);
+            if !ahead {
+                WriteStats::add(&self.stats.chunks_known, 1);
+                WriteStats::add(&self.stats.bytes_known, len);
+            }
             return Ok(id);
         }
         self.check_failure()?;
         WriteStats::add(&self.stats.chunks_new, 1);
         WriteStats::add(&self.stats.bytes_new, len);
+        if ahead {
+            WriteStats::add(&self.stats.bytes_ahead, len);
+        }
         self.in_flight.count.fetch_add(1, Ordering::SeqCst);
         self.encode_tx
             .send(Job { id, kind, data })
@@ -357,6 +366,8 @@ pub struct ContentWriter {
     writer: Arc<ChunkWriter>,
     chunker: StreamChunker,
     kind: ChunkKind,
+    /// Storing ahead of an item (see `ChunkWriter::store`).
+    ahead: bool,
     ready: Vec<Bytes>,
     chunks: Vec<(ChunkId, u32)>,
     size: u64,
@@ -373,16 +384,24 @@ impl ContentWriter {
             writer,
             chunker: StreamChunker::new(chunking),
             kind,
+            ahead: false,
             ready: Vec::new(),
             chunks: Vec::new(),
             size: 0,
         }
     }
 
+    /// A writer for chunks stored ahead of the item that will use them: it counts only
+    /// new chunks (see `ChunkWriter::store`).
+    pub fn ahead(mut self) -> Self {
+        self.ahead = true;
+        self
+    }
+
     async fn store_ready(&mut self) -> RepoResult<()> {
         for chunk in std::mem::take(&mut self.ready) {
             let len = chunk.len() as u32;
-            let id = self.writer.store(self.kind, chunk).await?;
+            let id = self.writer.store(self.kind, chunk, self.ahead).await?;
             self.chunks.push((id, len));
         }
         Ok(())

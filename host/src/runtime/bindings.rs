@@ -11,6 +11,7 @@ pub mod source {
             "cairn:plugin/bulk.blob": crate::runtime::blob::Blob,
             "cairn:plugin/backup-io.item-writer": crate::runtime::capture::ItemWriter,
             "cairn:plugin/backup-io.item-stream": crate::runtime::capture::ItemStream,
+            "cairn:plugin/backup-io.store-ahead": crate::runtime::store_ahead::StoreAhead,
             "cairn:plugin/restore-io.item-reader": crate::runtime::replay::ItemReader,
             "cairn:plugin/sqlite.database": crate::runtime::sqlite::Database,
             "cairn:plugin/postgres.connection": crate::runtime::postgres::Connection,

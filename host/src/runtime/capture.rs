@@ -12,6 +12,7 @@ use super::bindings::{ItemKind, ItemMeta, PluginError};
 use super::blob::Blob;
 use super::files::open_native;
 use super::state::PluginState;
+use super::store_ahead::{AheadTask, StoreAhead};
 use crate::repo::chunker::{CdcParams, Chunking, FIXED_MAX, FIXED_MIN};
 use crate::repo::crypto::ChunkId;
 use crate::repo::pack::ChunkKind;
@@ -36,6 +37,9 @@ pub struct Capture {
     parent: HashMap<String, ItemRecord>,
     counts: CaptureCounts,
     annotations: BTreeMap<String, String>,
+    /// Stores ahead the plugin started; stopped when the capture ends, whatever the
+    /// plugin did with them, so that none outlives the flush of the data.
+    ahead: Vec<Arc<AheadTask>>,
 }
 
 /// What a capture saw: items and bytes recorded, files read and files reused unread.
@@ -67,6 +71,7 @@ impl Capture {
             parent: parent.into_iter().map(|r| (r.path.clone(), r)).collect(),
             counts: CaptureCounts::default(),
             annotations: BTreeMap::new(),
+            ahead: Vec::new(),
         }
     }
 
@@ -113,6 +118,9 @@ impl Capture {
     }
 
     pub async fn finish(self) -> Result<Captured, PluginError> {
+        for task in &self.ahead {
+            task.stop().await;
+        }
         let (chunks, _) = self.tree.finish().await.map_err(repo_error)?;
         Ok(Captured {
             tree: chunks.into_iter().map(|(id, _)| id).collect(),
@@ -371,8 +379,36 @@ impl backup_io::HostItemWriter for PluginState {
         Ok(())
     }
 
+    async fn store_ahead(
+        &mut self,
+        _writer: Resource<ItemWriter>,
+        source: String,
+        chunking: WitChunking,
+    ) -> wasmtime::Result<Result<Resource<StoreAhead>, PluginError>> {
+        let started = (|| {
+            let chunking = self.capture()?.chunking(chunking)?;
+            let (file, _) = open_native(self, &source)?;
+            let capture = self.capture()?;
+            let ahead = StoreAhead::start(source, file, capture.content(chunking).ahead());
+            capture.ahead.push(ahead.task());
+            Ok(ahead)
+        })();
+        match started {
+            Ok(ahead) => Ok(Ok(self.table.push(ahead)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
     async fn drop(&mut self, rep: Resource<ItemWriter>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl backup_io::HostStoreAhead for PluginState {
+    async fn drop(&mut self, rep: Resource<StoreAhead>) -> wasmtime::Result<()> {
+        let ahead = self.table.delete(rep)?;
+        ahead.task().stop().await;
         Ok(())
     }
 }

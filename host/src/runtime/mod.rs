@@ -25,6 +25,7 @@ pub mod sink;
 pub mod source;
 pub mod sqlite;
 pub mod state;
+pub mod store_ahead;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

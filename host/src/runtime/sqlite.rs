@@ -113,6 +113,7 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
     // dies mid-copy the file is simply discarded.
     out.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         .map_err(|e| sqlite_error("the snapshot copy", e))?;
+    let copy_started = Instant::now();
     {
         let backup = Backup::new(&live, &mut out).map_err(|e| sqlite_error(&what, e))?;
         let started = Instant::now();
@@ -135,6 +136,10 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
         }
     }
     let (page_size, page_count) = page_geometry(&out, "the snapshot copy")?;
+    tracing::debug!(
+        "{what}: copied {page_count} pages in {:.2?}",
+        copy_started.elapsed()
+    );
     drop(out);
     drop(live);
     if page_count == 0 {
@@ -181,12 +186,14 @@ pub fn check(path: &Path, level: CheckLevel) -> Result<Vec<String>, PluginError>
         CheckLevel::Quick => "quick_check",
     };
     let what = path.to_string_lossy();
+    let started = Instant::now();
     let rows: Result<Vec<String>, _> = conn
         .prepare(&format!("PRAGMA {pragma}({MAX_PROBLEMS})"))
         .and_then(|mut stmt| {
             stmt.query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect())
         });
+    tracing::debug!("{what}: {pragma} took {:.2?}", started.elapsed());
     match rows {
         Ok(rows) if rows == ["ok"] => Ok(Vec::new()),
         Ok(rows) => Ok(rows),
@@ -292,6 +299,27 @@ impl sqlite::Host for PluginState {
         };
         self.push_made(made)
     }
+
+    async fn journal_size(&mut self, path: String) -> wasmtime::Result<Result<u64, PluginError>> {
+        Ok(self
+            .native_path(&path)
+            .and_then(|database| journal_size(&database)))
+    }
+}
+
+/// Bytes of the `-wal` and `-journal` files beside `database`; a missing one counts 0.
+pub fn journal_size(database: &Path) -> Result<u64, PluginError> {
+    let mut total = 0;
+    for suffix in ["-wal", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::metadata(&name) {
+            Ok(meta) => total += meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&Path::new(&name).to_string_lossy(), e)),
+        }
+    }
+    Ok(total)
 }
 
 impl sqlite::HostDatabase for PluginState {
