@@ -392,7 +392,7 @@ impl ContentWriter {
     }
 
     /// A writer for chunks stored ahead of the item that will use them: it counts only
-    /// new chunks (see `ChunkWriter::store`).
+    /// new chunks (see `ChunkWriter::store`) and keeps no chunk list.
     pub fn ahead(mut self) -> Self {
         self.ahead = true;
         self
@@ -402,7 +402,10 @@ impl ContentWriter {
         for chunk in std::mem::take(&mut self.ready) {
             let len = chunk.len() as u32;
             let id = self.writer.store(self.kind, chunk, self.ahead).await?;
-            self.chunks.push((id, len));
+            // Chunks stored ahead belong to no item: a list of them would only grow.
+            if !self.ahead {
+                self.chunks.push((id, len));
+            }
         }
         Ok(())
     }

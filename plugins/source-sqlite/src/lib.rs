@@ -92,10 +92,15 @@ cairn_sdk::export_source!(Sqlite);
 /// in the `-wal` (or, mid-transaction, saved in the `-journal`): with a journal of at most
 /// 1% of the database, almost every chunk stored ahead is one the copy has, and the rest
 /// costs little space until `prune`. Chunks must be at least the largest page size
-/// (64 KiB), so that they are the copy's chunks whatever its page size.
-fn store_ahead_pays(live: &str, size: u64, chunk: u32) -> Result<bool> {
+/// (64 KiB), so that they are the copy's chunks whatever its page size. A small database
+/// is copied in a moment: storing it ahead would cost more than it saves.
+fn store_ahead_pays(live: &str, size: u64, chunk: u32) -> bool {
     const LARGEST_PAGE: u32 = 65536;
-    Ok(chunk >= LARGEST_PAGE && sqlite::journal_size(live)? <= size / 100)
+    const SMALLEST_DATABASE: u64 = 8 << 20;
+    // Storing ahead is only a head start: a journal we cannot measure means none.
+    chunk >= LARGEST_PAGE
+        && size >= SMALLEST_DATABASE
+        && sqlite::journal_size(live).is_ok_and(|journal| journal <= size / 100)
 }
 
 /// A probe's result as recorded in the snapshot.
@@ -229,11 +234,10 @@ impl Source for Sqlite {
 fn backup_one(options: &Options, writer: &ItemWriter, live: &str, item: &str) -> Result<()> {
     let mut meta = files::stat(live)?;
     let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
-    let ahead = if store_ahead_pays(live, meta.size, chunk)? {
-        Some(writer.store_ahead(live, Chunking::Fixed(chunk))?)
-    } else {
-        None
-    };
+    // A store ahead that cannot start costs only its head start.
+    let ahead = store_ahead_pays(live, meta.size, chunk)
+        .then(|| writer.store_ahead(live, Chunking::Fixed(chunk)).ok())
+        .flatten();
     let copy = sqlite::snapshot(live)?;
     // The copy is taken: from here on, reading the live file again would only compete
     // with storing the copy.
