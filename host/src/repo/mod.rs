@@ -12,6 +12,8 @@ pub mod chunker;
 pub mod crypto;
 pub mod index;
 pub mod keys;
+#[cfg(test)]
+pub mod memory;
 pub mod meta;
 pub mod pack;
 pub mod prune;

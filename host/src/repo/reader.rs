@@ -394,68 +394,10 @@ impl Drop for Prefetch {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use futures::future::BoxFuture;
-
     use super::*;
-    use crate::repo::backend::{Backend, BackendError, BackendErrorKind, BackendResult};
+    use crate::repo::memory::Memory;
     use crate::repo::pack::ChunkKind;
     use crate::repo::writer::ChunkWriter;
-
-    /// Objects in memory: the storage under a repository, for testing what sits above it.
-    #[derive(Default)]
-    struct Memory(Mutex<HashMap<String, Bytes>>);
-
-    impl Backend for Memory {
-        fn put<'a>(
-            &'a self,
-            name: &'a str,
-            data: Bytes,
-            _: bool,
-        ) -> BoxFuture<'a, BackendResult<()>> {
-            self.0.lock().unwrap().insert(name.to_string(), data);
-            Box::pin(async { Ok(()) })
-        }
-        fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BackendResult<Bytes>> {
-            let found = self.0.lock().unwrap().get(name).cloned();
-            Box::pin(async move {
-                found.ok_or_else(|| BackendError::new(BackendErrorKind::NotFound, name))
-            })
-        }
-        fn get_range<'a>(
-            &'a self,
-            name: &'a str,
-            offset: u64,
-            length: u64,
-        ) -> BoxFuture<'a, BackendResult<Bytes>> {
-            let whole = self.get(name);
-            Box::pin(async move {
-                let whole = whole.await?;
-                let end = (offset + length).min(whole.len() as u64) as usize;
-                Ok(whole.slice(offset as usize..end))
-            })
-        }
-        fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, BackendResult<Vec<(String, u64)>>> {
-            let names = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(n, _)| n.starts_with(prefix))
-                .map(|(n, b)| (n.clone(), b.len() as u64))
-                .collect();
-            Box::pin(async move { Ok(names) })
-        }
-        fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BackendResult<()>> {
-            self.0.lock().unwrap().remove(name);
-            Box::pin(async { Ok(()) })
-        }
-        fn describe(&self) -> String {
-            "memory".into()
-        }
-    }
 
     /// Many small chunks around a few large ones, the mix that needs the byte budget and
     /// batching: every chunk arrives, in order, whatever the budget, even one smaller
@@ -483,7 +425,8 @@ mod tests {
             let id = writer
                 .store(ChunkKind::Data, data.clone(), false)
                 .await
-                .unwrap();
+                .unwrap()
+                .id;
             chunks.push((id, data));
         }
         writer.flush().await.unwrap();
