@@ -89,14 +89,34 @@ impl Source for Misbehave {
                 ))),
             },
             "escape-host" => {
-                // A granted path, then `..` out of it, then a path never granted.
+                // A granted path, then `..` out of it, then a path never granted, to a
+                // capability that reads itself and one that stores what it reads.
                 let base = options
                     .path
                     .clone()
                     .unwrap_or_else(|| "/nonexistent".into());
-                files::stat(&format!("{base}/../../../etc/passwd"))?;
-                files::stat("/etc/passwd")?;
-                Ok(())
+                let attempts = [
+                    (
+                        "stat via ..",
+                        files::stat(&format!("{base}/../../../etc/passwd")).map(drop),
+                    ),
+                    ("stat", files::stat("/etc/passwd").map(drop)),
+                    (
+                        "store-ahead",
+                        writer
+                            .store_ahead("/etc/passwd", Chunking::ContentDefined)
+                            .map(drop),
+                    ),
+                ];
+                let mut refused = Vec::new();
+                for (what, result) in attempts {
+                    match result {
+                        // Escaped: the backup succeeds, and the test sees it.
+                        Ok(()) => return Ok(()),
+                        Err(e) => refused.push(format!("{what}: {}", e.message())),
+                    }
+                }
+                Err(PluginError::Denied(refused.join("; ")))
             }
             "connect" => {
                 use std::io::Read;
