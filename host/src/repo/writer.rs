@@ -78,6 +78,12 @@ struct InFlight {
     drained: Notify,
 }
 
+/// A chunk handed to [`ChunkWriter::store`]: its id, and whether the repository lacked it.
+pub struct Stored {
+    pub id: ChunkId,
+    pub new: bool,
+}
+
 pub struct ChunkWriter {
     keys: Keys,
     index: Arc<Index>,
@@ -177,9 +183,9 @@ impl ChunkWriter {
         }
     }
 
-    /// Stores one chunk unless the repository already holds it; returns its id. A chunk
-    /// stored `ahead` of its item counts only if new: the item counts it again.
-    pub async fn store(&self, kind: ChunkKind, data: Bytes, ahead: bool) -> RepoResult<ChunkId> {
+    /// Stores one chunk unless the repository already holds it. A chunk stored `ahead` of
+    /// its item counts only if new: the item counts it again.
+    pub async fn store(&self, kind: ChunkKind, data: Bytes, ahead: bool) -> RepoResult<Stored> {
         let id = self.keys.chunk_id(&data);
         let len = data.len() as u64;
         let known =
@@ -189,7 +195,7 @@ impl ChunkWriter {
                 WriteStats::add(&self.stats.chunks_known, 1);
                 WriteStats::add(&self.stats.bytes_known, len);
             }
-            return Ok(id);
+            return Ok(Stored { id, new: false });
         }
         self.check_failure()?;
         WriteStats::add(&self.stats.chunks_new, 1);
@@ -202,7 +208,7 @@ impl ChunkWriter {
             .send(Job { id, kind, data })
             .await
             .map_err(|_| self.failed())?;
-        Ok(id)
+        Ok(Stored { id, new: true })
     }
 
     /// Whether a chunk is stored or on its way (used to trust a parent snapshot's chunks).
@@ -371,6 +377,8 @@ pub struct ContentWriter {
     ready: Vec<Bytes>,
     chunks: Vec<(ChunkId, u32)>,
     size: u64,
+    /// Bytes of the chunks this writer found the repository lacked.
+    new_bytes: u64,
 }
 
 /// How much of a file is read at once.
@@ -388,6 +396,7 @@ impl ContentWriter {
             ready: Vec::new(),
             chunks: Vec::new(),
             size: 0,
+            new_bytes: 0,
         }
     }
 
@@ -401,10 +410,13 @@ impl ContentWriter {
     async fn store_ready(&mut self) -> RepoResult<()> {
         for chunk in std::mem::take(&mut self.ready) {
             let len = chunk.len() as u32;
-            let id = self.writer.store(self.kind, chunk, self.ahead).await?;
+            let stored = self.writer.store(self.kind, chunk, self.ahead).await?;
+            if stored.new {
+                self.new_bytes += len as u64;
+            }
             // Chunks stored ahead belong to no item: a list of them would only grow.
             if !self.ahead {
-                self.chunks.push((id, len));
+                self.chunks.push((stored.id, len));
             }
         }
         Ok(())
@@ -437,19 +449,33 @@ impl ContentWriter {
                 Some(hint) if read == hint => END_PROBE,
                 _ => READ_SIZE,
             };
-            let n = self.chunker.read_from(reader, want, &mut self.ready)?;
-            self.size += n as u64;
-            if let Err(e) = self.store_ready().await {
-                return Ok(Err(e));
-            }
-            if n == 0 {
-                return Ok(Ok(()));
+            match self.read_once(reader, want).await? {
+                Ok(0) => return Ok(Ok(())),
+                Ok(_) => {}
+                Err(e) => return Ok(Err(e)),
             }
         }
     }
 
+    /// One read of at most `max` bytes from `reader` straight into the chunker, storing
+    /// the chunks it completes; the bytes read, 0 at the end.
+    pub async fn read_once(
+        &mut self,
+        reader: &mut impl std::io::Read,
+        max: usize,
+    ) -> std::io::Result<RepoResult<usize>> {
+        let n = self.chunker.read_from(reader, max, &mut self.ready)?;
+        self.size += n as u64;
+        Ok(self.store_ready().await.map(|()| n))
+    }
+
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Of the bytes chunked so far, those the repository did not hold yet.
+    pub fn new_bytes(&self) -> u64 {
+        self.new_bytes
     }
 
     pub async fn finish(mut self) -> RepoResult<(Vec<(ChunkId, u32)>, u64)> {

@@ -9,7 +9,6 @@
 //! and a snapshot references only chunks computed from the item it records. A chunk read
 //! from the live file while it changed is a chunk nothing references.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,10 @@ use crate::repo::writer::ContentWriter;
 
 /// How much of the file is read at once.
 const READ_SIZE: usize = 4 * 1024 * 1024;
+/// Reading stops after this many bytes in a row that the repository already held: the
+/// file was stored by an earlier backup, and reading it twice would only slow the copy
+/// (and, for a database larger than the page cache, double its reads from disk).
+const KNOWN_RUN: u64 = 64 * 1024 * 1024;
 
 /// A file's chunks being stored on a host thread; dropping it stops the reading.
 pub struct StoreAhead {
@@ -39,8 +42,8 @@ impl StoreAhead {
         let running = task.clone();
         let handle = tokio::runtime::Handle::current();
         let thread = tokio::task::spawn_blocking(move || {
-            let read = store(&running.stop, &handle, file, content);
-            tracing::debug!("{what}: stored {read} bytes ahead");
+            let (read, new) = store(&running.stop, &handle, file, content);
+            tracing::debug!("{what}: read {read} bytes ahead, {new} of them new");
         });
         *task.thread.lock().expect("store-ahead lock") = Some(thread);
         StoreAhead { task }
@@ -71,32 +74,112 @@ impl Drop for StoreAhead {
     }
 }
 
-/// Reads `file` to its end, or until `stop`, storing its chunks; returns the bytes read.
-/// Errors end the reading quietly: storing ahead is a hint, and a repository failure shows
-/// again when the item itself is stored.
+/// Reads `file` to its end, until `stop`, or until a long run of its chunks turns out
+/// stored already, storing its chunks; returns the bytes read and, of them, those the
+/// repository lacked. Errors end the reading quietly: storing ahead is a hint, and a
+/// repository failure shows again when the item itself is stored.
 fn store(
     stop: &AtomicBool,
     runtime: &tokio::runtime::Handle,
     mut file: std::fs::File,
     mut content: ContentWriter,
-) -> u64 {
-    let mut buf = vec![0u8; READ_SIZE];
+) -> (u64, u64) {
+    // Where the last new chunk was found (roughly: reads are checked whole).
+    let (mut new_bytes, mut new_at) = (0, 0);
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return content.size();
+        let read = (content.size(), content.new_bytes());
+        if read.1 > new_bytes {
+            (new_bytes, new_at) = (read.1, read.0);
         }
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return content.size(),
-        };
-        if runtime.block_on(content.write(&buf[..n])).is_err() {
-            return content.size();
+        if stop.load(Ordering::Relaxed) || read.0 - new_at >= KNOWN_RUN {
+            return read;
+        }
+        match runtime.block_on(content.read_once(&mut file, READ_SIZE)) {
+            Ok(Ok(0)) => {
+                // The last, shorter chunk of the file is also the last of a copy of the
+                // same length.
+                let _ = runtime.block_on(content.finish());
+                return read;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return (content.size(), content.new_bytes()),
         }
     }
-    let read = content.size();
-    // The last, shorter chunk of the file is also the last of a copy of the same length.
-    let _ = runtime.block_on(content.finish());
-    read
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::repo::Repository;
+    use crate::repo::chunker::Chunking;
+    use crate::repo::memory::Memory;
+    use crate::repo::pack::ChunkKind;
+    use crate::repo::writer::{ChunkWriter, WriteStats};
+
+    /// `len` bytes that neither compress nor repeat.
+    fn noise_file(dir: &Path, len: u64) -> PathBuf {
+        let path = dir.join("noise");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes: Vec<u8> = (0..len / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// One store-ahead pass over `path`, to its end: (bytes read, bytes new).
+    async fn store_ahead(writer: &Arc<ChunkWriter>, path: &Path) -> (u64, u64) {
+        let content =
+            ContentWriter::new(writer.clone(), Chunking::Fixed(65536), ChunkKind::Data).ahead();
+        let file = std::fs::File::open(path).unwrap();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || store(&AtomicBool::new(false), &runtime, file, content))
+            .await
+            .unwrap()
+    }
+
+    /// The item finds every chunk stored ahead, and the bytes count once as new and once
+    /// as read; storing a stored file ahead again stops after a run of known chunks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_item_finds_the_chunks_stored_ahead_and_a_stored_file_is_not_read_twice() {
+        let repo = Arc::new(
+            Repository::init(Arc::new(Memory::default()), b"test")
+                .await
+                .unwrap()
+                .without_cache(),
+        );
+        let writer = Arc::new(ChunkWriter::start(repo).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let size = KNOWN_RUN + (32 << 20);
+        let path = noise_file(dir.path(), size);
+
+        assert_eq!(store_ahead(&writer, &path).await, (size, size));
+        let mut item = ContentWriter::new(writer.clone(), Chunking::Fixed(65536), ChunkKind::Data);
+        item.write(&std::fs::read(&path).unwrap()).await.unwrap();
+        let (chunks, _) = item.finish().await.unwrap();
+        assert_eq!(chunks.len() as u64, size / 65536);
+        writer.flush().await.unwrap();
+        let stats = writer.stats();
+        assert_eq!(WriteStats::get(&stats.bytes_new), size, "stored once");
+        assert_eq!(WriteStats::get(&stats.bytes_ahead), size);
+        assert_eq!(
+            WriteStats::get(&stats.bytes_known),
+            size,
+            "all found by the item"
+        );
+
+        let (read, new) = store_ahead(&writer, &path).await;
+        assert_eq!(new, 0);
+        assert!(
+            (KNOWN_RUN..size).contains(&read),
+            "read {read} bytes of a stored file of {size}"
+        );
+    }
 }
