@@ -14,6 +14,18 @@ fn sqlite_source(name: &str, path: &Path, extra: &str) -> String {
 }
 use rusqlite::Connection;
 
+/// Restores `source` of `snapshot` to `target`, insisting on success.
+fn restore(env: &Env, snapshot: &str, source: &str, target: &Path) {
+    env.ok(&[
+        "restore",
+        snapshot,
+        "--source",
+        source,
+        "--target",
+        target.to_str().expect("a UTF-8 path"),
+    ]);
+}
+
 /// Snapshot ids, oldest first.
 fn snapshot_ids(env: &Env) -> Vec<String> {
     let listed: serde_json::Value =
@@ -104,14 +116,7 @@ fn backups_under_a_live_writer(mode: &str, count: usize) {
     let mut ledger_rows = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let restored = env.path(&format!("restored/{i}.db"));
-        env.ok(&[
-            "restore",
-            id,
-            "--source",
-            "bank",
-            "--target",
-            restored.to_str().unwrap(),
-        ]);
+        restore(&env, id, "bank", &restored);
         ledger_rows.push(assert_consistent_bank(&restored));
     }
     assert!(
@@ -201,14 +206,7 @@ fn a_damaged_database_fails_the_backup_and_commits_nothing() {
     env.ok(&["check", "--read-data"]);
 
     let restored = env.path("restored.db");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--source",
-        "app",
-        "--target",
-        restored.to_str().unwrap(),
-    ]);
+    restore(&env, "latest", "app", &restored);
     let conn = Connection::open(&restored).unwrap();
     let count: i64 = conn
         .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
@@ -326,14 +324,7 @@ fn restore_checks_before_it_renames_and_never_overwrites_unasked() {
     drop(conn);
 
     let dir = env.path("restored-all");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--source",
-        "all",
-        "--target",
-        dir.to_str().unwrap(),
-    ]);
+    restore(&env, "latest", "all", &dir);
     for (name, rows) in [("a", 10), ("b", 20)] {
         let conn = Connection::open(dir.join(format!("{name}.db"))).unwrap();
         let n: i64 = conn
@@ -427,14 +418,7 @@ fn pages_stored_ahead_from_the_live_file_never_replace_the_copys() {
         assert!(out.status.success(), "{log}");
         assert_eq!(log.contains("bytes ahead"), ahead, "{log}");
         let target = env.path(&format!("restored-{ahead}.db"));
-        env.ok(&[
-            "restore",
-            "latest",
-            "--source",
-            "app",
-            "--target",
-            target.to_str().unwrap(),
-        ]);
+        restore(&env, "latest", "app", &target);
         let restored = Connection::open(&target).unwrap();
         assert_eq!(table_digest(&restored), table_digest(&live));
     };
