@@ -1,12 +1,23 @@
 //! Objects in memory: a [`Backend`] for unit tests of what sits above the storage.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use super::Repository;
 use super::backend::{Backend, BackendError, BackendErrorKind, BackendResult};
+
+/// A new repository on an empty [`Memory`], without a local cache.
+pub async fn repository() -> Arc<Repository> {
+    Arc::new(
+        Repository::init(Arc::new(Memory::default()), b"test")
+            .await
+            .expect("a repository in memory")
+            .without_cache(),
+    )
+}
 
 #[derive(Default)]
 pub struct Memory(Mutex<HashMap<String, Bytes>>);

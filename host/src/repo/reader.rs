@@ -395,7 +395,7 @@ impl Drop for Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::memory::Memory;
+    use crate::repo::memory;
     use crate::repo::pack::ChunkKind;
     use crate::repo::writer::ChunkWriter;
 
@@ -404,12 +404,7 @@ mod tests {
     /// than a single chunk.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn prefetch_delivers_every_chunk_in_order_within_any_budget() {
-        let repo = Arc::new(
-            Repository::init(Arc::new(Memory::default()), b"test")
-                .await
-                .unwrap()
-                .without_cache(),
-        );
+        let repo = memory::repository().await;
         let writer = ChunkWriter::start(repo.clone()).unwrap();
         let mut chunks = Vec::new();
         for i in 0..400u32 {

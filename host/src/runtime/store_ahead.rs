@@ -112,9 +112,8 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::repo::Repository;
     use crate::repo::chunker::Chunking;
-    use crate::repo::memory::Memory;
+    use crate::repo::memory;
     use crate::repo::pack::ChunkKind;
     use crate::repo::writer::{ChunkWriter, WriteStats};
 
@@ -149,12 +148,7 @@ mod tests {
     /// as read; storing a stored file ahead again stops after a run of known chunks.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_item_finds_the_chunks_stored_ahead_and_a_stored_file_is_not_read_twice() {
-        let repo = Arc::new(
-            Repository::init(Arc::new(Memory::default()), b"test")
-                .await
-                .unwrap()
-                .without_cache(),
-        );
+        let repo = memory::repository().await;
         let writer = Arc::new(ChunkWriter::start(repo).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let size = KNOWN_RUN + (32 << 20);
