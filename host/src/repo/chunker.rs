@@ -4,7 +4,7 @@
 //! The chunker is fed incrementally and yields exactly the chunks a one-shot pass over the
 //! whole stream would: a CDC cut depends only on the bytes since the previous cut.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fastcdc::v2020::{FastCDC, Normalization};
 use serde::{Deserialize, Serialize};
 
@@ -45,16 +45,22 @@ pub enum Chunking {
 pub const FIXED_MIN: u32 = 4 * 1024;
 pub const FIXED_MAX: u32 = 16 * 1024 * 1024;
 
+/// Cuts a stream fed in pieces. Each chunk is copied out of the chunker's buffer, so the
+/// buffer is reused for the whole stream: chunks sliced from it instead would each keep a
+/// whole read buffer alive until stored, and every read would need a fresh one.
 pub struct StreamChunker {
     chunking: Chunking,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// Where the bytes not yet cut begin in `buf`.
+    start: usize,
 }
 
 impl StreamChunker {
     pub fn new(chunking: Chunking) -> Self {
         StreamChunker {
             chunking,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            start: 0,
         }
     }
 
@@ -65,8 +71,19 @@ impl StreamChunker {
         }
     }
 
+    /// Moves the uncut bytes to the front of the buffer (less than one chunk, as every
+    /// complete chunk was cut), so the buffer never needs more than one chunk plus one
+    /// read.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
     /// Appends bytes and moves every chunk that is now complete into `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        self.compact();
         self.buf.extend_from_slice(data);
         self.drain(false, out);
     }
@@ -79,19 +96,23 @@ impl StreamChunker {
         max: usize,
         out: &mut Vec<Bytes>,
     ) -> std::io::Result<usize> {
-        let start = self.buf.len();
-        self.buf.resize(start + max, 0);
+        self.compact();
+        let filled = self.buf.len();
+        // Exactly what is needed: doubling would take a buffer past the allocator's mmap
+        // threshold, and fresh pages on every stream.
+        self.buf.reserve_exact(max);
+        self.buf.resize(filled + max, 0);
         let n = loop {
-            match reader.read(&mut self.buf[start..]) {
+            match reader.read(&mut self.buf[filled..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.buf.truncate(start);
+                    self.buf.truncate(filled);
                     return Err(e);
                 }
             }
         };
-        self.buf.truncate(start + n);
+        self.buf.truncate(filled + n);
         self.drain(false, out);
         Ok(n)
     }
@@ -103,23 +124,28 @@ impl StreamChunker {
 
     fn drain(&mut self, at_end: bool, out: &mut Vec<Bytes>) {
         let max = self.max_chunk();
-        while !self.buf.is_empty() && (at_end || self.buf.len() >= max) {
+        loop {
+            let rest = &self.buf[self.start..];
+            if rest.is_empty() || (!at_end && rest.len() < max) {
+                break;
+            }
             let cut = match self.chunking {
-                Chunking::Fixed(size) => self.buf.len().min(size as usize),
+                Chunking::Fixed(size) => rest.len().min(size as usize),
                 Chunking::ContentDefined(p) => {
                     let cdc = FastCDC::with_level_and_seed(
-                        &self.buf,
+                        rest,
                         p.min_size,
                         p.avg_size,
                         p.max_size,
                         Normalization::Level1,
                         p.seed,
                     );
-                    let (_, end) = cdc.cut(0, self.buf.len());
+                    let (_, end) = cdc.cut(0, rest.len());
                     end
                 }
             };
-            out.push(self.buf.split_to(cut).freeze());
+            out.push(Bytes::copy_from_slice(&rest[..cut]));
+            self.start += cut;
         }
     }
 }
@@ -163,6 +189,29 @@ mod tests {
         }
         assert_eq!(whole.concat(), data);
         assert!(whole.len() > 20, "{} chunks", whole.len());
+    }
+
+    #[test]
+    fn reads_cut_like_one_shot_in_a_buffer_of_one_chunk_plus_one_read() {
+        let data = data(3_000_000);
+        let mut whole = Vec::new();
+        let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
+        c.push(&data, &mut whole);
+        c.finish(&mut whole);
+
+        let read = 50_000;
+        let mut reader = &data[..];
+        let mut parts = Vec::new();
+        let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
+        while c.read_from(&mut reader, read, &mut parts).unwrap() > 0 {
+            assert!(
+                c.buf.capacity() <= params().max_size as usize + read,
+                "the buffer grew to {} bytes",
+                c.buf.capacity()
+            );
+        }
+        c.finish(&mut parts);
+        assert_eq!(parts, whole);
     }
 
     #[test]

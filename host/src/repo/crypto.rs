@@ -6,7 +6,7 @@
 //! XChaCha20-Poly1305: random 192-bit nonces are safe without coordination between
 //! concurrent writers on different hosts.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
@@ -92,27 +92,39 @@ impl Keys {
         seal_with(&self.aead, context, plaintext)
     }
 
+    /// [`Keys::seal`] of the concatenation of `parts`, written once into the output and
+    /// encrypted there: no copy of the plaintext is made.
+    pub fn seal_parts(&self, context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        seal_parts_with(&self.aead, context, parts)
+    }
+
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
         open_with(&self.aead, context, sealed)
     }
 }
 
 pub(crate) fn seal_with(aead: &XChaCha20Poly1305, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    seal_parts_with(aead, context, &[plaintext])
+}
+
+fn seal_parts_with(aead: &XChaCha20Poly1305, context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
-    let ciphertext = aead
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: context,
-            },
-        )
-        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
-    let mut out = Vec::with_capacity(SEALED_OVERHEAD + plaintext.len());
+    let mut out = Vec::with_capacity(SEALED_OVERHEAD + len);
     out.push(SEALED_VERSION);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    let tag = aead
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            context,
+            &mut out[1 + NONCE_LEN..],
+        )
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    out.extend_from_slice(&tag);
     out
 }
 
@@ -167,6 +179,15 @@ mod tests {
                 "flip at byte {i} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn sealed_parts_open_as_their_concatenation() {
+        let keys = Keys::generate();
+        let sealed = keys.seal_parts(b"ctx", &[b"hello", b"", b" world"]);
+        assert_eq!(sealed.len(), SEALED_OVERHEAD + 11);
+        assert_eq!(keys.open(b"ctx", &sealed).unwrap(), b"hello world");
+        assert!(keys.open(b"other", &sealed).is_err());
     }
 
     #[test]

@@ -90,32 +90,36 @@ impl std::fmt::Debug for PackId {
 }
 
 /// Compresses (when it pays) and seals chunks; one per worker thread, so the zstd
-/// context is allocated once.
+/// context and the buffer it compresses into are allocated once.
 pub struct ChunkEncoder {
     compressor: zstd::bulk::Compressor<'static>,
+    compressed: Vec<u8>,
 }
 
 impl ChunkEncoder {
     pub fn new(zstd_level: i32) -> std::io::Result<Self> {
         Ok(ChunkEncoder {
             compressor: zstd::bulk::Compressor::new(zstd_level)?,
+            compressed: Vec::new(),
         })
     }
 
+    /// The sealed chunk, in one allocation of its own size: it waits for the packer, so
+    /// a chunk that compressed well should not hold its raw size in memory.
     pub fn encode(&mut self, keys: &Keys, id: &ChunkId, raw: &[u8]) -> Vec<u8> {
-        let mut plain = Vec::with_capacity(raw.len() + 1);
+        self.compressed.clear();
+        // zstd is fastest with room for its worst case.
+        self.compressed
+            .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let compressed = self
+            .compressor
+            .compress_to_buffer(raw, &mut self.compressed);
         // Keep the compressed form only when it saves at least 1/32 of the chunk.
-        match self.compressor.compress(raw) {
-            Ok(compressed) if compressed.len() + compressed.len() / 32 < raw.len() => {
-                plain.push(COMPRESSION_ZSTD);
-                plain.extend_from_slice(&compressed);
-            }
-            _ => {
-                plain.push(COMPRESSION_NONE);
-                plain.extend_from_slice(raw);
-            }
-        }
-        keys.seal(&id.0, &plain)
+        let (marker, body) = match compressed {
+            Ok(n) if n + n / 32 < raw.len() => (COMPRESSION_ZSTD, &self.compressed[..n]),
+            _ => (COMPRESSION_NONE, raw),
+        };
+        keys.seal_parts(&id.0, &[&[marker], body])
     }
 }
 
