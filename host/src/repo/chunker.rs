@@ -170,13 +170,19 @@ mod tests {
         v
     }
 
+    /// The chunks of `data` pushed in one piece.
+    fn one_shot(data: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
+        c.push(data, &mut out);
+        c.finish(&mut out);
+        out
+    }
+
     #[test]
     fn incremental_equals_one_shot() {
         let data = data(1_000_000);
-        let mut whole = Vec::new();
-        let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
-        c.push(&data, &mut whole);
-        c.finish(&mut whole);
+        let whole = one_shot(&data);
 
         for step in [1usize, 1000, 4096, 65536, 100_001] {
             let mut parts = Vec::new();
@@ -194,10 +200,7 @@ mod tests {
     #[test]
     fn reads_cut_like_one_shot_in_a_buffer_of_one_chunk_plus_one_read() {
         let data = data(3_000_000);
-        let mut whole = Vec::new();
-        let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
-        c.push(&data, &mut whole);
-        c.finish(&mut whole);
+        let whole = one_shot(&data);
 
         let read = 50_000;
         let mut reader = &data[..];
@@ -219,15 +222,8 @@ mod tests {
         let data = data(2_000_000);
         let mut edited = data.clone();
         edited.splice(500_000..500_000, b"inserted".iter().copied());
-        let cut = |d: &[u8]| {
-            let mut out = Vec::new();
-            let mut c = StreamChunker::new(Chunking::ContentDefined(params()));
-            c.push(d, &mut out);
-            c.finish(&mut out);
-            out
-        };
-        let before: std::collections::HashSet<_> = cut(&data).into_iter().collect();
-        let after = cut(&edited);
+        let before: std::collections::HashSet<_> = one_shot(&data).into_iter().collect();
+        let after = one_shot(&edited);
         let new = after.iter().filter(|c| !before.contains(*c)).count();
         assert!(new <= 2, "{new} new chunks after a small insertion");
     }
