@@ -167,11 +167,12 @@ type Delivered = (
     Option<tokio::sync::OwnedSemaphorePermit>,
 );
 
-/// Pack windows being downloaded at once, ahead of the chunks being opened: hides the
-/// latency of object storage, where each range read is a request and one request's
-/// stream is slower than the link. With 4, a restore from a local S3 server (s3s-fs on
-/// loopback) took 8.6-12.8 s and left a core idle; with 8, 6.3-9.8 s. At most this many
-/// windows of [`READ_AHEAD`] are held at once.
+/// Pack windows requested at once, ahead of the chunks being opened: hides the latency
+/// of object storage, where each range read is a request. The sink runs at most
+/// `repository.concurrency` of them (default 4); windows are used in order, so asking for
+/// more than that keeps its slots busy while a slow read holds up the ones behind it.
+/// With 4, a restore from a local S3 server (s3s-fs on loopback) took 8.6-12.8 s and left
+/// a core idle; with 8, 6.3-9.8 s. At most this many windows of [`READ_AHEAD`] are held.
 const WINDOWS_IN_FLIGHT: usize = 8;
 
 /// One range read of a pack that serves consecutive chunks of the plan.
