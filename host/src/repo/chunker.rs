@@ -71,11 +71,11 @@ impl StreamChunker {
         }
     }
 
-    /// Moves the uncut bytes to the front of the buffer (less than one chunk, as every
-    /// complete chunk was cut), so the buffer never needs more than one chunk plus one
-    /// read.
-    fn compact(&mut self) {
-        if self.start > 0 {
+    /// Makes room for `additional` bytes by moving the uncut ones (less than one chunk,
+    /// as every complete chunk was cut) to the front, when the buffer is full: so it never
+    /// needs more than one chunk plus one read, and each byte moves about once.
+    fn make_room(&mut self, additional: usize) {
+        if self.start > 0 && self.buf.len() + additional > self.buf.capacity() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -83,7 +83,7 @@ impl StreamChunker {
 
     /// Appends bytes and moves every chunk that is now complete into `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
-        self.compact();
+        self.make_room(data.len());
         self.buf.extend_from_slice(data);
         self.drain(false, out);
     }
@@ -96,7 +96,7 @@ impl StreamChunker {
         max: usize,
         out: &mut Vec<Bytes>,
     ) -> std::io::Result<usize> {
-        self.compact();
+        self.make_room(max);
         let filled = self.buf.len();
         // Exactly what is needed: doubling would take a buffer past the allocator's mmap
         // threshold, and fresh pages on every stream.
