@@ -24,6 +24,7 @@ pub mod s3;
 pub mod sink;
 pub mod source;
 pub mod sqlite;
+mod sqlite_vfs;
 pub mod state;
 pub mod store_ahead;
 

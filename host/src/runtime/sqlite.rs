@@ -108,9 +108,18 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
         .tempfile_in(temp_dir)
         .map_err(|e| io_error(&temp_dir.to_string_lossy(), e))?
         .into_temp_path();
-    let mut out = Connection::open(&copy).map_err(|e| sqlite_error("the snapshot copy", e))?;
-    // A scratch file: no journal and no fsync (a third of the copy's time). If the host
-    // dies mid-copy the file is simply discarded.
+    super::sqlite_vfs::register().map_err(PluginError::Permanent)?;
+    let mut out = Connection::open_with_flags_and_vfs(
+        &copy,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        super::sqlite_vfs::NAME,
+    )
+    .map_err(|e| sqlite_error("the snapshot copy", e))?;
+    // A scratch file: no journal and no fsync (a third of the copy's time), written
+    // through the VFS that gathers page writes (a fifth of the rest). If the host dies
+    // mid-copy the file is simply discarded.
     out.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         .map_err(|e| sqlite_error("the snapshot copy", e))?;
     let copy_started = Instant::now();
@@ -135,6 +144,7 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
             }
         }
     }
+    super::sqlite_vfs::flush(&out).map_err(|e| sqlite_error("the snapshot copy", e))?;
     let (page_size, page_count) = page_geometry(&out, "the snapshot copy")?;
     tracing::debug!(
         "{what}: copied {page_count} pages in {:.2?}",
@@ -440,6 +450,48 @@ mod tests {
             "the temporary copy is removed with its handle"
         );
         assert_eq!(before, entries());
+    }
+
+    /// Copies written through the gathering VFS hold the source's pages byte for byte
+    /// (bar the header fields a backup rewrites), for small and large pages alike.
+    #[test]
+    fn a_copy_holds_every_page_of_the_source() {
+        for page_size in [1024, 4096, 65536] {
+            let dir = tempfile::tempdir().unwrap();
+            let live = dir.path().join("live.db");
+            let conn = Connection::open(&live).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL;
+                 CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB);
+                 CREATE INDEX t_body ON t(body);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000)
+                 INSERT INTO t(body) SELECT randomblob(300 + i % 700) FROM n;
+                 DELETE FROM t WHERE id % 7 = 0;
+                 PRAGMA wal_checkpoint(TRUNCATE);"
+            ))
+            .unwrap();
+            let db = snapshot(&live, dir.path()).unwrap();
+            assert_eq!(db.page_size, page_size);
+            let (source, copy) = (
+                std::fs::read(&live).unwrap(),
+                std::fs::read(&db.path).unwrap(),
+            );
+            assert!(source.len() > 8 << 20);
+            assert_eq!(source.len(), copy.len(), "page size {page_size}");
+            // The header's write and read versions (WAL or not), change counter, schema
+            // cookie and version-valid-for number belong to the copy.
+            let differs: Vec<usize> = (0..source.len())
+                .filter(|&i| source[i] != copy[i])
+                .collect();
+            assert!(
+                differs
+                    .iter()
+                    .all(|i| matches!(i, 18 | 19 | 24..=27 | 40..=43 | 92..=95)),
+                "page size {page_size}: the copy differs at {:?}",
+                &differs[..differs.len().min(10)]
+            );
+            assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
+        }
     }
 
     #[test]
