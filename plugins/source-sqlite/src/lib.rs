@@ -12,7 +12,8 @@ use cairn_sdk::{
 use serde::{Deserialize, Serialize};
 
 /// Default bytes per chunk: 16 pages of 4 KiB. Small enough that a scattered change
-/// rewrites little, large enough to keep the index small (see docs/plugins/sqlite.md).
+/// rewrites little, large enough to keep the index small (bench/README.md, "SQLite chunk
+/// size").
 const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 
 #[derive(Debug, Deserialize)]
