@@ -50,6 +50,19 @@ fn sqlite_error(what: &str, e: rusqlite::Error) -> PluginError {
     }
 }
 
+/// An error while writing the copy: a full disk is the copy's disk, not the database's.
+fn copy_error(what: &str, temp_dir: &Path, e: rusqlite::Error) -> PluginError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return PluginError::Permanent(format!(
+            "{what}: no room for the copy in {} ({e}): cairn copies each database there \
+             before storing it; free space, or point TMPDIR at a filesystem with room for \
+             the whole database",
+            temp_dir.display()
+        ));
+    }
+    sqlite_error(what, e)
+}
+
 /// Opens a file that nobody else writes (a copy) read-only and immutable: SQLite then
 /// takes no locks and creates no `-wal` or `-shm` beside it.
 fn open_immutable(path: &Path) -> Result<Connection, PluginError> {
@@ -129,7 +142,10 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
         let backup = Backup::new(&live, &mut out).map_err(|e| sqlite_error(&what, e))?;
         let started = Instant::now();
         loop {
-            match backup.step(-1).map_err(|e| sqlite_error(&what, e))? {
+            match backup
+                .step(-1)
+                .map_err(|e| copy_error(&what, temp_dir, e))?
+            {
                 StepResult::Done => break,
                 // One step of -1 pages copies everything; a writer holding the lock makes
                 // it report busy without copying, so wait and try again.
@@ -146,7 +162,7 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
             }
         }
     }
-    super::sqlite_vfs::flush(&out).map_err(|e| sqlite_error("the snapshot copy", e))?;
+    super::sqlite_vfs::flush(&out).map_err(|e| copy_error(&what, temp_dir, e))?;
     let (page_size, page_count) = page_geometry(&out, "the snapshot copy")?;
     tracing::debug!(
         "{what}: copied {page_count} pages in {:.2?}",
@@ -510,6 +526,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_full_disk_names_the_copy_directory_and_the_fix() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let message = copy_error("/srv/app.db", Path::new("/scratch"), full).to_string();
+        assert!(
+            message.contains("no room for the copy in /scratch") && message.contains("TMPDIR"),
+            "{message}"
+        );
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(matches!(
+            copy_error("/srv/app.db", Path::new("/scratch"), busy),
+            PluginError::Retryable(_)
+        ));
     }
 
     #[test]

@@ -82,7 +82,10 @@ pub fn flush(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         ffi::SQLITE_OK => Ok(()),
         code => Err(rusqlite::Error::SqliteFailure(
             ffi::Error::new(code),
-            Some("writing the snapshot copy".into()),
+            Some(format!(
+                "{} (writing the copy's last pages)",
+                ffi::Error::new(code)
+            )),
         )),
     }
 }
