@@ -133,7 +133,7 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
     )
     .map_err(|e| sqlite_error("the snapshot copy", e))?;
     // A scratch file: no journal and no fsync (a third of the copy's time), written
-    // through the VFS that gathers page writes (a fifth of the rest). If the host dies
+    // through the VFS that gathers page writes into 64 KiB calls. If the host dies
     // mid-copy the file is simply discarded.
     out.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         .map_err(|e| sqlite_error("the snapshot copy", e))?;

@@ -3,9 +3,9 @@
 //! SQLite reads page after page.
 //!
 //! SQLite reads and writes one page (usually 4 KiB) per call, and on this path the
-//! kernel's cost is per call: writing 1 GiB in 4 KiB calls takes about three times the
-//! system time of writing it in 64 KiB calls, and reading it, four times. These files are
-//! private (no journal, no other writer, no sync), which makes both safe:
+//! kernel's cost is per call: reading or writing 1 GiB in 4 KiB calls takes about three
+//! times the system time of doing it in 64 KiB calls. These files are private (no
+//! journal, no other writer, no sync), which makes both safe:
 //! - Writes that continue one another wait in a buffer until the next one that does not,
 //!   or until any other operation on the file. The buffer is always written before SQLite
 //!   reads, truncates, syncs, sizes or closes the file; an error writing it is returned by
@@ -28,8 +28,8 @@ use rusqlite::ffi;
 pub const NAME: &CStr = c"cairn-copy";
 
 /// The most bytes gathered into one write. The default VFS writes at most 128 KiB - 1
-/// bytes per call (`seekAndWriteFd`), and 64 KiB calls already cost a fifth of 4 KiB
-/// ones.
+/// bytes per call (`seekAndWriteFd`), and 64 KiB calls already cost the kernel a third
+/// of what 4 KiB ones do.
 const GATHER: usize = 64 * 1024;
 /// Bytes read ahead at once, and how many such blocks a file keeps.
 const BLOCK: usize = 64 * 1024;
