@@ -36,18 +36,30 @@ impl PluginError {
         }
     }
 
-    /// Adds what was being done to the message, keeping the kind.
+    /// Adds what was being done to the message, keeping the kind. A message that already
+    /// starts with it (a host error naming the same path) is left as it is.
     pub fn context(self, what: impl core::fmt::Display) -> Self {
+        let what = what.to_string();
+        let add = |message: String| {
+            let named = message
+                .strip_prefix(what.as_str())
+                .is_some_and(|rest| rest.starts_with(':'));
+            if named {
+                message
+            } else {
+                format!("{what}: {message}")
+            }
+        };
         match self {
             PluginError::Config(c) => PluginError::Config(ConfigError {
                 field: c.field,
-                message: format!("{what}: {}", c.message),
+                message: add(c.message),
             }),
-            PluginError::Retryable(m) => PluginError::Retryable(format!("{what}: {m}")),
-            PluginError::Permanent(m) => PluginError::Permanent(format!("{what}: {m}")),
-            PluginError::NotFound(m) => PluginError::NotFound(format!("{what}: {m}")),
-            PluginError::AlreadyExists(m) => PluginError::AlreadyExists(format!("{what}: {m}")),
-            PluginError::Denied(m) => PluginError::Denied(format!("{what}: {m}")),
+            PluginError::Retryable(m) => PluginError::Retryable(add(m)),
+            PluginError::Permanent(m) => PluginError::Permanent(add(m)),
+            PluginError::NotFound(m) => PluginError::NotFound(add(m)),
+            PluginError::AlreadyExists(m) => PluginError::AlreadyExists(add(m)),
+            PluginError::Denied(m) => PluginError::Denied(add(m)),
         }
     }
 }
@@ -70,5 +82,23 @@ impl From<std::io::Error> for PluginError {
 impl From<crate::options::OptionsError> for PluginError {
     fn from(err: crate::options::OptionsError) -> Self {
         PluginError::config(err.field, err.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_is_added_once() {
+        let err =
+            PluginError::permanent("/srv/app.db: no room for the copy").context("/srv/app.db");
+        assert_eq!(err.message(), "/srv/app.db: no room for the copy");
+        let err = PluginError::retryable("locked").context("/srv/app.db");
+        assert!(matches!(err, PluginError::Retryable(_)));
+        assert_eq!(err.message(), "/srv/app.db: locked");
+        // A longer path that merely begins with the context is not the context.
+        let err = PluginError::permanent("/srv/app.db2: gone").context("/srv/app.db");
+        assert_eq!(err.message(), "/srv/app.db: /srv/app.db2: gone");
     }
 }
