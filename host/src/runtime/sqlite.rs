@@ -110,9 +110,13 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
             "{what} is not a file: point `path` at a SQLite database file"
         )));
     }
-    let live = Connection::open_with_flags(
+    super::sqlite_vfs::register().map_err(PluginError::Permanent)?;
+    // Through our VFS, the backup reads the live database 64 KiB at a time instead of one
+    // page per system call; what it reads ahead lasts one read transaction.
+    let live = Connection::open_with_flags_and_vfs(
         source,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        super::sqlite_vfs::NAME,
     )
     .map_err(|e| sqlite_error(&what, e))?;
     live.busy_timeout(LOCK_WAIT)
@@ -123,7 +127,6 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
         .tempfile_in(temp_dir)
         .map_err(|e| io_error(&temp_dir.to_string_lossy(), e))?
         .into_temp_path();
-    super::sqlite_vfs::register().map_err(PluginError::Permanent)?;
     let mut out = Connection::open_with_flags_and_vfs(
         &copy,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -525,6 +528,117 @@ mod tests {
                     "page size {page_size}: {sql} differs"
                 );
             }
+        }
+    }
+
+    /// What the VFS reads ahead from a live database lasts one read transaction. A writer
+    /// moves money between the first accounts (a few blocks of pages, which the VFS keeps)
+    /// and counts its commits; in WAL mode it keeps checkpointing into the database file.
+    /// Every read through the VFS sees the total kept and the count never going back, the
+    /// last one sees every commit, and every snapshot keeps the total of all accounts.
+    #[test]
+    fn reads_of_a_live_database_through_the_vfs_never_outlive_their_transaction() {
+        const ACCOUNTS: i64 = 20_000;
+        const MOVED: u64 = 1_000;
+        for mode in ["wal", "delete"] {
+            let dir = tempfile::tempdir().unwrap();
+            let live = dir.path().join("bank.db");
+            let conn = Connection::open(&live).unwrap();
+            conn.pragma_update(None, "journal_mode", mode).unwrap();
+            conn.execute_batch(&format!(
+                "CREATE TABLE commits(n INTEGER);
+                 INSERT INTO commits VALUES (0);
+                 CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER, pad BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {ACCOUNTS})
+                 INSERT INTO accounts SELECT i, 100, randomblob(200) FROM n;"
+            ))
+            .unwrap();
+            drop(conn);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = {
+                let (live, stop) = (live.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let conn = Connection::open(&live).unwrap();
+                    conn.execute_batch("PRAGMA synchronous=OFF").unwrap();
+                    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+                    let mut commits = 0i64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let (from, to) = (seed % MOVED + 1, (seed >> 32) % MOVED + 1);
+                        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                        conn.execute_batch(&format!(
+                            "BEGIN IMMEDIATE;
+                             UPDATE accounts SET balance = balance - 7 WHERE id = {from};
+                             UPDATE accounts SET balance = balance + 7 WHERE id = {to};
+                             UPDATE commits SET n = n + 1;
+                             COMMIT;"
+                        ))
+                        .unwrap();
+                        commits += 1;
+                        if commits % 20 == 0 && mode == "wal" {
+                            // Without waiting: while a reader holds the WAL it backfills what
+                            // it can, otherwise it starts the WAL over.
+                            conn.busy_timeout(Duration::ZERO).unwrap();
+                            let _ =
+                                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                        }
+                    }
+                    commits
+                })
+            };
+            crate::runtime::sqlite_vfs::register().unwrap();
+            let reader = Connection::open_with_flags_and_vfs(
+                &live,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                crate::runtime::sqlite_vfs::NAME,
+            )
+            .unwrap();
+            reader.busy_timeout(Duration::from_secs(10)).unwrap();
+            // One statement, one read transaction.
+            let read = |conn: &Connection, accounts: i64| -> (i64, i64) {
+                conn.query_row(
+                    "SELECT (SELECT n FROM commits),
+                            (SELECT sum(balance) FROM accounts WHERE id <= ?1)",
+                    [accounts],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+            };
+            let mut seen = 0;
+            for _ in 0..200 {
+                let (commits, total) = read(&reader, MOVED as i64);
+                assert_eq!(total, MOVED as i64 * 100, "{mode}: a read transaction");
+                assert!(
+                    commits >= seen,
+                    "{mode}: read {commits} commits after {seen}"
+                );
+                seen = commits;
+                // Lets the writer in, in rollback-journal mode.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            for _ in 0..3 {
+                let db = snapshot(&live, dir.path()).unwrap();
+                let copy = open_immutable(&db.path).unwrap();
+                assert_eq!(
+                    read(&copy, ACCOUNTS).1,
+                    ACCOUNTS * 100,
+                    "{mode}: a snapshot"
+                );
+                assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let commits = writer.join().unwrap();
+            assert!(
+                commits > 100,
+                "{mode}: the writer committed only {commits} times"
+            );
+            assert_eq!(
+                read(&reader, MOVED as i64).0,
+                commits,
+                "{mode}: the last read"
+            );
         }
     }
 

@@ -1,20 +1,33 @@
-//! `cairn-copy`, the SQLite VFS for the copies cairn owns (snapshot copies and restored
-//! files): it gathers SQLite's page-sized writes into large ones, and reads ahead while
-//! SQLite reads page after page.
+//! `cairn-batched`, the SQLite VFS cairn opens databases through: it gathers SQLite's
+//! page-sized writes into large ones, and reads ahead while SQLite reads page after page.
 //!
 //! SQLite reads and writes one page (usually 4 KiB) per call, and on this path the
 //! kernel's cost is per call: reading or writing 1 GiB in 4 KiB calls takes about three
-//! times the system time of doing it in 64 KiB calls. These files are private (no
-//! journal, no other writer, no sync), which makes both safe:
+//! times the system time of doing it in 64 KiB calls.
 //! - Writes that continue one another wait in a buffer until the next one that does not,
 //!   or until any other operation on the file. The buffer is always written before SQLite
-//!   reads, truncates, syncs, sizes or closes the file; an error writing it is returned by
-//!   that operation. `xClose` cannot report an error that SQLite would act on, so the
-//!   snapshot asks for the last writes explicitly ([`flush`]) before it closes the copy.
-//! - A read that misses the cache next to the previous miss reads the whole 64 KiB block
-//!   around it; a few blocks are kept. `integrity_check` walks a table's pages in runs,
-//!   forwards and backwards, so most of its reads are then served from memory; reads that
-//!   jump about are passed on as they are. Any write empties the cache.
+//!   reads, truncates, syncs, sizes, locks or closes the file; an error writing it is
+//!   returned by that operation. `xClose` cannot report an error that SQLite would act on,
+//!   so the snapshot asks for the last writes explicitly ([`flush`]) before it closes the
+//!   copy. Only the copies cairn owns are written (no journal, no other writer, no sync).
+//! - A read of a main database file that misses the cache next to the previous miss
+//!   reads the whole 64 KiB block around it; a few blocks are kept. The backup API reads
+//!   the live database in page order, and `integrity_check` walks a table's pages in
+//!   runs, forwards and backwards, so most of their reads are then served from memory;
+//!   reads that jump about are passed on as they are.
+//!
+//! What was read ahead is forgotten whenever the file is locked or unlocked (`xLock`,
+//! `xUnlock`, and `xShmLock`, which begins and ends a WAL read transaction), written,
+//! truncated or sized, so a block serves reads of one read transaction only. That is
+//! what makes reading ahead sound on a live database that other processes write: within
+//! a read transaction, SQLite's locking keeps every page it reads from the database file
+//! unchanged. A rollback-journal writer waits until the shared lock is released. In WAL
+//! mode, a reader takes a page from the database file only when its snapshot has no
+//! frame of that page, and a checkpoint writes back only frames that every reader's
+//! snapshot holds (none while a reader ignores the WAL), so none of them overwrites
+//! that page while the reader reads. Bytes of a block that SQLite does not read may
+//! change meanwhile; they are never served. Journal and WAL files are never read ahead:
+//! their reads are not framed by locks on their own handle.
 //!
 //! Everything but `xOpen` is the default VFS's (`unix`), and every file method but reads
 //! and writes is handed to the file the default VFS opened.
@@ -24,8 +37,8 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
-/// The name to open a copy with (`Connection::open_with_flags_and_vfs`).
-pub const NAME: &CStr = c"cairn-copy";
+/// The name to open a database with (`Connection::open_with_flags_and_vfs`).
+pub const NAME: &CStr = c"cairn-batched";
 
 /// The most bytes gathered into one write. The default VFS writes at most 128 KiB - 1
 /// bytes per call (`seekAndWriteFd`), and 64 KiB calls already cost the kernel a third
@@ -59,7 +72,9 @@ pub fn register() -> Result<(), String> {
                 let vfs = Box::leak(Box::new(vfs));
                 match ffi::sqlite3_vfs_register(vfs, 0) {
                     ffi::SQLITE_OK => Ok(()),
-                    code => Err(format!("registering the copy VFS failed (code {code})")),
+                    code => Err(format!(
+                        "registering cairn's SQLite VFS failed (code {code})"
+                    )),
                 }
             }
         })
@@ -102,6 +117,9 @@ struct CopyFile {
     blocks: Vec<(u64, Box<[u8]>)>,
     /// The block of the last read the cache missed.
     last_miss: Option<u64>,
+    /// Whether reads may be served from `blocks`: only a main database file's are (see
+    /// the module's comment).
+    reads_ahead: bool,
 }
 
 fn inner_offset() -> usize {
@@ -174,6 +192,7 @@ unsafe extern "C" fn open(
             gathered_at: 0,
             blocks: Vec::new(),
             last_miss: None,
+            reads_ahead: flags & ffi::SQLITE_OPEN_MAIN_DB != 0,
         });
         ffi::SQLITE_OK
     }
@@ -301,7 +320,7 @@ unsafe extern "C" fn read(
         let block = start / BLOCK as u64;
         let within = (start % BLOCK as u64) as usize;
         let out = std::slice::from_raw_parts_mut(data.cast::<u8>(), len);
-        if within + len > BLOCK {
+        if !this.reads_ahead || within + len > BLOCK {
             return inner_read(inner, data, amount, offset);
         }
         if let Some(i) = this.blocks.iter().position(|(b, _)| *b == block) {
@@ -343,13 +362,14 @@ after_writing!(truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: i64));
 after_writing!(sync, xSync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
 after_writing!(file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, (size: *mut i64));
 after_writing!(fetch, xFetch, ffi::SQLITE_OK, (offset: i64, amount: c_int, pointer: *mut *mut c_void));
-passed_on!(lock, xLock, ffi::SQLITE_OK, (level: c_int));
-passed_on!(unlock, xUnlock, ffi::SQLITE_OK, (level: c_int));
+// A lock taken or released ends what was read ahead (see the module's comment).
+after_writing!(lock, xLock, ffi::SQLITE_OK, (level: c_int));
+after_writing!(unlock, xUnlock, ffi::SQLITE_OK, (level: c_int));
+after_writing!(shm_lock, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, (offset: c_int, n: c_int, flags: c_int));
 passed_on!(check_reserved_lock, xCheckReservedLock, ffi::SQLITE_OK, (out: *mut c_int));
 passed_on!(sector_size, xSectorSize, 4096, ());
 passed_on!(device_characteristics, xDeviceCharacteristics, 0, ());
 passed_on!(shm_map, xShmMap, ffi::SQLITE_IOERR_SHMMAP, (region: c_int, size: c_int, extend: c_int, pointer: *mut *mut c_void));
-passed_on!(shm_lock, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, (offset: c_int, n: c_int, flags: c_int));
 passed_on!(shm_unmap, xShmUnmap, ffi::SQLITE_OK, (delete: c_int));
 passed_on!(unfetch, xUnfetch, ffi::SQLITE_OK, (offset: i64, pointer: *mut c_void));
 
