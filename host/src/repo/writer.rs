@@ -28,11 +28,15 @@ const UPLOADS_IN_FLIGHT: usize = 2;
 /// Landed packs that trigger an index file before the next flush, so a crash costs at
 /// most this many packs' worth of re-upload.
 const PACKS_PER_INDEX: usize = 8;
+/// New chunks are handed to the encoders in batches of about this many bytes: handing
+/// them over one by one woke a thread per 64 KiB page chunk, and the wakeups cost as much
+/// CPU as encrypting. A batch is at least one chunk, so a large chunk travels alone.
+const BATCH_BYTES: usize = 1024 * 1024;
 
+/// New chunks of one kind, with their ids, for one encoder.
 struct Job {
-    id: ChunkId,
     kind: ChunkKind,
-    data: Bytes,
+    chunks: Vec<(ChunkId, Bytes)>,
 }
 
 struct Encoded {
@@ -43,7 +47,7 @@ struct Encoded {
 }
 
 enum PackerMsg {
-    Chunk(Encoded),
+    Chunks(Vec<Encoded>),
     Flush(oneshot::Sender<RepoResult<()>>),
 }
 
@@ -125,14 +129,17 @@ impl ChunkWriter {
                         // The lock is held only while waiting, by one idle worker at a time.
                         let job = rx.lock().expect("encoder queue lock").blocking_recv();
                         let Some(job) = job else { break };
-                        let sealed = encoder.encode(&keys, &job.id, &job.data);
-                        let msg = Encoded {
-                            id: job.id,
-                            kind: job.kind,
-                            sealed,
-                            raw_length: job.data.len() as u32,
-                        };
-                        if tx.blocking_send(PackerMsg::Chunk(msg)).is_err() {
+                        let encoded = job
+                            .chunks
+                            .into_iter()
+                            .map(|(id, data)| Encoded {
+                                id,
+                                kind: job.kind,
+                                sealed: encoder.encode(&keys, &id, &data),
+                                raw_length: data.len() as u32,
+                            })
+                            .collect();
+                        if tx.blocking_send(PackerMsg::Chunks(encoded)).is_err() {
                             break;
                         }
                     }
@@ -183,32 +190,68 @@ impl ChunkWriter {
         }
     }
 
-    /// Stores one chunk unless the repository already holds it. A chunk stored `ahead` of
-    /// its item counts only if new: the item counts it again.
+    /// Stores one chunk unless the repository already holds it (see [`Self::store_all`]).
     pub async fn store(&self, kind: ChunkKind, data: Bytes, ahead: bool) -> RepoResult<Stored> {
-        let id = self.keys.chunk_id(&data);
-        let len = data.len() as u64;
-        let known =
-            self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
-        if known {
-            if !ahead {
-                WriteStats::add(&self.stats.chunks_known, 1);
-                WriteStats::add(&self.stats.bytes_known, len);
+        let mut stored = self.store_all(kind, vec![data], ahead).await?;
+        stored
+            .pop()
+            .ok_or_else(|| RepoError::Other("storing a chunk returned nothing".into()))
+    }
+
+    /// Stores the chunks the repository does not hold yet; returns each chunk's id, in
+    /// order. A chunk stored `ahead` of its item counts only if new: the item counts it
+    /// again.
+    pub async fn store_all(
+        &self,
+        kind: ChunkKind,
+        chunks: Vec<Bytes>,
+        ahead: bool,
+    ) -> RepoResult<Vec<Stored>> {
+        let mut stored = Vec::with_capacity(chunks.len());
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        for data in chunks {
+            let id = self.keys.chunk_id(&data);
+            let len = data.len();
+            let known =
+                self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
+            stored.push(Stored { id, new: !known });
+            if known {
+                if !ahead {
+                    WriteStats::add(&self.stats.chunks_known, 1);
+                    WriteStats::add(&self.stats.bytes_known, len as u64);
+                }
+                continue;
             }
-            return Ok(Stored { id, new: false });
+            WriteStats::add(&self.stats.chunks_new, 1);
+            WriteStats::add(&self.stats.bytes_new, len as u64);
+            if ahead {
+                WriteStats::add(&self.stats.bytes_ahead, len as u64);
+            }
+            batch.push((id, data));
+            batch_bytes += len;
+            if batch_bytes >= BATCH_BYTES {
+                self.encode(kind, std::mem::take(&mut batch)).await?;
+                batch_bytes = 0;
+            }
+        }
+        self.encode(kind, batch).await?;
+        Ok(stored)
+    }
+
+    /// Hands new chunks to the encoders.
+    async fn encode(&self, kind: ChunkKind, chunks: Vec<(ChunkId, Bytes)>) -> RepoResult<()> {
+        if chunks.is_empty() {
+            return Ok(());
         }
         self.check_failure()?;
-        WriteStats::add(&self.stats.chunks_new, 1);
-        WriteStats::add(&self.stats.bytes_new, len);
-        if ahead {
-            WriteStats::add(&self.stats.bytes_ahead, len);
-        }
-        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        self.in_flight
+            .count
+            .fetch_add(chunks.len(), Ordering::SeqCst);
         self.encode_tx
-            .send(Job { id, kind, data })
+            .send(Job { kind, chunks })
             .await
-            .map_err(|_| self.failed())?;
-        Ok(Stored { id, new: true })
+            .map_err(|_| self.failed())
     }
 
     /// Whether a chunk is stored or on its way (used to trust a parent snapshot's chunks).
@@ -260,9 +303,16 @@ impl Packer {
     async fn run(mut self, mut rx: mpsc::Receiver<PackerMsg>) {
         while let Some(msg) = rx.recv().await {
             match msg {
-                PackerMsg::Chunk(chunk) => {
-                    let result = self.add(chunk).await;
-                    if self.in_flight.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                PackerMsg::Chunks(chunks) => {
+                    let count = chunks.len();
+                    let mut result = Ok(());
+                    for chunk in chunks {
+                        result = self.add(chunk).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    if self.in_flight.count.fetch_sub(count, Ordering::SeqCst) == count {
                         self.in_flight.drained.notify_waiters();
                     }
                     if let Err(e) = result {
@@ -408,9 +458,13 @@ impl ContentWriter {
     }
 
     async fn store_ready(&mut self) -> RepoResult<()> {
-        for chunk in std::mem::take(&mut self.ready) {
-            let len = chunk.len() as u32;
-            let stored = self.writer.store(self.kind, chunk, self.ahead).await?;
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let lengths: Vec<u32> = ready.iter().map(|chunk| chunk.len() as u32).collect();
+        let stored = self.writer.store_all(self.kind, ready, self.ahead).await?;
+        for (stored, len) in stored.into_iter().zip(lengths) {
             if stored.new {
                 self.new_bytes += len as u64;
             }
