@@ -215,6 +215,85 @@ fn a_damaged_database_fails_the_backup_and_commits_nothing() {
     env.ok(&["verify", "latest"]);
 }
 
+/// A copy that cannot be written (here: a file size limit, EFBIG on the write that would
+/// pass it) fails the backup with the copy's directory and the fix named, commits
+/// nothing, leaves no copy behind, and the previous snapshot stays restorable. The limit
+/// falls mid-copy, then in the copy's last page, which the VFS holds gathered until
+/// SQLite ends the copy.
+#[test]
+fn a_copy_that_cannot_be_written_fails_the_backup_and_commits_nothing() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let db = env.path("app.db");
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE items(id INTEGER PRIMARY KEY, payload BLOB);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000)
+             INSERT INTO items(payload) SELECT randomblob(1000) FROM c;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+    }
+    let size = std::fs::metadata(&db).unwrap().len();
+    env.local_config(&sqlite_source("app", &db, ""));
+    env.ok(&["init"]);
+    // Also fills the plugin code cache, so the limited runs below write only the copy.
+    env.ok(&["backup"]);
+    let good = snapshot_ids(&env);
+
+    let scratch = env.path("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for limit in [2 << 20, size - 4096] {
+        let mut cmd = env.command(&["backup"]);
+        cmd.env("TMPDIR", &scratch);
+        // SAFETY: between fork and exec the closure calls only async-signal-safe functions.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Ignored, SIGXFSZ makes a write past the limit fail with EFBIG instead of
+                // killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("running cairn");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "limit {limit}: {err}");
+        assert!(
+            err.contains("app")
+                && err.contains(&format!("writing the copy in {} failed", scratch.display()))
+                && err.contains("TMPDIR"),
+            "limit {limit}: {err}"
+        );
+        assert_eq!(
+            snapshot_ids(&env),
+            good,
+            "limit {limit}: a snapshot was committed"
+        );
+        assert_eq!(
+            std::fs::read_dir(&scratch).unwrap().count(),
+            0,
+            "limit {limit}: the temporary copy was left behind"
+        );
+    }
+    env.ok(&["check", "--read-data"]);
+    let restored = env.path("restored.db");
+    restore(&env, "latest", "app", &restored);
+    let count: i64 = Connection::open(&restored)
+        .unwrap()
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 6000);
+}
+
 #[test]
 fn a_small_change_to_a_large_database_stores_little() {
     let env = Env::new();

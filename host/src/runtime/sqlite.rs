@@ -50,13 +50,29 @@ fn sqlite_error(what: &str, e: rusqlite::Error) -> PluginError {
     }
 }
 
-/// An error while writing the copy: a full disk is the copy's disk, not the database's.
+/// An error while taking the copy. The live database is only read, so a full disk or a
+/// failed write is the copy's filesystem, not the database's.
 fn copy_error(what: &str, temp_dir: &Path, e: rusqlite::Error) -> PluginError {
+    use rusqlite::ffi;
     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
         return PluginError::Permanent(format!(
             "{what}: no room for the copy in {} ({e}): cairn copies each database there \
              before storing it; free space, or point TMPDIR at a filesystem with room for \
              the whole database",
+            temp_dir.display()
+        ));
+    }
+    let writing = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(failure, _) if matches!(
+            failure.extended_code,
+            ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_TRUNCATE | ffi::SQLITE_IOERR_FSYNC
+        )
+    );
+    if writing {
+        return PluginError::Permanent(format!(
+            "{what}: writing the copy in {} failed ({e}): check that filesystem (space, \
+             quotas, file size limits) or point TMPDIR at another one",
             temp_dir.display()
         ));
     }
@@ -643,7 +659,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_disk_names_the_copy_directory_and_the_fix() {
+    fn copy_write_errors_name_the_copy_directory_and_the_fix() {
         let full = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
             None,
@@ -651,6 +667,15 @@ mod tests {
         let message = copy_error("/srv/app.db", Path::new("/scratch"), full).to_string();
         assert!(
             message.contains("no room for the copy in /scratch") && message.contains("TMPDIR"),
+            "{message}"
+        );
+        let write = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        let message = copy_error("/srv/app.db", Path::new("/scratch"), write).to_string();
+        assert!(
+            message.contains("writing the copy in /scratch failed") && message.contains("TMPDIR"),
             "{message}"
         );
         let busy = rusqlite::Error::SqliteFailure(

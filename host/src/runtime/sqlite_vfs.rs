@@ -7,9 +7,9 @@
 //! - Writes that continue one another wait in a buffer until the next one that does not,
 //!   or until any other operation on the file. The buffer is always written before SQLite
 //!   reads, truncates, syncs, sizes, locks or closes the file; an error writing it is
-//!   returned by that operation. `xClose` cannot report an error that SQLite would act on,
-//!   so the snapshot asks for the last writes explicitly ([`flush`]) before it closes the
-//!   copy. Only the copies cairn owns are written (no journal, no other writer, no sync).
+//!   returned by that operation and by every later one, as SQLite ignores the result of
+//!   some calls (`xClose`, file control hints). The snapshot asks for the last writes
+//!   explicitly ([`flush`]) before it closes the copy, which reports any failure. Only the copies cairn owns are written (no journal, no other writer, no sync).
 //! - A read of a main database file that misses the cache next to the previous miss
 //!   reads the whole 64 KiB block around it; a few blocks are kept. The backup API reads
 //!   the live database in page order, and `integrity_check` walks a table's pages in
@@ -113,6 +113,10 @@ struct CopyFile {
     inner: *mut ffi::sqlite3_file,
     gathered: Vec<u8>,
     gathered_at: i64,
+    /// The error of a gathered write that failed: every later operation reports it, so it
+    /// is not lost when the write happened in a call whose result SQLite ignores (a file
+    /// control hint such as `SQLITE_FCNTL_SIZE_HINT`, or `xClose`).
+    write_failed: c_int,
     /// Blocks read ahead, most recently used first: (block number, its bytes).
     blocks: Vec<(u64, Box<[u8]>)>,
     /// The block of the last read the cache missed.
@@ -140,10 +144,10 @@ impl CopyFile {
         unsafe { (&*(*self.inner).pMethods, self.inner) }
     }
 
-    /// Writes the gathered bytes, if any.
+    /// Writes the gathered bytes, if any; once that failed, reports the failure.
     fn write_gathered(&mut self) -> c_int {
-        if self.gathered.is_empty() {
-            return ffi::SQLITE_OK;
+        if self.write_failed != ffi::SQLITE_OK || self.gathered.is_empty() {
+            return self.write_failed;
         }
         let (methods, inner) = self.inner_methods();
         let Some(write) = methods.xWrite else {
@@ -159,6 +163,7 @@ impl CopyFile {
             )
         };
         self.gathered.clear();
+        self.write_failed = code;
         code
     }
 }
@@ -190,6 +195,7 @@ unsafe extern "C" fn open(
             inner,
             gathered: Vec::new(),
             gathered_at: 0,
+            write_failed: ffi::SQLITE_OK,
             blocks: Vec::new(),
             last_miss: None,
             reads_ahead: flags & ffi::SQLITE_OPEN_MAIN_DB != 0,
