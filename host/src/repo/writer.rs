@@ -75,7 +75,7 @@ impl WriteStats {
     }
 }
 
-/// Jobs handed to the encoders and not yet received by the packer.
+/// Chunks handed to the encoders and not yet added to a pack by the packer.
 #[derive(Default)]
 struct InFlight {
     count: AtomicUsize,

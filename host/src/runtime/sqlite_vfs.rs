@@ -9,7 +9,8 @@
 //!   reads, truncates, syncs, sizes, locks or closes the file; an error writing it is
 //!   returned by that operation and by every later one, as SQLite ignores the result of
 //!   some calls (`xClose`, file control hints). The snapshot asks for the last writes
-//!   explicitly ([`flush`]) before it closes the copy, which reports any failure. Only the copies cairn owns are written (no journal, no other writer, no sync).
+//!   explicitly ([`flush`]) before it closes the copy, which reports any failure. Only
+//!   the copies cairn owns are written (no journal, no other writer, no sync).
 //! - A read of a main database file that misses the cache next to the previous miss
 //!   reads the whole 64 KiB block around it; a few blocks are kept. The backup API reads
 //!   the live database in page order, and `integrity_check` walks a table's pages in
@@ -108,7 +109,7 @@ pub fn flush(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 /// A file opened through this VFS. SQLite sees the `base`; the default VFS's file lives
 /// in the same allocation, after this struct.
 #[repr(C)]
-struct CopyFile {
+struct BatchedFile {
     base: ffi::sqlite3_file,
     inner: *mut ffi::sqlite3_file,
     gathered: Vec<u8>,
@@ -127,16 +128,16 @@ struct CopyFile {
 }
 
 fn inner_offset() -> usize {
-    std::mem::size_of::<CopyFile>().next_multiple_of(16)
+    std::mem::size_of::<BatchedFile>().next_multiple_of(16)
 }
 
 /// # Safety
 /// `file` must be a file this VFS opened and has not closed.
-unsafe fn copy_file<'a>(file: *mut ffi::sqlite3_file) -> &'a mut CopyFile {
-    unsafe { &mut *file.cast::<CopyFile>() }
+unsafe fn batched_file<'a>(file: *mut ffi::sqlite3_file) -> &'a mut BatchedFile {
+    unsafe { &mut *file.cast::<BatchedFile>() }
 }
 
-impl CopyFile {
+impl BatchedFile {
     /// The default VFS's methods and file.
     fn inner_methods(&self) -> (&'static ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) {
         // SAFETY: the default VFS opened `inner` successfully, so it has methods, which
@@ -190,7 +191,7 @@ unsafe extern "C" fn open(
             (*file).pMethods = std::ptr::null();
             return code;
         }
-        file.cast::<CopyFile>().write(CopyFile {
+        file.cast::<BatchedFile>().write(BatchedFile {
             base: ffi::sqlite3_file { pMethods: &METHODS },
             inner,
             gathered: Vec::new(),
@@ -211,7 +212,7 @@ unsafe extern "C" fn write(
     offset: i64,
 ) -> c_int {
     unsafe {
-        let this = copy_file(file);
+        let this = batched_file(file);
         this.blocks.clear();
         let len = amount.max(0) as usize;
         let continues = !this.gathered.is_empty()
@@ -242,11 +243,11 @@ unsafe extern "C" fn write(
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     unsafe {
-        let this = copy_file(file);
+        let this = batched_file(file);
         let written = this.write_gathered();
         let (methods, inner) = this.inner_methods();
         let closed = methods.xClose.map_or(ffi::SQLITE_OK, |close| close(inner));
-        std::ptr::drop_in_place(file.cast::<CopyFile>());
+        std::ptr::drop_in_place(file.cast::<BatchedFile>());
         (*file).pMethods = std::ptr::null();
         if written != ffi::SQLITE_OK {
             written
@@ -262,7 +263,7 @@ unsafe extern "C" fn file_control(
     arg: *mut c_void,
 ) -> c_int {
     unsafe {
-        let this = copy_file(file);
+        let this = batched_file(file);
         let written = this.write_gathered();
         if op == FCNTL_FLUSH || written != ffi::SQLITE_OK {
             return written;
@@ -279,7 +280,7 @@ macro_rules! after_writing {
     ($name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
             unsafe {
-                let this = copy_file(file);
+                let this = batched_file(file);
                 let written = this.write_gathered();
                 if written != ffi::SQLITE_OK {
                     return written;
@@ -299,7 +300,7 @@ macro_rules! passed_on {
     ($name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
             unsafe {
-                let (methods, inner) = copy_file(file).inner_methods();
+                let (methods, inner) = batched_file(file).inner_methods();
                 methods.$method.map_or($missing, |method| method(inner, $($arg),*))
             }
         }
@@ -313,7 +314,7 @@ unsafe extern "C" fn read(
     offset: i64,
 ) -> c_int {
     unsafe {
-        let this = copy_file(file);
+        let this = batched_file(file);
         let written = this.write_gathered();
         if written != ffi::SQLITE_OK {
             return written;
@@ -381,7 +382,7 @@ passed_on!(unfetch, xUnfetch, ffi::SQLITE_OK, (offset: i64, pointer: *mut c_void
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     unsafe {
-        let (methods, inner) = copy_file(file).inner_methods();
+        let (methods, inner) = batched_file(file).inner_methods();
         if let Some(barrier) = methods.xShmBarrier {
             barrier(inner);
         }
