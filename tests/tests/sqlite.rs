@@ -38,6 +38,34 @@ fn snapshot_ids(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// After a backup that failed: nothing was committed (the snapshots are still `good`),
+/// no copy is left in `scratch`, the repository checks clean, and the latest snapshot
+/// restores with `rows` rows in `items`.
+fn assert_failed_backup_left_no_trace(
+    env: &Env,
+    good: &[String],
+    scratch: &Path,
+    rows: i64,
+    what: &str,
+) {
+    assert_eq!(snapshot_ids(env), good, "{what}: a snapshot was committed");
+    assert_eq!(
+        std::fs::read_dir(scratch).unwrap().count(),
+        0,
+        "{what}: the temporary copy was left behind"
+    );
+    // Whatever chunks landed are unreferenced, but the repository stays sound.
+    env.ok(&["check", "--read-data"]);
+    let restored = env.path("restored.db");
+    let _ = std::fs::remove_file(&restored);
+    restore(env, "latest", "app", &restored);
+    let count: i64 = Connection::open(&restored)
+        .unwrap()
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, rows, "{what}");
+}
+
 struct Writer {
     child: Option<Child>,
     stop: std::path::PathBuf,
@@ -192,26 +220,7 @@ fn a_damaged_database_fails_the_backup_and_commits_nothing() {
         err.contains("app") && err.contains("integrity_check"),
         "{err}"
     );
-    assert_eq!(
-        snapshot_ids(&env),
-        good,
-        "a snapshot of damaged data was committed"
-    );
-    assert_eq!(
-        std::fs::read_dir(&scratch).unwrap().count(),
-        0,
-        "the temporary copy was left behind"
-    );
-    // Whatever chunks landed are unreferenced, but the repository stays sound.
-    env.ok(&["check", "--read-data"]);
-
-    let restored = env.path("restored.db");
-    restore(&env, "latest", "app", &restored);
-    let conn = Connection::open(&restored).unwrap();
-    let count: i64 = conn
-        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 20000);
+    assert_failed_backup_left_no_trace(&env, &good, &scratch, 20000, "a damaged database");
     env.ok(&["verify", "latest"]);
 }
 
@@ -273,25 +282,8 @@ fn a_copy_that_cannot_be_written_fails_the_backup_and_commits_nothing() {
                 && err.contains("TMPDIR"),
             "limit {limit}: {err}"
         );
-        assert_eq!(
-            snapshot_ids(&env),
-            good,
-            "limit {limit}: a snapshot was committed"
-        );
-        assert_eq!(
-            std::fs::read_dir(&scratch).unwrap().count(),
-            0,
-            "limit {limit}: the temporary copy was left behind"
-        );
+        assert_failed_backup_left_no_trace(&env, &good, &scratch, 6000, &format!("limit {limit}"));
     }
-    env.ok(&["check", "--read-data"]);
-    let restored = env.path("restored.db");
-    restore(&env, "latest", "app", &restored);
-    let count: i64 = Connection::open(&restored)
-        .unwrap()
-        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 6000);
 }
 
 #[test]

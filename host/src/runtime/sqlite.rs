@@ -660,30 +660,28 @@ mod tests {
 
     #[test]
     fn copy_write_errors_name_the_copy_directory_and_the_fix() {
-        let full = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-            None,
-        );
-        let message = copy_error("/srv/app.db", Path::new("/scratch"), full).to_string();
-        assert!(
-            message.contains("no room for the copy in /scratch") && message.contains("TMPDIR"),
-            "{message}"
-        );
-        let write = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
-            None,
-        );
-        let message = copy_error("/srv/app.db", Path::new("/scratch"), write).to_string();
-        assert!(
-            message.contains("writing the copy in /scratch failed") && message.contains("TMPDIR"),
-            "{message}"
-        );
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
+        let copying = |code| {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            copy_error("/srv/app.db", Path::new("/scratch"), e)
+        };
+        for (code, says) in [
+            (
+                rusqlite::ffi::SQLITE_FULL,
+                "no room for the copy in /scratch",
+            ),
+            (
+                rusqlite::ffi::SQLITE_IOERR_WRITE,
+                "writing the copy in /scratch failed",
+            ),
+        ] {
+            let message = copying(code).to_string();
+            assert!(
+                message.contains(says) && message.contains("TMPDIR"),
+                "{message}"
+            );
+        }
         assert!(matches!(
-            copy_error("/srv/app.db", Path::new("/scratch"), busy),
+            copying(rusqlite::ffi::SQLITE_BUSY),
             PluginError::Retryable(_)
         ));
     }
