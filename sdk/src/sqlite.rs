@@ -3,8 +3,9 @@
 //! queries on it ([`Database::query`]). The user's database is only ever opened read-only.
 //!
 //! ```ignore
-//! // Optional: store the live file's chunks while the copy is taken (see
-//! // `ItemWriter::store_ahead`); worth it when the journal holds little.
+//! // Optional: store chunks while the copy is taken (see `ItemWriter::store_ahead`):
+//! // with fixed chunks of up to 64 KiB the host stores the copy's own chunks as SQLite
+//! // writes them, and `add_blob` of the copy then reads back almost nothing.
 //! let ahead = writer.store_ahead("/srv/app/app.db", Chunking::Fixed(65536))?;
 //! let copy = sqlite::snapshot("/srv/app/app.db")?;
 //! drop(ahead);

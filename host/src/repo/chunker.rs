@@ -117,6 +117,11 @@ impl StreamChunker {
         Ok(n)
     }
 
+    /// Whether every byte pushed so far was cut into a chunk.
+    pub fn is_between_chunks(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
     /// Ends the stream: whatever is buffered becomes the last chunk(s).
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
         self.drain(true, out);

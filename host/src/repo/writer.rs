@@ -61,7 +61,8 @@ pub struct WriteStats {
     pub bytes_stored: AtomicU64,
     pub packs: AtomicU64,
     /// Of `bytes_new`, those stored ahead of the item that uses them (see
-    /// `runtime::store_ahead`): the item counts them again, as known.
+    /// `runtime::store_ahead` and `runtime::copy_tap`): the item counts them again, as
+    /// known.
     pub bytes_ahead: AtomicU64,
 }
 
@@ -480,6 +481,28 @@ impl ContentWriter {
         self.size += data.len() as u64;
         self.chunker.push(data, &mut self.ready);
         self.store_ready().await
+    }
+
+    /// Appends a chunk this writer's [`ChunkWriter`] already stored (or is storing),
+    /// known by its id without its bytes: the copy of a database whose chunks were stored
+    /// as it was written (`runtime::copy_tap`). Only between chunks, as the chunks around
+    /// it must be cut where they would be if its bytes had gone through the chunker.
+    pub fn push_known(&mut self, id: ChunkId, len: u32) -> RepoResult<()> {
+        if !self.chunker.is_between_chunks() || !self.ready.is_empty() || self.ahead {
+            return Err(RepoError::Other(
+                "a known chunk was added in the middle of another".into(),
+            ));
+        }
+        if !self.writer.holds(&id) {
+            return Err(RepoError::Other(format!(
+                "chunk {id} was to be stored already, but the repository lacks it"
+            )));
+        }
+        WriteStats::add(&self.writer.stats.chunks_known, 1);
+        WriteStats::add(&self.writer.stats.bytes_known, len as u64);
+        self.chunks.push((id, len));
+        self.size += len as u64;
+        Ok(())
     }
 
     /// Reads `reader` to its end natively. `size_hint` (the file's size, if known) sizes

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
+use super::copy_tap::KnownChunks;
 use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
 use crate::repo::reader::{ChunkReader, Prefetch};
@@ -32,6 +33,8 @@ pub enum Blob {
         file: std::fs::File,
         remaining: u64,
         size: u64,
+        /// Of a database copy, the chunks stored as it was written (whole file only).
+        known: Option<Arc<KnownChunks>>,
     },
     /// An item's contents, read chunk by chunk from the repository: from the prefetch
     /// when it has them (each chunk with its position there), else directly.

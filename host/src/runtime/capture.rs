@@ -10,6 +10,7 @@ use super::bindings::source::cairn::plugin::backup_io;
 use super::bindings::source::cairn::plugin::types::Chunking as WitChunking;
 use super::bindings::{ItemKind, ItemMeta, PluginError};
 use super::blob::Blob;
+use super::copy_tap::KnownChunks;
 use super::files::open_native;
 use super::state::PluginState;
 use super::store_ahead::{AheadTask, StoreAhead};
@@ -81,6 +82,22 @@ impl Capture {
             self.counts.bytes += record.size;
         }
         self.tree.write(&record.to_line()).await.map_err(repo_error)
+    }
+
+    /// Stops the store-ahead of `source` if the plugin started one with fixed chunks of at
+    /// most `largest_chunk` bytes, and returns the writer and chunk size to store the
+    /// chunks of `source`'s copy with as it is written (`copy_tap`): reading the live
+    /// file too would only compete with that.
+    pub async fn take_over_store_ahead(
+        &mut self,
+        source: &str,
+        largest_chunk: u32,
+    ) -> Option<(Arc<ChunkWriter>, u32)> {
+        let task = self.ahead.iter().find(|task| {
+            task.source == source && task.fixed_chunk.is_some_and(|size| size <= largest_chunk)
+        })?;
+        task.stop().await;
+        Some((self.writer.clone(), task.fixed_chunk?))
     }
 
     fn content(&self, chunking: Chunking) -> ContentWriter {
@@ -260,7 +277,21 @@ impl PluginState {
         check_item_path(&meta.path)?;
         let chunking = self.capture()?.chunking(chunking)?;
         let mut content = self.capture()?.content(chunking);
-        splice_blob(self, &blob, &mut content).await?;
+        let known = match self.table.get(&blob) {
+            Ok(Blob::File {
+                known: Some(known),
+                remaining,
+                size,
+                ..
+            }) if remaining == size && chunking == Chunking::Fixed(known.chunk_size()) => {
+                Some(known.clone())
+            }
+            _ => None,
+        };
+        match known {
+            Some(known) => splice_known(self, &blob, &mut content, &known).await?,
+            None => splice_blob(self, &blob, &mut content).await?,
+        };
         let (chunks, size) = content.finish().await.map_err(repo_error)?;
         meta.size = size;
         self.capture()?
@@ -281,6 +312,67 @@ async fn splice_blob(
         .get_mut(blob)
         .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
     pump(blob, content).await
+}
+
+/// Stores a database copy whose chunks were stored as it was written: those are added by
+/// id, and only the rest is read (see `copy_tap`).
+async fn splice_known(
+    state: &mut PluginState,
+    blob: &Resource<Blob>,
+    content: &mut ContentWriter,
+    known: &KnownChunks,
+) -> Result<u64, PluginError> {
+    let blob = state
+        .table
+        .get_mut(blob)
+        .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+    let Blob::File {
+        file,
+        remaining,
+        size,
+        ..
+    } = blob
+    else {
+        return Err(PluginError::Permanent("blob: not a file".into()));
+    };
+    let (total, chunk) = (*size, u64::from(known.chunk_size()));
+    // Where the chunks not stored yet begin.
+    let mut unread = 0;
+    let mut at = 0;
+    for index in 0.. {
+        if at >= total {
+            break;
+        }
+        let len = chunk.min(total - at);
+        if let Some(id) = known.get(index).filter(|_| len == chunk) {
+            read_range(file, unread..at, content).await?;
+            content.push_known(id, len as u32).map_err(repo_error)?;
+            unread = at + len;
+        }
+        at += len;
+    }
+    read_range(file, unread..total, content).await?;
+    *remaining = 0;
+    Ok(total)
+}
+
+/// Reads `range` of `file` natively into `content`.
+async fn read_range(
+    file: &std::fs::File,
+    range: std::ops::Range<u64>,
+    content: &mut ContentWriter,
+) -> Result<(), PluginError> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: u64 = 4 * 1024 * 1024;
+    let mut at = range.start;
+    while at < range.end {
+        let mut piece = vec![0; PIECE.min(range.end - at) as usize];
+        file.read_exact_at(&mut piece, at)
+            .map_err(|e| PluginError::Permanent(format!("reading the database copy: {e}")))?;
+        content.write(&piece).await.map_err(repo_error)?;
+        at += piece.len() as u64;
+    }
+    Ok(())
 }
 
 async fn pump(blob: &mut Blob, content: &mut ContentWriter) -> Result<u64, PluginError> {
@@ -389,7 +481,11 @@ impl backup_io::HostItemWriter for PluginState {
             let chunking = self.capture()?.chunking(chunking)?;
             let (file, _) = open_native(self, &source)?;
             let capture = self.capture()?;
-            let ahead = StoreAhead::start(source, file, capture.content(chunking).ahead());
+            let fixed = match chunking {
+                Chunking::Fixed(size) => Some(size),
+                Chunking::ContentDefined(_) => None,
+            };
+            let ahead = StoreAhead::start(source, file, capture.content(chunking).ahead(), fixed);
             capture.ahead.push(ahead.task());
             Ok(ahead)
         })();

@@ -122,6 +122,7 @@ pub fn open_file(
         file,
         remaining,
         size: remaining,
+        known: None,
     })
 }
 

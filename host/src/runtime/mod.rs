@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod blob;
 pub mod builtin;
 pub mod capture;
+pub mod copy_tap;
 pub mod deferred;
 pub mod engine;
 pub mod files;

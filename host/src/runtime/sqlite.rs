@@ -6,6 +6,7 @@
 //! removed when the plugin drops its handle, or when its store goes away after a trap.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
@@ -15,6 +16,7 @@ use wasmtime::component::Resource;
 use super::bindings::PluginError;
 use super::bindings::source::cairn::plugin::sqlite::{self, CheckLevel};
 use super::blob::Blob;
+use super::copy_tap::{CopyTap, KnownChunks};
 use super::state::{PluginState, io_error};
 
 /// How long a snapshot waits for a writer's lock before giving up (retryable).
@@ -35,6 +37,8 @@ pub struct Database {
     page_count: u64,
     size: u64,
     running_check: Option<(CheckLevel, CheckTask)>,
+    /// The copy's chunks stored as it was written, if a tap stored them.
+    known: Option<Arc<KnownChunks>>,
 }
 
 fn sqlite_error(what: &str, e: rusqlite::Error) -> PluginError {
@@ -118,7 +122,13 @@ fn page_geometry(conn: &Connection, what: &str) -> Result<(u32, u64), PluginErro
 
 /// Copies the live database at `source` into a new temporary file in `temp_dir`, in one
 /// backup step: one read transaction sees one committed state, whatever writers do.
-pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError> {
+/// Copies `source` into a temporary file in `temp_dir`; with a `tap`, the copy's chunks
+/// are stored as it is written.
+pub fn snapshot(
+    source: &Path,
+    temp_dir: &Path,
+    tap: Option<CopyTap>,
+) -> Result<Database, PluginError> {
     let what = source.to_string_lossy();
     let meta = std::fs::metadata(source).map_err(|e| io_error(&what, e))?;
     if !meta.is_file() {
@@ -156,6 +166,15 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
     // mid-copy the file is simply discarded.
     out.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         .map_err(|e| sqlite_error("the snapshot copy", e))?;
+    let tapped = match tap {
+        Some(tap) => {
+            let result = tap.result();
+            super::sqlite_vfs::tap(&out, Box::new(tap))
+                .map_err(|e| sqlite_error("the snapshot copy", e))?;
+            Some(result)
+        }
+        None => None,
+    };
     let copy_started = Instant::now();
     {
         let backup = Backup::new(&live, &mut out).map_err(|e| sqlite_error(&what, e))?;
@@ -189,6 +208,13 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
     );
     drop(out);
     drop(live);
+    let known = tapped.and_then(|tapped| tapped.finish()).map(Arc::new);
+    if let Some(known) = &known {
+        tracing::debug!(
+            "{what}: {} chunks of the copy stored as it was written",
+            known.stored()
+        );
+    }
     if page_count == 0 {
         return Err(PluginError::Permanent(format!(
             "{what}: the copy came out empty (0 pages): is this the right database file?"
@@ -204,6 +230,7 @@ pub fn snapshot(source: &Path, temp_dir: &Path) -> Result<Database, PluginError>
         page_count,
         size,
         running_check: None,
+        known,
     })
 }
 
@@ -222,6 +249,7 @@ pub fn open(path: &Path) -> Result<Database, PluginError> {
         page_count,
         size,
         running_check: None,
+        known: None,
     })
 }
 
@@ -329,7 +357,16 @@ impl sqlite::Host for PluginState {
         let made = match self.native_path(&path) {
             Ok(source) => {
                 let temp_dir = std::env::temp_dir();
-                blocking(move || snapshot(&source, &temp_dir)).await
+                // A store-ahead of this database hands over to its copy.
+                let largest = super::sqlite_vfs::GATHER as u32;
+                let tap = match self.capture.as_mut() {
+                    Some(capture) => capture.take_over_store_ahead(&path, largest).await,
+                    None => None,
+                }
+                .map(|(writer, chunk)| {
+                    CopyTap::new(writer, chunk, tokio::runtime::Handle::current())
+                });
+                blocking(move || snapshot(&source, &temp_dir, tap)).await
             }
             Err(e) => Err(e),
         };
@@ -425,12 +462,13 @@ impl sqlite::HostDatabase for PluginState {
         db: Resource<Database>,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
         let db = self.table.get(&db)?;
-        let size = db.size;
+        let (size, known) = (db.size, db.known.clone());
         let opened = std::fs::File::open(&db.path)
             .map(|file| Blob::File {
                 file,
                 remaining: size,
                 size,
+                known,
             })
             .map_err(|e| io_error(&db.path.to_string_lossy(), e));
         self.push_made(opened)
@@ -475,7 +513,7 @@ mod tests {
         .unwrap();
         let entries = || std::fs::read_dir(dir.path()).unwrap().count();
         let before = entries();
-        let db = snapshot(&live, dir.path()).unwrap();
+        let db = snapshot(&live, dir.path(), None).unwrap();
         assert!(db.page_count > 0);
         assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
         assert_eq!(query(&db.path, "SELECT sum(x) FROM t").unwrap(), [["6"]]);
@@ -507,7 +545,7 @@ mod tests {
                  PRAGMA wal_checkpoint(TRUNCATE);"
             ))
             .unwrap();
-            let db = snapshot(&live, dir.path()).unwrap();
+            let db = snapshot(&live, dir.path(), None).unwrap();
             assert_eq!(db.page_size, page_size);
             let (source, copy) = (
                 std::fs::read(&live).unwrap(),
@@ -635,7 +673,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(2));
             }
             for _ in 0..3 {
-                let db = snapshot(&live, dir.path()).unwrap();
+                let db = snapshot(&live, dir.path(), None).unwrap();
                 let copy = open_immutable(&db.path).unwrap();
                 assert_eq!(
                     read(&copy, ACCOUNTS).1,
@@ -656,6 +694,75 @@ mod tests {
                 "{mode}: the last read"
             );
         }
+    }
+
+    /// A copy taken with a tap while another connection writes: every chunk the tap
+    /// recorded is the chunk the finished copy holds there, and stored; and it recorded
+    /// nearly all of them, by either write path (pages gathered into 64 KiB writes, or
+    /// 64 KiB pages written as they come).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tapped_copy_records_the_ids_of_the_chunks_it_holds() {
+        use crate::repo::writer::ChunkWriter;
+        const CHUNK: usize = 65536;
+        let repo = crate::repo::memory::repository().await;
+        let writer = Arc::new(ChunkWriter::start(repo.clone()).unwrap());
+        for page_size in [1024, 4096, 65536] {
+            let dir = tempfile::tempdir().unwrap();
+            let live = dir.path().join("live.db");
+            Connection::open(&live)
+                .unwrap()
+                .execute_batch(&format!(
+                    "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL;
+                     CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB);
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 30000)
+                     INSERT INTO t(body) SELECT randomblob(300 + i % 200) FROM n;"
+                ))
+                .unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy = {
+                let (live, stop) = (live.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let conn = Connection::open(&live).unwrap();
+                    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        conn.execute("INSERT INTO t(body) VALUES (randomblob(400))", [])
+                            .unwrap();
+                    }
+                })
+            };
+            let tap = CopyTap::new(
+                writer.clone(),
+                CHUNK as u32,
+                tokio::runtime::Handle::current(),
+            );
+            let (source, temp) = (live.clone(), dir.path().to_path_buf());
+            let db = tokio::task::spawn_blocking(move || snapshot(&source, &temp, Some(tap)))
+                .await
+                .unwrap()
+                .unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            busy.join().unwrap();
+            let known = db.known.clone().expect("the tap stored chunks");
+            let copy = std::fs::read(&db.path).unwrap();
+            let whole = copy.len() / CHUNK;
+            for (index, chunk) in copy.chunks_exact(CHUNK).enumerate() {
+                if let Some(id) = known.get(index as u64) {
+                    assert_eq!(
+                        id,
+                        repo.keys().chunk_id(chunk),
+                        "page size {page_size}, chunk {index}"
+                    );
+                    assert!(writer.holds(&id));
+                }
+            }
+            assert!(
+                known.stored() * 10 >= whole * 9 && whole > 100,
+                "page size {page_size}: {} of {whole} chunks recorded",
+                known.stored()
+            );
+            assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
+        }
+        writer.flush().await.unwrap();
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! SQLite reads and writes one page (usually 4 KiB) per call, and on this path the
 //! kernel's cost is per call: reading or writing 1 GiB in 4 KiB calls takes about three
 //! times the system time of doing it in 64 KiB calls.
-//! - Writes that continue one another wait in a buffer until the next one that does not,
-//!   or until any other operation on the file. The buffer is always written before SQLite
-//!   reads, truncates, syncs, sizes, locks or closes the file; an error writing it is
-//!   returned by that operation and by every later one, as SQLite ignores the result of
-//!   some calls (`xClose`, file control hints). The snapshot asks for the last writes
-//!   explicitly ([`flush`]) before it closes the copy, which reports any failure. Only
-//!   the copies cairn owns are written (no journal, no other writer, no sync).
+//! - Writes that continue one another within an aligned 64 KiB block wait in a buffer
+//!   until the next one that does not, or until any other operation on the file. The
+//!   buffer is always written before SQLite reads, truncates, syncs, sizes, locks or
+//!   closes the file; an error writing it is returned by that operation and by every
+//!   later one, as SQLite ignores the result of some calls (`xClose`, file control
+//!   hints). The snapshot asks for the last writes explicitly ([`flush`]) before it
+//!   closes the copy, which reports any failure. Only the copies cairn owns are written
+//!   (no journal, no other writer, no sync).
 //! - A read of a main database file that misses the cache next to the previous miss
 //!   reads the whole 64 KiB block around it; a few blocks are kept. The backup API reads
 //!   the live database in page order, and `integrity_check` walks a table's pages in
@@ -30,6 +31,9 @@
 //! change meanwhile; they are never served. Journal and WAL files are never read ahead:
 //! their reads are not framed by locks on their own handle.
 //!
+//! A file may also carry a [`WriteTap`], which sees every byte as it reaches the file: the
+//! snapshot stores its copy's chunks that way ([`super::copy_tap`]).
+//!
 //! Everything but `xOpen` is the default VFS's (`unix`), and every file method but reads
 //! and writes is handed to the file the default VFS opened.
 
@@ -44,13 +48,24 @@ pub const NAME: &CStr = c"cairn-batched";
 /// The most bytes gathered into one write. The default VFS writes at most 128 KiB - 1
 /// bytes per call (`seekAndWriteFd`), and 64 KiB calls already cost the kernel a third
 /// of what 4 KiB ones do.
-const GATHER: usize = 64 * 1024;
+pub const GATHER: usize = 64 * 1024;
 /// Bytes read ahead at once, and how many such blocks a file keeps.
 const BLOCK: usize = 64 * 1024;
 const BLOCKS_KEPT: usize = 8;
 
 /// A private file-control opcode: write what is gathered and report how that went.
 const FCNTL_FLUSH: c_int = 0x6361_6972;
+/// A private file-control opcode: attach a [`WriteTap`] to the file.
+const FCNTL_TAP: c_int = 0x6361_6973;
+
+/// Sees a file's bytes as they are written to it, and when what it saw stops holding.
+pub trait WriteTap: Send {
+    /// `bytes` are now the file's from `offset`.
+    fn written(&mut self, offset: u64, bytes: &[u8]);
+    /// What the file holds from `offset` on is no longer what was written there: it was
+    /// truncated, or a write there failed.
+    fn forget_from(&mut self, offset: u64);
+}
 
 /// Registers the VFS with SQLite, once; an error if SQLite has no default VFS.
 pub fn register() -> Result<(), String> {
@@ -106,6 +121,28 @@ pub fn flush(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// Attaches `tap` to the main database file of `conn`: it sees every later write.
+pub fn tap(conn: &rusqlite::Connection, tap: Box<dyn WriteTap>) -> rusqlite::Result<()> {
+    let mut slot = Some(tap);
+    // SAFETY: the handle is valid while `conn` is borrowed; `file_control` takes the tap
+    // out of the slot, which outlives the call.
+    let code = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            FCNTL_TAP,
+            (&raw mut slot).cast(),
+        )
+    };
+    match code {
+        ffi::SQLITE_OK if slot.is_none() => Ok(()),
+        code => Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some("attaching a write tap: the database is not open through cairn's VFS".into()),
+        )),
+    }
+}
+
 /// A file opened through this VFS. SQLite sees the `base`; the default VFS's file lives
 /// in the same allocation, after this struct.
 #[repr(C)]
@@ -125,6 +162,7 @@ struct BatchedFile {
     /// Whether reads may be served from `blocks`: only a main database file's are (see
     /// the module's comment).
     reads_ahead: bool,
+    tap: Option<Box<dyn WriteTap>>,
 }
 
 fn inner_offset() -> usize {
@@ -163,9 +201,24 @@ impl BatchedFile {
                 self.gathered_at,
             )
         };
-        self.gathered.clear();
+        let mut gathered = std::mem::take(&mut self.gathered);
+        self.tell_tap(code, self.gathered_at, &gathered);
+        gathered.clear();
+        self.gathered = gathered;
         self.write_failed = code;
         code
+    }
+
+    /// Tells the tap, if any, how a write of `bytes` at `offset` went.
+    fn tell_tap(&mut self, code: c_int, offset: i64, bytes: &[u8]) {
+        if let Some(tap) = &mut self.tap {
+            let offset = offset.max(0) as u64;
+            if code == ffi::SQLITE_OK {
+                tap.written(offset, bytes);
+            } else {
+                tap.forget_from(offset);
+            }
+        }
     }
 }
 
@@ -200,6 +253,7 @@ unsafe extern "C" fn open(
             blocks: Vec::new(),
             last_miss: None,
             reads_ahead: flags & ffi::SQLITE_OPEN_MAIN_DB != 0,
+            tap: None,
         });
         ffi::SQLITE_OK
     }
@@ -215,9 +269,12 @@ unsafe extern "C" fn write(
         let this = batched_file(file);
         this.blocks.clear();
         let len = amount.max(0) as usize;
+        // A gathered write stays within one aligned block of `GATHER` bytes, so that a
+        // block written whole reaches the file (and a tap) in one write.
+        let block_end = (this.gathered_at / GATHER as i64 + 1) * GATHER as i64;
         let continues = !this.gathered.is_empty()
             && this.gathered_at + this.gathered.len() as i64 == offset
-            && this.gathered.len() + len <= GATHER;
+            && offset + len as i64 <= block_end;
         if !continues {
             let code = this.write_gathered();
             if code != ffi::SQLITE_OK {
@@ -225,10 +282,12 @@ unsafe extern "C" fn write(
             }
             if len >= GATHER {
                 let (methods, inner) = this.inner_methods();
-                return match methods.xWrite {
+                let code = match methods.xWrite {
                     Some(write) => write(inner, data, amount, offset),
                     None => ffi::SQLITE_IOERR_WRITE,
                 };
+                this.tell_tap(code, offset, std::slice::from_raw_parts(data.cast(), len));
+                return code;
             }
             if this.gathered.capacity() == 0 {
                 this.gathered.reserve_exact(GATHER);
@@ -265,6 +324,11 @@ unsafe extern "C" fn file_control(
     unsafe {
         let this = batched_file(file);
         let written = this.write_gathered();
+        if op == FCNTL_TAP {
+            // SAFETY: `tap` passes a pointer to its slot, valid for this call.
+            this.tap = (*arg.cast::<Option<Box<dyn WriteTap>>>()).take();
+            return written;
+        }
         if op == FCNTL_FLUSH || written != ffi::SQLITE_OK {
             return written;
         }
@@ -365,7 +429,25 @@ unsafe extern "C" fn read(
     }
 }
 
-after_writing!(truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: i64));
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    unsafe {
+        let this = batched_file(file);
+        let written = this.write_gathered();
+        if written != ffi::SQLITE_OK {
+            return written;
+        }
+        this.blocks.clear();
+        let (methods, inner) = this.inner_methods();
+        let code = methods
+            .xTruncate
+            .map_or(ffi::SQLITE_IOERR_TRUNCATE, |truncate| truncate(inner, size));
+        // Whether or not it worked, the tap cannot vouch for what lies past `size`.
+        if let Some(tap) = &mut this.tap {
+            tap.forget_from(size.max(0) as u64);
+        }
+        code
+    }
+}
 after_writing!(sync, xSync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
 after_writing!(file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, (size: *mut i64));
 after_writing!(fetch, xFetch, ffi::SQLITE_OK, (offset: i64, amount: c_int, pointer: *mut *mut c_void));

@@ -28,14 +28,25 @@ pub struct StoreAhead {
 
 /// Shared with the capture, which stops and awaits what a plugin left running.
 pub struct AheadTask {
+    /// The file as the plugin named it, and the size of its fixed chunks (if fixed).
+    pub source: String,
+    pub fixed_chunk: Option<u32>,
     stop: AtomicBool,
     thread: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl StoreAhead {
-    /// Starts reading `file` into `content` on a blocking thread.
-    pub fn start(what: String, file: std::fs::File, content: ContentWriter) -> StoreAhead {
+    /// Starts reading `file` (named `what`) into `content`, which cuts fixed chunks of
+    /// `fixed_chunk` bytes if any, on a blocking thread.
+    pub fn start(
+        what: String,
+        file: std::fs::File,
+        content: ContentWriter,
+        fixed_chunk: Option<u32>,
+    ) -> StoreAhead {
         let task = Arc::new(AheadTask {
+            source: what.clone(),
+            fixed_chunk,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         });

@@ -93,8 +93,10 @@ cairn_sdk::export_source!(Sqlite);
 /// in the `-wal` (or, mid-transaction, saved in the `-journal`): with a journal of at most
 /// 1% of the database, almost every chunk stored ahead is one the copy has, and the rest
 /// costs little space until `prune`. Chunks must be at least the largest page size
-/// (64 KiB), so that they are the copy's chunks whatever its page size. A small database
-/// is copied in a moment: storing it ahead would cost more than it saves.
+/// (64 KiB), so that they are the copy's chunks whatever its page size. With 64 KiB chunks
+/// (the default) the snapshot takes the store-ahead over and stores the copy's own chunks
+/// as SQLite writes them, so none of them is wasted. A small database is copied in a
+/// moment: storing it ahead would cost more than it saves.
 fn store_ahead_pays(live: &str, size: u64, chunk: u32) -> bool {
     const LARGEST_PAGE: u32 = 65536;
     const SMALLEST_DATABASE: u64 = 8 << 20;
