@@ -212,25 +212,11 @@ impl ChunkWriter {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for data in chunks {
-            let id = self.keys.chunk_id(&data);
-            let len = data.len();
-            let known =
-                self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
-            stored.push(Stored { id, new: !known });
-            if known {
-                if !ahead {
-                    WriteStats::add(&self.stats.chunks_known, 1);
-                    WriteStats::add(&self.stats.bytes_known, len as u64);
-                }
+            let Some((id, data)) = self.admit(data, ahead, &mut stored) else {
                 continue;
-            }
-            WriteStats::add(&self.stats.chunks_new, 1);
-            WriteStats::add(&self.stats.bytes_new, len as u64);
-            if ahead {
-                WriteStats::add(&self.stats.bytes_ahead, len as u64);
-            }
+            };
+            batch_bytes += data.len();
             batch.push((id, data));
-            batch_bytes += len;
             if batch_bytes >= BATCH_BYTES {
                 self.encode(kind, std::mem::take(&mut batch)).await?;
                 batch_bytes = 0;
@@ -238,6 +224,62 @@ impl ChunkWriter {
         }
         self.encode(kind, batch).await?;
         Ok(stored)
+    }
+
+    /// [`ChunkWriter::store_all`] if the encoders can take the new chunks at once (in one
+    /// job, whatever its size), else `None`, with nothing hashed or stored: for a caller
+    /// whose own work must not wait, and which can store the chunks later otherwise.
+    pub fn try_store_all(
+        &self,
+        kind: ChunkKind,
+        chunks: Vec<Bytes>,
+        ahead: bool,
+    ) -> RepoResult<Option<Vec<Stored>>> {
+        self.check_failure()?;
+        let permit = match self.encode_tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => return Ok(None),
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(self.failed()),
+        };
+        let mut stored = Vec::with_capacity(chunks.len());
+        let new: Vec<_> = chunks
+            .into_iter()
+            .filter_map(|data| self.admit(data, ahead, &mut stored))
+            .collect();
+        if !new.is_empty() {
+            self.in_flight.count.fetch_add(new.len(), Ordering::SeqCst);
+            permit.send(Job { kind, chunks: new });
+        }
+        Ok(Some(stored))
+    }
+
+    /// Hashes a chunk, counts it and notes its id in `stored`; returns it with its id if
+    /// the repository lacks it, which then makes it pending: the caller must hand it to
+    /// the encoders.
+    fn admit(
+        &self,
+        data: Bytes,
+        ahead: bool,
+        stored: &mut Vec<Stored>,
+    ) -> Option<(ChunkId, Bytes)> {
+        let id = self.keys.chunk_id(&data);
+        let len = data.len() as u64;
+        let known =
+            self.index.contains(&id) || !self.pending.lock().expect("pending lock").insert(id);
+        stored.push(Stored { id, new: !known });
+        if known {
+            if !ahead {
+                WriteStats::add(&self.stats.chunks_known, 1);
+                WriteStats::add(&self.stats.bytes_known, len);
+            }
+            return None;
+        }
+        WriteStats::add(&self.stats.chunks_new, 1);
+        WriteStats::add(&self.stats.bytes_new, len);
+        if ahead {
+            WriteStats::add(&self.stats.bytes_ahead, len);
+        }
+        Some((id, data))
     }
 
     /// Hands new chunks to the encoders.

@@ -1,12 +1,14 @@
 //! Storing a database copy's chunks as SQLite writes them, so that the copy is neither read
 //! back nor hashed a second time when it is stored.
 //!
-//! A snapshot writes its copy through cairn's VFS in 64 KiB writes. When the plugin stored
-//! the live file ahead with fixed chunks, the snapshot takes that store-ahead over: instead
-//! of reading the live file, it stores every chunk of the copy that one write fills
-//! completely, and records the chunk's id by its position. Storing the copy afterwards
-//! takes a recorded id without reading its bytes, and reads only the rest (a partial last
-//! chunk, or a chunk written again in part, as the header page is at the end).
+//! A snapshot writes its copy through cairn's VFS in aligned 64 KiB writes. When the plugin
+//! stored the live file ahead with fixed chunks, the snapshot takes that store-ahead over:
+//! instead of reading the live file, it stores every chunk of the copy as soon as it is
+//! written whole, and records the chunk's id by its position. Storing the copy afterwards
+//! takes a recorded id without reading its bytes, and reads only the rest: a partial last
+//! chunk, a chunk written again in part (the header page, at the end), and the chunks
+//! written while the encoders were busy. Those are left rather than waited for, so the
+//! copy goes at SQLite's pace and the check that follows it can overlap their storing.
 //!
 //! An id is recorded only for the last write that covered its whole chunk: any later
 //! write that touches the chunk, and any truncation or failed write before its end,
@@ -52,8 +54,8 @@ impl KnownChunks {
     }
 }
 
-/// Stores a copy's chunks as they are written; attached to the copy with
-/// [`super::sqlite_vfs::tap`].
+/// Stores a copy's chunks as they are written, when the encoders have room; attached to
+/// the copy with [`super::sqlite_vfs::tap`].
 pub struct CopyTap {
     state: Arc<Mutex<TapState>>,
 }
@@ -65,7 +67,6 @@ pub struct TapResult {
 
 struct TapState {
     writer: Arc<ChunkWriter>,
-    runtime: tokio::runtime::Handle,
     chunk_size: u64,
     ids: Vec<Option<ChunkId>>,
     /// Complete chunks written and not yet handed over: (index, bytes).
@@ -80,13 +81,10 @@ struct TapState {
 }
 
 impl CopyTap {
-    /// A tap storing chunks of `chunk_size` bytes through `writer`. It blocks the thread
-    /// that writes (one of `runtime`'s blocking threads, where SQLite writes the copy)
-    /// while the repository takes the chunks.
-    pub fn new(writer: Arc<ChunkWriter>, chunk_size: u32, runtime: tokio::runtime::Handle) -> Self {
+    /// A tap storing chunks of `chunk_size` bytes through `writer`.
+    pub fn new(writer: Arc<ChunkWriter>, chunk_size: u32) -> Self {
         let state = Arc::new(Mutex::new(TapState {
             writer,
-            runtime,
             chunk_size: u64::from(chunk_size.max(1)),
             ids: Vec::new(),
             batch: Vec::new(),
@@ -176,8 +174,7 @@ impl TapState {
         self.batch.retain(|(i, _)| *i != index);
     }
 
-    /// Stores the batch (blocking the writing thread while the encoders are busy, which
-    /// bounds what waits in memory) and records the chunks' ids.
+    /// Stores the batch and records the chunks' ids, or drops it if the encoders are busy.
     fn hand_over(&mut self) {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
@@ -185,13 +182,13 @@ impl TapState {
             return;
         }
         let (indexes, chunks): (Vec<u64>, Vec<Bytes>) = batch.into_iter().unzip();
-        let writer = self.writer.clone();
-        let stored = self
-            .runtime
-            .block_on(writer.store_all(ChunkKind::Data, chunks, true));
-        let Ok(stored) = stored else {
-            self.failed = true;
-            return;
+        let stored = match self.writer.try_store_all(ChunkKind::Data, chunks, true) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(_) => {
+                self.failed = true;
+                return;
+            }
         };
         for (index, stored) in indexes.into_iter().zip(stored) {
             let Ok(i) = usize::try_from(index) else {
@@ -206,8 +203,7 @@ impl TapState {
 }
 
 impl TapResult {
-    /// Hands over what is left and returns the ids recorded; none if storing failed. On a
-    /// blocking thread, like the writes.
+    /// Hands over what is left and returns the ids recorded; none if storing failed.
     pub fn finish(self) -> Option<KnownChunks> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.hand_over();
@@ -232,22 +228,22 @@ mod tests {
     const CHUNK: u64 = 256 * 1024;
 
     /// Writes, rewrites in part, and truncations, applied to a file image and to a tap:
-    /// every id the tap keeps is the hash of the image's chunk there, and only chunks
-    /// whose last write covered them whole have one.
+    /// every id the tap keeps is the hash of the image's chunk there, and exactly the
+    /// chunks whose last write covered them whole (at once or in order) have one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_chunks_last_written_whole_are_known_and_by_their_final_bytes() {
         let repo = memory::repository().await;
         let writer = Arc::new(ChunkWriter::start(repo.clone()).unwrap());
-        let mut tap = CopyTap::new(
-            writer.clone(),
-            CHUNK as u32,
-            tokio::runtime::Handle::current(),
-        );
+        let mut tap = CopyTap::new(writer.clone(), CHUNK as u32);
         let result = tap.result();
+        let (runtime, drained) = (tokio::runtime::Handle::current(), writer.clone());
         let (image, known) = tokio::task::spawn_blocking(move || {
             let mut image = Vec::new();
+            // Each write waits until the encoders are idle, so that none of its chunks is
+            // left for being busy.
             let write =
                 |image: &mut Vec<u8>, tap: &mut CopyTap, offset: u64, len: u64, fill: u8| {
+                    runtime.block_on(drained.flush()).unwrap();
                     let bytes: Vec<u8> = (0..len).map(|i| fill ^ (i % 251) as u8).collect();
                     let end = (offset + len) as usize;
                     if image.len() < end {

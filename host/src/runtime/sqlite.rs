@@ -363,9 +363,7 @@ impl sqlite::Host for PluginState {
                     Some(capture) => capture.take_over_store_ahead(&path, largest).await,
                     None => None,
                 }
-                .map(|(writer, chunk)| {
-                    CopyTap::new(writer, chunk, tokio::runtime::Handle::current())
-                });
+                .map(|(writer, chunk)| CopyTap::new(writer, chunk));
                 blocking(move || snapshot(&source, &temp_dir, tap)).await
             }
             Err(e) => Err(e),
@@ -697,9 +695,10 @@ mod tests {
     }
 
     /// A copy taken with a tap while another connection writes: every chunk the tap
-    /// recorded is the chunk the finished copy holds there, and stored; and it recorded
-    /// nearly all of them, by either write path (pages gathered into 64 KiB writes, or
-    /// 64 KiB pages written as they come).
+    /// recorded is the chunk the finished copy holds there, and stored. It records some
+    /// (not those written while the encoders were busy: how many depends on the machine)
+    /// by either write path: pages gathered into 64 KiB writes, or 64 KiB pages written
+    /// as they come.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tapped_copy_records_the_ids_of_the_chunks_it_holds() {
         use crate::repo::writer::ChunkWriter;
@@ -730,11 +729,7 @@ mod tests {
                     }
                 })
             };
-            let tap = CopyTap::new(
-                writer.clone(),
-                CHUNK as u32,
-                tokio::runtime::Handle::current(),
-            );
+            let tap = CopyTap::new(writer.clone(), CHUNK as u32);
             let (source, temp) = (live.clone(), dir.path().to_path_buf());
             let db = tokio::task::spawn_blocking(move || snapshot(&source, &temp, Some(tap)))
                 .await
@@ -756,7 +751,7 @@ mod tests {
                 }
             }
             assert!(
-                known.stored() * 10 >= whole * 9 && whole > 100,
+                known.stored() >= 5 && whole > 100,
                 "page size {page_size}: {} of {whole} chunks recorded",
                 known.stored()
             );
