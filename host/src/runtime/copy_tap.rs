@@ -10,9 +10,9 @@
 //! written while the encoders were busy. Those are left rather than waited for, so the
 //! copy goes at SQLite's pace and the check that follows it can overlap their storing.
 //!
-//! An id is recorded only for the last write that covered its whole chunk: any later
-//! write that touches the chunk, and any truncation or failed write before its end,
-//! forgets it. The copy is a private temporary file that only SQLite, through the VFS,
+//! An id is recorded only for a chunk written whole, at once or in pieces that each
+//! continued the last: any later write that touches the chunk, and any truncation or
+//! failed write before its end, forgets it. The copy is a private temporary file that only SQLite, through the VFS,
 //! writes; so a recorded id is the keyed hash of the bytes the file holds there, which is
 //! what reading it back would have found.
 
@@ -117,15 +117,16 @@ impl WriteTap for CopyTap {
             let piece = &bytes[(from - offset) as usize..(to - offset) as usize];
             state.forget(index);
             let assembled = match state.assembling.take() {
-                // A write that covers the chunk, or begins it.
+                // A write that covers the chunk, or begins it (a chunk being assembled
+                // elsewhere is given up: SQLite has moved on from it).
                 _ if from == start => piece.to_vec(),
                 // A write that continues the chunk's bytes so far.
                 Some((at, mut so_far)) if at == index && start + so_far.len() as u64 == from => {
                     so_far.extend_from_slice(piece);
                     so_far
                 }
-                // Any other write to the chunk leaves it to be read back; one elsewhere
-                // leaves the chunk being assembled as it was.
+                // Any other write to the chunk leaves it to be read back; one to another
+                // chunk leaves the chunk being assembled as it was.
                 Some(other) => {
                     if other.0 != index {
                         state.assembling = Some(other);
@@ -153,6 +154,7 @@ impl WriteTap for CopyTap {
             .ids
             .truncate(usize::try_from(first).unwrap_or(usize::MAX));
         state.batch.retain(|(index, _)| *index < first);
+        state.count_batch();
         if state
             .assembling
             .as_ref()
@@ -172,6 +174,11 @@ impl TapState {
             *id = None;
         }
         self.batch.retain(|(i, _)| *i != index);
+        self.count_batch();
+    }
+
+    fn count_batch(&mut self) {
+        self.batch_bytes = self.batch.iter().map(|(_, chunk)| chunk.len()).sum();
     }
 
     /// Stores the batch and records the chunks' ids, or drops it if the encoders are busy.

@@ -121,9 +121,8 @@ fn page_geometry(conn: &Connection, what: &str) -> Result<(u32, u64), PluginErro
 }
 
 /// Copies the live database at `source` into a new temporary file in `temp_dir`, in one
-/// backup step: one read transaction sees one committed state, whatever writers do.
-/// Copies `source` into a temporary file in `temp_dir`; with a `tap`, the copy's chunks
-/// are stored as it is written.
+/// backup step: one read transaction sees one committed state, whatever writers do. With
+/// a `tap`, the copy's chunks are stored as it is written.
 pub fn snapshot(
     source: &Path,
     temp_dir: &Path,

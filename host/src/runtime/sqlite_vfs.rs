@@ -209,6 +209,16 @@ impl BatchedFile {
         code
     }
 
+    /// Readies the file for a call handed on that reads, sizes, locks or changes it:
+    /// writes what is gathered, and forgets what was read ahead (it may be gone or stale).
+    fn settle(&mut self) -> c_int {
+        let written = self.write_gathered();
+        if written == ffi::SQLITE_OK {
+            self.blocks.clear();
+        }
+        written
+    }
+
     /// Tells the tap, if any, how a write of `bytes` at `offset` went.
     fn tell_tap(&mut self, code: c_int, offset: i64, bytes: &[u8]) {
         if let Some(tap) = &mut self.tap {
@@ -345,12 +355,10 @@ macro_rules! after_writing {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
             unsafe {
                 let this = batched_file(file);
-                let written = this.write_gathered();
+                let written = this.settle();
                 if written != ffi::SQLITE_OK {
                     return written;
                 }
-                // What was read ahead may be gone (truncate) or stale.
-                this.blocks.clear();
                 let (methods, inner) = this.inner_methods();
                 methods.$method.map_or($missing, |method| method(inner, $($arg),*))
             }
@@ -429,20 +437,13 @@ unsafe extern "C" fn read(
     }
 }
 
+after_writing!(truncate_file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: i64));
+
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     unsafe {
-        let this = batched_file(file);
-        let written = this.write_gathered();
-        if written != ffi::SQLITE_OK {
-            return written;
-        }
-        this.blocks.clear();
-        let (methods, inner) = this.inner_methods();
-        let code = methods
-            .xTruncate
-            .map_or(ffi::SQLITE_IOERR_TRUNCATE, |truncate| truncate(inner, size));
-        // Whether or not it worked, the tap cannot vouch for what lies past `size`.
-        if let Some(tap) = &mut this.tap {
+        let code = truncate_file(file, size);
+        // Whether or not that worked, the tap cannot vouch for what lies past `size`.
+        if let Some(tap) = &mut batched_file(file).tap {
             tap.forget_from(size.max(0) as u64);
         }
         code
