@@ -356,21 +356,32 @@ async fn splice_known(
     Ok(total)
 }
 
-/// Reads `range` of `file` natively into `content`.
+/// Reads `range` of `file` natively into `content`, through its usual read path.
 async fn read_range(
     file: &std::fs::File,
     range: std::ops::Range<u64>,
     content: &mut ContentWriter,
 ) -> Result<(), PluginError> {
-    use std::os::unix::fs::FileExt;
-    const PIECE: u64 = 4 * 1024 * 1024;
-    let mut at = range.start;
-    while at < range.end {
-        let mut piece = vec![0; PIECE.min(range.end - at) as usize];
-        file.read_exact_at(&mut piece, at)
-            .map_err(|e| PluginError::Permanent(format!("reading the database copy: {e}")))?;
-        content.write(&piece).await.map_err(repo_error)?;
-        at += piece.len() as u64;
+    use std::io::{Read, Seek, SeekFrom};
+    let read_error =
+        |e: std::io::Error| PluginError::Permanent(format!("reading the database copy: {e}"));
+    let len = range.end.saturating_sub(range.start);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut file = file;
+    file.seek(SeekFrom::Start(range.start))
+        .map_err(read_error)?;
+    let before = content.size();
+    content
+        .read_all(&mut file.take(len), Some(len))
+        .await
+        .map_err(read_error)?
+        .map_err(repo_error)?;
+    if content.size() - before != len {
+        return Err(PluginError::Permanent(
+            "the database copy is shorter than it was when taken".into(),
+        ));
     }
     Ok(())
 }
