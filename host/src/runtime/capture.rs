@@ -338,18 +338,15 @@ async fn splice_known(
     let (total, chunk) = (*size, u64::from(known.chunk_size()));
     // Where the chunks not stored yet begin.
     let mut unread = 0;
-    let mut at = 0;
-    for index in 0.. {
-        if at >= total {
-            break;
-        }
-        let len = chunk.min(total - at);
-        if let Some(id) = known.get(index).filter(|_| len == chunk) {
-            read_range(file, unread..at, content).await?;
-            content.push_known(id, len as u32).map_err(repo_error)?;
-            unread = at + len;
-        }
-        at += len;
+    // A partial last chunk is never known: it is read with the rest.
+    for index in 0..total / chunk {
+        let Some(id) = known.get(index) else {
+            continue;
+        };
+        let at = index * chunk;
+        read_range(file, unread..at, content).await?;
+        content.push_known(id, chunk as u32).map_err(repo_error)?;
+        unread = at + chunk;
     }
     read_range(file, unread..total, content).await?;
     *remaining = 0;

@@ -201,10 +201,8 @@ impl BatchedFile {
                 self.gathered_at,
             )
         };
-        let mut gathered = std::mem::take(&mut self.gathered);
-        self.tell_tap(code, self.gathered_at, &gathered);
-        gathered.clear();
-        self.gathered = gathered;
+        tell_tap(&mut self.tap, code, self.gathered_at, &self.gathered);
+        self.gathered.clear();
         self.write_failed = code;
         code
     }
@@ -218,16 +216,16 @@ impl BatchedFile {
         }
         written
     }
+}
 
-    /// Tells the tap, if any, how a write of `bytes` at `offset` went.
-    fn tell_tap(&mut self, code: c_int, offset: i64, bytes: &[u8]) {
-        if let Some(tap) = &mut self.tap {
-            let offset = offset.max(0) as u64;
-            if code == ffi::SQLITE_OK {
-                tap.written(offset, bytes);
-            } else {
-                tap.forget_from(offset);
-            }
+/// Tells the tap, if any, how a write of `bytes` at `offset` went.
+fn tell_tap(tap: &mut Option<Box<dyn WriteTap>>, code: c_int, offset: i64, bytes: &[u8]) {
+    if let Some(tap) = tap {
+        let offset = offset.max(0) as u64;
+        if code == ffi::SQLITE_OK {
+            tap.written(offset, bytes);
+        } else {
+            tap.forget_from(offset);
         }
     }
 }
@@ -296,7 +294,8 @@ unsafe extern "C" fn write(
                     Some(write) => write(inner, data, amount, offset),
                     None => ffi::SQLITE_IOERR_WRITE,
                 };
-                this.tell_tap(code, offset, std::slice::from_raw_parts(data.cast(), len));
+                let bytes = std::slice::from_raw_parts(data.cast(), len);
+                tell_tap(&mut this.tap, code, offset, bytes);
                 return code;
             }
             if this.gathered.capacity() == 0 {
