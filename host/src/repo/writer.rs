@@ -399,18 +399,20 @@ impl Packer {
         if self.builder.is_empty() {
             return Ok(());
         }
-        let fresh = PackBuilder::with_capacity(pack_capacity(&self.repo));
-        let builder = std::mem::replace(&mut self.builder, fresh);
-        let keys = self.repo.keys().clone();
-        let (id, bytes, entries) = tokio::task::spawn_blocking(move || builder.finish(&keys))
-            .await
-            .map_err(|e| RepoError::Other(format!("sealing a pack: {e}")))?;
+        // The slot comes first: a sealed pack waiting for one would be a pack's worth of
+        // memory beyond the uploads and the pack being filled.
         let permit = self
             .upload_slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RepoError::Other("upload slots closed".into()))?;
+        let fresh = PackBuilder::with_capacity(pack_capacity(&self.repo));
+        let builder = std::mem::replace(&mut self.builder, fresh);
+        let keys = self.repo.keys().clone();
+        let (id, bytes, entries) = tokio::task::spawn_blocking(move || builder.finish(&keys))
+            .await
+            .map_err(|e| RepoError::Other(format!("sealing a pack: {e}")))?;
         let repo = self.repo.clone();
         let stats = self.stats.clone();
         self.uploads.spawn(async move {
