@@ -9,8 +9,10 @@
 //! turn; each round's times go to stderr. Needs restic (Debian's `restic` package;
 //! bench/run.sh installs it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cairn_bench::{
@@ -39,24 +41,27 @@ fn main() -> Result<()> {
     warm(&data)?;
 
     let rounds = rounds()?;
-    let (mut cairn_runs, mut restic_runs) = (Vec::new(), Vec::new());
+    let (mut cairn_runs, mut restic_runs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let work = dir.path().join(format!("round-{round}"));
         let (c, r) = (
             run_cairn(&cairn, &work, &data)?,
             run_restic(&restic, &work, &data)?,
         );
+        let floor = copy_tree(&data, &work.join("copy"))?;
         eprintln!(
-            "round {round}: first backup {:.2} / {:.2} s, re-backup {:.2} / {:.2} s, restore {:.2} / {:.2} s (cairn / restic)",
+            "round {round}: first backup {:.2} / {:.2} s, re-backup {:.2} / {:.2} s, restore {:.2} / {:.2} s (cairn / restic); the tree copied in {:.2} s",
             c.first.time.as_secs_f64(),
             r.first.time.as_secs_f64(),
             c.second.time.as_secs_f64(),
             r.second.time.as_secs_f64(),
             c.restore.time.as_secs_f64(),
             r.restore.time.as_secs_f64(),
+            floor.as_secs_f64(),
         );
         cairn_runs.push(c);
         restic_runs.push(r);
+        floors.push(floor);
         // Rounds are kept until the end (about 3 GiB each): memory freed by deleting them
         // is, on a VM with free page reporting, slow to touch again (see bench/README.md),
         // and that cost would fall on whichever tool writes first in the next round.
@@ -90,6 +95,14 @@ fn main() -> Result<()> {
         c.repo_bytes >> 20,
         r.repo_bytes >> 20,
         c.repo_bytes as f64 / r.repo_bytes as f64
+    );
+    floors.sort();
+    let floor = floors[floors.len() / 2].as_secs_f64();
+    let restic_restore = med(&restic_runs, |r| r.restore).time.as_secs_f64();
+    println!(
+        "floor: the tree copied file by file on {} threads, no repository: {floor:.2} s, {:.2} of restic's restore",
+        copy_threads(),
+        floor / restic_restore
     );
     println!(
         "cairn: re-backup took {:.1}% of the first backup and added {} KiB",
@@ -180,4 +193,65 @@ fn run_sequence(
         repo_bytes: after_first,
         second_added,
     })
+}
+
+/// Threads [`copy_tree`] writes with: one per core, as both tools' restores use every core.
+fn copy_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The floor under any restore of the tree on this machine: its directories created and
+/// its files copied from the page cache, on every core, with no repository to read or
+/// decode. On a VM where writing into fresh memory is slow, this is most of a
+/// restore's time whatever the tool, and it says how far below restic's a restore can go.
+fn copy_tree(data: &Path, target: &Path) -> Result<Duration> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    list_tree(data, Path::new(""), &mut dirs, &mut files)?;
+    let started = Instant::now();
+    std::fs::create_dir_all(target)?;
+    for dir in &dirs {
+        std::fs::create_dir(target.join(dir))?;
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..copy_threads())
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        // In the kernel (copy_file_range): no memory of the benchmark's
+                        // own, which the tools it starts afterwards would be charged for
+                        // (a child's peak RSS starts at its parent's RSS).
+                        std::fs::copy(data.join(file), target.join(file))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a copying thread panicked"))?
+        })
+    })?;
+    Ok(started.elapsed())
+}
+
+/// The directories (parents first) and files below `root`, relative to it.
+fn list_tree(
+    root: &Path,
+    relative: &Path,
+    dirs: &mut Vec<PathBuf>,
+    files: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(relative))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = relative.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            dirs.push(path.clone());
+            list_tree(root, &path, dirs, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
