@@ -141,9 +141,12 @@ pub fn decode_chunk(
         .open(&id.0, sealed)
         .map_err(|e| e.context(format!("chunk {id}")))?;
     let raw = match plain.first() {
-        Some(&COMPRESSION_NONE) => plain[1..].to_vec(),
+        // The opened buffer itself, past the marker: no copy of a chunk that did not
+        // compress.
+        Some(&COMPRESSION_NONE) => Bytes::from(plain).slice(1..),
         Some(&COMPRESSION_ZSTD) => DECOMPRESSOR
             .with(|d| d.borrow_mut().decompress(&plain[1..], raw_length as usize))
+            .map(Bytes::from)
             .map_err(|e| RepoError::Corrupt(format!("chunk {id}: zstd: {e}")))?,
         other => {
             return Err(RepoError::Corrupt(format!(
@@ -156,7 +159,7 @@ pub fn decode_chunk(
             "chunk {id}: contents do not match the chunk id"
         )));
     }
-    Ok(Bytes::from(raw))
+    Ok(raw)
 }
 
 /// Accumulates sealed chunks into one pack.
@@ -268,6 +271,8 @@ pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>, RepoError
 
 #[cfg(test)]
 mod tests {
+    use rand::RngCore;
+
     use super::*;
 
     #[test]
@@ -277,6 +282,12 @@ mod tests {
             vec![0u8; 100_000],
             (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect(),
             b"tiny".to_vec(),
+            {
+                // Incompressible: stored as it is, and read back without a copy.
+                let mut noise = vec![0u8; 65_536];
+                rand::rng().fill_bytes(&mut noise);
+                noise
+            },
         ];
         let mut builder = PackBuilder::default();
         let mut encoder = ChunkEncoder::new(3).unwrap();
@@ -288,12 +299,16 @@ mod tests {
         let (pack_id, bytes, entries) = builder.finish(&keys);
         assert_eq!(pack_id, PackId::of(&bytes));
         assert!(
-            bytes.len() < 60_000,
+            bytes.len() < 60_000 + 65_536,
             "zeros compress: {} bytes",
             bytes.len()
         );
         let read = read_header(&keys, &bytes).unwrap();
         assert_eq!(read, entries);
+        let stored_as_is = entries
+            .iter()
+            .filter(|e| e.length as usize == e.raw_length as usize + 1 + SEALED_OVERHEAD);
+        assert_eq!(stored_as_is.count(), 2, "the tiny and the random chunk");
         for (e, c) in entries.iter().zip(&chunks) {
             let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
             assert_eq!(
