@@ -1,5 +1,6 @@
 //! cairn against restic on the same mixed tree, in one run: first backup, unchanged
-//! re-backup, restore; wall time, peak RSS and repository size, with cairn/restic ratios.
+//! re-backup, restore; wall time, peak RSS and repository size, with cairn/restic ratios;
+//! and the floor under any restore here, the tree copied on every core with no repository.
 //!
 //!     cargo build --release -p cairn -p cairn-bench
 //!     target/release/backup_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]

@@ -1,6 +1,7 @@
 //! cairn's `sqlite` source against `sqlite3 DB ".backup OUT"` on the same database, in one
 //! run: the time to a consistent copy, and cairn's time to a stored, integrity-checked
-//! snapshot (with `check = "full"` and `"quick"`), plus an unchanged re-backup.
+//! snapshot (with `check = "full"` and `"quick"`), plus an unchanged re-backup; and the
+//! shell's copy checked with `PRAGMA integrity_check`, what cairn's work costs by hand.
 //!
 //!     cargo build --release -p cairn -p cairn-bench
 //!     target/release/sqlite_vs_backup [SIZE_MIB]
