@@ -12,9 +12,9 @@
 //!
 //! An id is recorded only for a chunk written whole, at once or in pieces that each
 //! continued the last: any later write that touches the chunk, and any truncation or
-//! failed write before its end, forgets it. The copy is a private temporary file that only SQLite, through the VFS,
-//! writes; so a recorded id is the keyed hash of the bytes the file holds there, which is
-//! what reading it back would have found.
+//! failed write before its end, forgets it. The copy is a private temporary file that
+//! only SQLite, through the VFS, writes; so a recorded id is the keyed hash of the bytes
+//! the file holds there, which is what reading it back would have found.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
