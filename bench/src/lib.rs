@@ -102,6 +102,46 @@ pub fn warm(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// MiB to write and delete before each timed command (see `recycle_memory`):
+/// `$BENCH_RECYCLE_MIB`, default 2048; 0 turns recycling off.
+pub fn recycle_mib() -> anyhow::Result<u64> {
+    match std::env::var("BENCH_RECYCLE_MIB") {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("BENCH_RECYCLE_MIB must be a number of MiB")),
+        Err(_) => Ok(2048),
+    }
+}
+
+/// Makes `mib` MiB of memory recently used, so that the next command writes into memory
+/// the kernel has just freed: writes that many zeros to a scratch file in `dir`, then
+/// deletes it, which frees the file's page-cache pages at once (dirty pages of a deleted
+/// file are never written out).
+///
+/// Why: a VM that reports free memory to its host (virtio-balloon free page reporting,
+/// as on this project's CI machines) hands back memory that has been free for about two
+/// seconds, and touching it again costs the host a fault per page. Here, `dd` of 1 GiB
+/// took 0.75-1.06 s into memory free for 5-8 s, against 0.22-0.38 s into memory freed a
+/// moment before (bench/README.md, session 12). A contender that writes more than the one
+/// before it freed would then be timed on the VM's bookkeeping, by an amount that depends
+/// on how the seconds fall. A busy server recycles its page cache, and bare metal has no
+/// such charge, so every contender is given recently used memory alike.
+pub fn recycle_memory(dir: &Path, mib: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    if mib == 0 {
+        return Ok(());
+    }
+    let scratch = dir.join(".recycle");
+    let zeros = vec![0u8; 1 << 20];
+    let mut file = std::fs::File::create(&scratch)?;
+    for _ in 0..mib {
+        file.write_all(&zeros)?;
+    }
+    drop(file);
+    std::fs::remove_file(&scratch)?;
+    Ok(())
+}
+
 /// `[SMALL_FILES LARGE_FILES LARGE_MIB]` from the command line, for the mixed tree; the
 /// default is about 1 GiB (16,000 files of 1-64 KiB plus 4 of 128 MiB).
 pub fn tree_args(program: &str) -> anyhow::Result<(usize, usize, usize)> {

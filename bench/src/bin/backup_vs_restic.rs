@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, rounds, tree_args, warm,
-    which,
+    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, recycle_memory,
+    recycle_mib, rounds, tree_args, warm, which,
 };
 
 fn main() -> Result<()> {
@@ -38,6 +38,14 @@ fn main() -> Result<()> {
         bytes as f64 / (1 << 20) as f64,
         String::from_utf8_lossy(&version.stdout).trim()
     );
+    let recycle = recycle_mib()?;
+    if recycle > 0 {
+        println!(
+            "# each timed command follows {recycle} MiB written and deleted (BENCH_RECYCLE_MIB)"
+        );
+    } else {
+        println!("# memory not recycled before each timed command (BENCH_RECYCLE_MIB=0)");
+    }
     // Warm the page cache so both tools read from memory.
     warm(&data)?;
 
@@ -46,9 +54,10 @@ fn main() -> Result<()> {
     for round in 0..rounds {
         let work = dir.path().join(format!("round-{round}"));
         let (c, r) = (
-            run_cairn(&cairn, &work, &data)?,
-            run_restic(&restic, &work, &data)?,
+            run_cairn(&cairn, &work, &data, recycle)?,
+            run_restic(&restic, &work, &data, recycle)?,
         );
+        recycle_memory(&work, recycle)?;
         let floor = copy_tree(&data, &work.join("copy"))?;
         eprintln!(
             "round {round}: first backup {:.2} / {:.2} s, re-backup {:.2} / {:.2} s, restore {:.2} / {:.2} s (cairn / restic); the tree copied in {:.2} s",
@@ -63,9 +72,8 @@ fn main() -> Result<()> {
         cairn_runs.push(c);
         restic_runs.push(r);
         floors.push(floor);
-        // Rounds are kept until the end (about 3 GiB each): memory freed by deleting them
-        // is, on a VM with free page reporting, slow to touch again (see bench/README.md),
-        // and that cost would fall on whichever tool writes first in the next round.
+        // Rounds are kept until the end (about 3 GiB each), so that no timed command
+        // writes into memory freed by deleting them unless it was recycled first.
     }
     let (c, r) = (&cairn_runs[rounds - 1], &restic_runs[rounds - 1]);
     let med = |runs: &[Runs], pick: fn(&Runs) -> Measured| {
@@ -122,7 +130,7 @@ struct Runs {
     second_added: u64,
 }
 
-fn run_cairn(cairn: &Path, dir: &Path, data: &Path) -> Result<Runs> {
+fn run_cairn(cairn: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Runs> {
     let work = dir.join("cairn");
     std::fs::create_dir_all(&work)?;
     let config = work.join("cairn.toml");
@@ -143,10 +151,10 @@ fn run_cairn(cairn: &Path, dir: &Path, data: &Path) -> Result<Runs> {
             .env("CAIRN_CACHE_DIR", work.join("cache"));
         c
     };
-    run_sequence(&work, &cmd, &["init"], &["backup"])
+    run_sequence(&work, &cmd, &["init"], &["backup"], recycle)
 }
 
-fn run_restic(restic: &Path, dir: &Path, data: &Path) -> Result<Runs> {
+fn run_restic(restic: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Runs> {
     let work = dir.join("restic");
     std::fs::create_dir_all(&work)?;
     let cmd = |args: &[&str]| {
@@ -165,22 +173,28 @@ fn run_restic(restic: &Path, dir: &Path, data: &Path) -> Result<Runs> {
         &cmd,
         &["init", "--repository-version", "2"],
         &["backup", data.to_str().context("data path is not UTF-8")?],
+        recycle,
     )
 }
 
-/// The same sequence for every tool: init, back up, back up again unchanged, restore.
+/// The same sequence for every tool: init, back up, back up again unchanged, restore;
+/// each timed command writes into recycled memory (see `recycle_memory`).
 fn run_sequence(
     work: &Path,
     cmd: &dyn Fn(&[&str]) -> Command,
     init: &[&str],
     backup: &[&str],
+    recycle: u64,
 ) -> Result<Runs> {
     measure(&mut cmd(init))?;
+    recycle_memory(work, recycle)?;
     let first = measure(&mut cmd(backup))?;
     let after_first = du(&work.join("repo"));
+    recycle_memory(work, recycle)?;
     let second = measure(&mut cmd(backup))?;
     let second_added = du(&work.join("repo")) - after_first;
     let target = work.join("restored");
+    recycle_memory(work, recycle)?;
     let restore = measure(&mut cmd(&[
         "restore",
         "latest",

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure, median, rounds, warm};
+use cairn_bench::{
+    Measured, cairn_exe, du, measure, median, recycle_memory, recycle_mib, rounds, warm,
+};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -41,19 +43,23 @@ fn main() -> Result<()> {
             .next()
             .unwrap_or("?")
     );
+    let recycle = recycle_mib()?;
+    if recycle > 0 {
+        println!("# each backup follows {recycle} MiB written and deleted (BENCH_RECYCLE_MIB)");
+    } else {
+        println!("# memory not recycled before each backup (BENCH_RECYCLE_MIB=0)");
+    }
     // Warm the page cache so both tools read from memory.
     warm(dir.path())?;
 
-    // Every timed command follows the deletion of a copy of the database: cairn removes
-    // its scratch copy when it finishes, so the shell's copy is removed too. On a VM that
-    // hands freed memory back to its host, writing into memory freed long ago costs
-    // several times more than into memory freed a moment ago (bench/README.md); this way
-    // every contender starts alike. The untimed first copy puts the first one on the same
-    // footing. The shell's copy is then checked as cairn checks its own, so that the
-    // benchmark also shows what doing by hand what cairn does costs (less compression,
-    // encryption and storing).
+    // Every timed backup writes into memory just used (see `recycle_memory`). cairn
+    // removes its scratch copy when it finishes, so the shell's copy is removed too. The
+    // shell's copy is first checked as cairn checks its own, so that the benchmark also
+    // shows what doing by hand what cairn does costs (less compression, encryption and
+    // storing).
     let shell_backup = || -> Result<(Measured, Measured)> {
         let out = dir.path().join("copy.db");
+        recycle_memory(dir.path(), recycle)?;
         let copied = measure(
             Command::new("sqlite3")
                 .arg(&db)
@@ -67,7 +73,6 @@ fn main() -> Result<()> {
         std::fs::remove_file(&out)?;
         Ok((copied, checked))
     };
-    shell_backup()?;
     let rounds = rounds()?;
     let (mut shell, mut shell_checked, mut full, mut quick, mut again) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -78,12 +83,14 @@ fn main() -> Result<()> {
             &dir.path().join(format!("round-{round}/full")),
             &db,
             "full",
+            recycle,
         )?;
         let quick_repo = CairnRepo::new(
             &cairn,
             &dir.path().join(format!("round-{round}/quick")),
             &db,
             "quick",
+            recycle,
         )?;
         let (s1, f, s2, q, a) = (
             shell_backup()?,
@@ -180,10 +187,12 @@ struct CairnRepo {
     work: PathBuf,
     config: PathBuf,
     repo: PathBuf,
+    /// MiB of memory recycled before each backup.
+    recycle: u64,
 }
 
 impl CairnRepo {
-    fn new(cairn: &Path, work: &Path, db: &Path, check: &str) -> Result<Self> {
+    fn new(cairn: &Path, work: &Path, db: &Path, check: &str, recycle: u64) -> Result<Self> {
         std::fs::create_dir_all(work.join("tmp"))?;
         let repo = work.join("repo");
         let config = work.join("cairn.toml");
@@ -200,6 +209,7 @@ impl CairnRepo {
             work: work.to_path_buf(),
             config,
             repo,
+            recycle,
         };
         measure(&mut made.command(&["init"]))?;
         // Compile the plugins into the cache first, as any second run would find them.
@@ -219,6 +229,7 @@ impl CairnRepo {
     }
 
     fn backup(&self) -> Result<Measured> {
+        recycle_memory(&self.work, self.recycle)?;
         measure(&mut self.command(&["backup"]))
     }
 }
