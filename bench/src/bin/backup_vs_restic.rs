@@ -7,8 +7,9 @@
 //!
 //! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
 //! about 2:1. Times are the median of `$BENCH_ROUNDS` (default 3) rounds, each tool in
-//! turn; each round's times go to stderr. Needs restic (Debian's `restic` package;
-//! bench/run.sh installs it).
+//! turn; each round's times go to stderr. Every timed command follows
+//! `$BENCH_RECYCLE_MIB` (default 2048) MiB written and deleted (see `recycle_memory`).
+//! Needs restic (Debian's `restic` package; bench/run.sh installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

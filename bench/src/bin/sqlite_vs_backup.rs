@@ -8,8 +8,9 @@
 //!
 //! Default 1024 MiB: an events table with an index, text that compresses about 3:1. Times
 //! are the median of `$BENCH_ROUNDS` (default 3) rounds, each contender in turn; each
-//! round's times go to stderr. Needs the sqlite3 shell (Debian's `sqlite3` package;
-//! bench/run.sh installs it).
+//! round's times go to stderr. Every backup follows `$BENCH_RECYCLE_MIB` (default 2048)
+//! MiB written and deleted (see `recycle_memory`). Needs the sqlite3 shell (Debian's
+//! `sqlite3` package; bench/run.sh installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
