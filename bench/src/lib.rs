@@ -102,21 +102,13 @@ pub fn warm(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// MiB to write and delete before each timed command (see `recycle_memory`):
-/// `$BENCH_RECYCLE_MIB`, default 2048; 0 turns recycling off.
-pub fn recycle_mib() -> anyhow::Result<u64> {
-    match std::env::var("BENCH_RECYCLE_MIB") {
-        Ok(n) => n
-            .parse()
-            .map_err(|_| anyhow::anyhow!("BENCH_RECYCLE_MIB must be a number of MiB")),
-        Err(_) => Ok(2048),
-    }
-}
-
-/// Makes `mib` MiB of memory recently used, so that the next command writes into memory
-/// the kernel has just freed: writes that many zeros to a scratch file in `dir`, then
-/// deletes it, which frees the file's page-cache pages at once (dirty pages of a deleted
-/// file are never written out).
+/// Times a benchmark's commands, each one after recycling `$BENCH_RECYCLE_MIB` (default
+/// 2048; 0 turns it off) MiB of memory.
+///
+/// Recycling makes memory recently used, so that the timed command writes into memory the
+/// kernel has just freed: it writes that many zeros to a scratch file, then deletes it,
+/// which frees the file's page-cache pages at once (dirty pages of a deleted file are
+/// never written out).
 ///
 /// Why: a VM that reports free memory to its host (virtio-balloon free page reporting,
 /// as on this project's CI machines) hands back memory that has been free for about two
@@ -126,20 +118,60 @@ pub fn recycle_mib() -> anyhow::Result<u64> {
 /// before it freed would then be timed on the VM's bookkeeping, by an amount that depends
 /// on how the seconds fall. A busy server recycles its page cache, and bare metal has no
 /// such charge, so every contender is given recently used memory alike.
-pub fn recycle_memory(dir: &Path, mib: u64) -> anyhow::Result<()> {
-    use std::io::Write;
-    if mib == 0 {
-        return Ok(());
+#[derive(Debug, Clone)]
+pub struct Timer {
+    scratch: std::path::PathBuf,
+    recycle_mib: u64,
+}
+
+impl Timer {
+    /// A timer whose scratch file goes in `dir` (on the benchmark's filesystem).
+    pub fn from_env(dir: &Path) -> anyhow::Result<Timer> {
+        let recycle_mib = match std::env::var("BENCH_RECYCLE_MIB") {
+            Ok(n) => n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("BENCH_RECYCLE_MIB must be a number of MiB"))?,
+            Err(_) => 2048,
+        };
+        Ok(Timer {
+            scratch: dir.join(".recycle"),
+            recycle_mib,
+        })
     }
-    let scratch = dir.join(".recycle");
-    let zeros = vec![0u8; 1 << 20];
-    let mut file = std::fs::File::create(&scratch)?;
-    for _ in 0..mib {
-        file.write_all(&zeros)?;
+
+    /// The header line saying how commands are timed.
+    pub fn describe(&self) -> String {
+        match self.recycle_mib {
+            0 => "# memory not recycled before timed commands (BENCH_RECYCLE_MIB=0)".into(),
+            mib => {
+                format!(
+                    "# each timed command follows {mib} MiB written and deleted (BENCH_RECYCLE_MIB)"
+                )
+            }
+        }
     }
-    drop(file);
-    std::fs::remove_file(&scratch)?;
-    Ok(())
+
+    /// Recycles memory, then runs `cmd` to completion and measures it.
+    pub fn time(&self, cmd: &mut Command) -> anyhow::Result<Measured> {
+        self.recycle()?;
+        measure(cmd)
+    }
+
+    /// Recycles memory: for work timed in the benchmark's own process.
+    pub fn recycle(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        if self.recycle_mib == 0 {
+            return Ok(());
+        }
+        let zeros = vec![0u8; 1 << 20];
+        let mut file = std::fs::File::create(&self.scratch)?;
+        for _ in 0..self.recycle_mib {
+            file.write_all(&zeros)?;
+        }
+        drop(file);
+        std::fs::remove_file(&self.scratch)?;
+        Ok(())
+    }
 }
 
 /// `[SMALL_FILES LARGE_FILES LARGE_MIB]` from the command line, for the mixed tree; the

@@ -8,7 +8,7 @@
 //! Defaults: 16,000 files of 1-64 KiB plus 4 files of 128 MiB (about 1 GiB), compressing
 //! about 2:1. Times are the median of `$BENCH_ROUNDS` (default 3) rounds, each tool in
 //! turn; each round's times go to stderr. Every timed command follows
-//! `$BENCH_RECYCLE_MIB` (default 2048) MiB written and deleted (see `recycle_memory`).
+//! `$BENCH_RECYCLE_MIB` (default 2048) MiB written and deleted (see `Timer`).
 //! Needs restic (Debian's `restic` package; bench/run.sh installs it).
 
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, recycle_memory,
-    recycle_mib, rounds, tree_args, warm, which,
+    Measured, Timer, cairn_exe, du, measure, median, mixed_tree, print_vs_restic, rounds,
+    tree_args, warm, which,
 };
 
 fn main() -> Result<()> {
@@ -39,14 +39,8 @@ fn main() -> Result<()> {
         bytes as f64 / (1 << 20) as f64,
         String::from_utf8_lossy(&version.stdout).trim()
     );
-    let recycle = recycle_mib()?;
-    if recycle > 0 {
-        println!(
-            "# each timed command follows {recycle} MiB written and deleted (BENCH_RECYCLE_MIB)"
-        );
-    } else {
-        println!("# memory not recycled before each timed command (BENCH_RECYCLE_MIB=0)");
-    }
+    let timer = Timer::from_env(dir.path())?;
+    println!("{}", timer.describe());
     // Warm the page cache so both tools read from memory.
     warm(&data)?;
 
@@ -55,10 +49,10 @@ fn main() -> Result<()> {
     for round in 0..rounds {
         let work = dir.path().join(format!("round-{round}"));
         let (c, r) = (
-            run_cairn(&cairn, &work, &data, recycle)?,
-            run_restic(&restic, &work, &data, recycle)?,
+            run_cairn(&cairn, &work, &data, &timer)?,
+            run_restic(&restic, &work, &data, &timer)?,
         );
-        recycle_memory(&work, recycle)?;
+        timer.recycle()?;
         let floor = copy_tree(&data, &work.join("copy"))?;
         eprintln!(
             "round {round}: first backup {:.2} / {:.2} s, re-backup {:.2} / {:.2} s, restore {:.2} / {:.2} s (cairn / restic); the tree copied in {:.2} s",
@@ -73,8 +67,10 @@ fn main() -> Result<()> {
         cairn_runs.push(c);
         restic_runs.push(r);
         floors.push(floor);
-        // Rounds are kept until the end (about 3 GiB each), so that no timed command
-        // writes into memory freed by deleting them unless it was recycled first.
+        // Rounds are kept until the end (about 3 GiB each): memory freed by deleting them
+        // is, on a VM with free page reporting, slow to touch again (see `Timer`), and
+        // without recycling that cost would fall on whichever tool writes first in the
+        // next round.
     }
     let (c, r) = (&cairn_runs[rounds - 1], &restic_runs[rounds - 1]);
     let med = |runs: &[Runs], pick: fn(&Runs) -> Measured| {
@@ -131,7 +127,7 @@ struct Runs {
     second_added: u64,
 }
 
-fn run_cairn(cairn: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Runs> {
+fn run_cairn(cairn: &Path, dir: &Path, data: &Path, timer: &Timer) -> Result<Runs> {
     let work = dir.join("cairn");
     std::fs::create_dir_all(&work)?;
     let config = work.join("cairn.toml");
@@ -152,10 +148,10 @@ fn run_cairn(cairn: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Runs
             .env("CAIRN_CACHE_DIR", work.join("cache"));
         c
     };
-    run_sequence(&work, &cmd, &["init"], &["backup"], recycle)
+    run_sequence(&work, &cmd, &["init"], &["backup"], timer)
 }
 
-fn run_restic(restic: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Runs> {
+fn run_restic(restic: &Path, dir: &Path, data: &Path, timer: &Timer) -> Result<Runs> {
     let work = dir.join("restic");
     std::fs::create_dir_all(&work)?;
     let cmd = |args: &[&str]| {
@@ -174,29 +170,26 @@ fn run_restic(restic: &Path, dir: &Path, data: &Path, recycle: u64) -> Result<Ru
         &cmd,
         &["init", "--repository-version", "2"],
         &["backup", data.to_str().context("data path is not UTF-8")?],
-        recycle,
+        timer,
     )
 }
 
 /// The same sequence for every tool: init, back up, back up again unchanged, restore;
-/// each timed command writes into recycled memory (see `recycle_memory`).
+/// each timed command writes into recycled memory (see `Timer`).
 fn run_sequence(
     work: &Path,
     cmd: &dyn Fn(&[&str]) -> Command,
     init: &[&str],
     backup: &[&str],
-    recycle: u64,
+    timer: &Timer,
 ) -> Result<Runs> {
     measure(&mut cmd(init))?;
-    recycle_memory(work, recycle)?;
-    let first = measure(&mut cmd(backup))?;
+    let first = timer.time(&mut cmd(backup))?;
     let after_first = du(&work.join("repo"));
-    recycle_memory(work, recycle)?;
-    let second = measure(&mut cmd(backup))?;
+    let second = timer.time(&mut cmd(backup))?;
     let second_added = du(&work.join("repo")) - after_first;
     let target = work.join("restored");
-    recycle_memory(work, recycle)?;
-    let restore = measure(&mut cmd(&[
+    let restore = timer.time(&mut cmd(&[
         "restore",
         "latest",
         "--target",

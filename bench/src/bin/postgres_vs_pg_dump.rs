@@ -10,13 +10,15 @@
 //! own cluster with Debian's PostgreSQL 15 (scripts/setup.sh installs it); the client
 //! tools and cairn run on the same machine, as the server does. It also times the
 //! server alone (COPY of the largest table into /dev/null through one and two
-//! connections): on a small machine that is the floor every tool shares.
+//! connections): on a small machine that is the floor every tool shares. Every timed
+//! command follows `$BENCH_RECYCLE_MIB` (default 2048) MiB written and deleted (see
+//! `Timer`).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, cairn_exe, du, measure, median};
+use cairn_bench::{Measured, Timer, cairn_exe, du, measure, median};
 use cairn_e2e::postgres::{PASSWORD, PASSWORD_VAR, PgCluster};
 
 fn main() -> Result<()> {
@@ -49,6 +51,8 @@ fn main() -> Result<()> {
         size as f64 / (1 << 20) as f64,
         pg.psql("bench", "SHOW server_version")
     );
+    let timer = Timer::from_env(dir.path())?;
+    println!("{}", timer.describe());
     // Warm the server's cache and the page cache alike for every contender.
     pg.psql(
         "bench",
@@ -75,20 +79,24 @@ fn main() -> Result<()> {
         let mut m = Vec::new();
         // The server's own share: COPY of the big table with nobody storing it, through
         // one connection (all pg_dump -Fc uses) and through two (half each).
-        m.push(measure(&mut copy_to_null(&pg, "true"))?);
-        m.push(copy_halves_to_null(&pg)?);
+        m.push(timer.time(&mut copy_to_null(&pg, "true"))?);
+        m.push(copy_halves_to_null(&pg, &timer)?);
         let _ = std::fs::remove_file(&custom);
-        m.push(measure(
-            pg.client("pg_dump", "bench")
-                .args(["-Fc", "-f"])
-                .arg(&custom),
-        )?);
+        m.push(
+            timer.time(
+                pg.client("pg_dump", "bench")
+                    .args(["-Fc", "-f"])
+                    .arg(&custom),
+            )?,
+        );
         let _ = std::fs::remove_dir_all(&directory);
-        m.push(measure(
-            pg.client("pg_dump", "bench")
-                .args(["-Fd", "-j2", "-f"])
-                .arg(&directory),
-        )?);
+        m.push(
+            timer.time(
+                pg.client("pg_dump", "bench")
+                    .args(["-Fd", "-j2", "-f"])
+                    .arg(&directory),
+            )?,
+        );
         std::fs::write(
             work.join(format!("cairn-{round}.toml")),
             format!(
@@ -99,24 +107,28 @@ fn main() -> Result<()> {
         )?;
         measure(&mut cairn_run(round, &["init"]))?;
         measure(&mut cairn_run(round, &["plugin", "inspect", "postgres"]))?;
-        m.push(measure(&mut cairn_run(round, &["backup"]))?);
-        m.push(measure(&mut cairn_run(round, &["backup"]))?);
+        m.push(timer.time(&mut cairn_run(round, &["backup"]))?);
+        m.push(timer.time(&mut cairn_run(round, &["backup"]))?);
 
         for db in ["from_pg_restore", "from_pg_restore_j2", "from_cairn"] {
             pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
             pg.create_database(db);
         }
-        m.push(measure(
-            pg.client("pg_restore", "from_pg_restore")
-                .args(["-d", "from_pg_restore"])
-                .arg(&custom),
-        )?);
-        m.push(measure(
-            pg.client("pg_restore", "from_pg_restore_j2")
-                .args(["-j2", "-d", "from_pg_restore_j2"])
-                .arg(&directory),
-        )?);
-        m.push(measure(&mut cairn_run(
+        m.push(
+            timer.time(
+                pg.client("pg_restore", "from_pg_restore")
+                    .args(["-d", "from_pg_restore"])
+                    .arg(&custom),
+            )?,
+        );
+        m.push(
+            timer.time(
+                pg.client("pg_restore", "from_pg_restore_j2")
+                    .args(["-j2", "-d", "from_pg_restore_j2"])
+                    .arg(&directory),
+            )?,
+        );
+        m.push(timer.time(&mut cairn_run(
             round,
             &[
                 "restore",
@@ -194,11 +206,12 @@ fn copy_to_null(pg: &PgCluster, range: &str) -> Command {
 }
 
 /// Both halves of pgbench_accounts copied into /dev/null at once, by two connections.
-fn copy_halves_to_null(pg: &PgCluster) -> Result<Measured> {
+fn copy_halves_to_null(pg: &PgCluster, timer: &Timer) -> Result<Measured> {
     let half = pg.psql(
         "bench",
         "SELECT pg_relation_size('pgbench_accounts') / current_setting('block_size')::int / 2",
     );
+    timer.recycle()?;
     let started = std::time::Instant::now();
     let mut first = copy_to_null(pg, &format!("ctid < '({half},0)'"))
         .stdout(std::process::Stdio::null())

@@ -5,15 +5,16 @@
 //!     cargo build --release -p cairn -p cairn-bench
 //!     target/release/s3_vs_restic [SMALL_FILES LARGE_FILES LARGE_MIB]
 //!
-//! Defaults: about 1 GiB (16,000 files of 1-64 KiB plus 4 of 128 MiB). Needs restic and
-//! s3s-fs (bench/run.sh and scripts/setup.sh install them).
+//! Defaults: about 1 GiB (16,000 files of 1-64 KiB plus 4 of 128 MiB). Every timed
+//! command follows `$BENCH_RECYCLE_MIB` (default 2048) MiB written and deleted (see
+//! `Timer`). Needs restic and s3s-fs (bench/run.sh and scripts/setup.sh install them).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use cairn_bench::{
-    Measured, cairn_exe, du, measure, mixed_tree, print_vs_restic, tree_args, warm, which,
+    Measured, Timer, cairn_exe, du, measure, mixed_tree, print_vs_restic, tree_args, warm, which,
 };
 use cairn_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
@@ -34,6 +35,8 @@ fn main() -> Result<()> {
         small + large,
         bytes as f64 / (1 << 20) as f64
     );
+    let timer = Timer::from_env(dir.path())?;
+    println!("{}", timer.describe());
 
     let work = dir.path().join("cairn");
     std::fs::create_dir_all(&work)?;
@@ -71,12 +74,13 @@ fn main() -> Result<()> {
         c
     };
     let data_arg = data.to_str().context("data path is not UTF-8")?;
-    let c = sequence(&cairn_cmd, &["init"], &["backup"], &work)?;
+    let c = sequence(&cairn_cmd, &["init"], &["backup"], &work, &timer)?;
     let r = sequence(
         &restic_cmd,
         &["init", "--repository-version", "2"],
         &["backup", data_arg],
         &restic_work,
+        &timer,
     )?;
     print_vs_restic(&[("first backup", c.0, r.0), ("restore", c.1, r.1)]);
     let (cb, rb) = (
@@ -99,12 +103,13 @@ fn sequence(
     init: &[&str],
     backup: &[&str],
     work: &Path,
+    timer: &Timer,
 ) -> Result<(Measured, Measured)> {
     std::fs::create_dir_all(work)?;
     measure(&mut cmd(init))?;
-    let first = measure(&mut cmd(backup))?;
+    let first = timer.time(&mut cmd(backup))?;
     let target = work.join("restored");
-    let restore = measure(&mut cmd(&[
+    let restore = timer.time(&mut cmd(&[
         "restore",
         "latest",
         "--target",

@@ -8,17 +8,15 @@
 //!
 //! Default 1024 MiB: an events table with an index, text that compresses about 3:1. Times
 //! are the median of `$BENCH_ROUNDS` (default 3) rounds, each contender in turn; each
-//! round's times go to stderr. Every backup follows `$BENCH_RECYCLE_MIB` (default 2048)
-//! MiB written and deleted (see `recycle_memory`). Needs the sqlite3 shell (Debian's
+//! round's times go to stderr. Every timed command follows `$BENCH_RECYCLE_MIB` (default
+//! 2048) MiB written and deleted (see `Timer`). Needs the sqlite3 shell (Debian's
 //! `sqlite3` package; bench/run.sh installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{
-    Measured, cairn_exe, du, measure, median, recycle_memory, recycle_mib, rounds, warm,
-};
+use cairn_bench::{Measured, Timer, cairn_exe, du, measure, median, rounds, warm};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -44,29 +42,24 @@ fn main() -> Result<()> {
             .next()
             .unwrap_or("?")
     );
-    let recycle = recycle_mib()?;
-    if recycle > 0 {
-        println!("# each backup follows {recycle} MiB written and deleted (BENCH_RECYCLE_MIB)");
-    } else {
-        println!("# memory not recycled before each backup (BENCH_RECYCLE_MIB=0)");
-    }
+    let timer = Timer::from_env(dir.path())?;
+    println!("{}", timer.describe());
     // Warm the page cache so both tools read from memory.
     warm(dir.path())?;
 
-    // Every timed backup writes into memory just used (see `recycle_memory`). cairn
-    // removes its scratch copy when it finishes, so the shell's copy is removed too. The
+    // Every timed command writes into memory just used (see `Timer`). cairn removes its
+    // scratch copy when it finishes, so the shell's copy is removed too. The
     // shell's copy is first checked as cairn checks its own, so that the benchmark also
     // shows what doing by hand what cairn does costs (less compression, encryption and
     // storing).
     let shell_backup = || -> Result<(Measured, Measured)> {
         let out = dir.path().join("copy.db");
-        recycle_memory(dir.path(), recycle)?;
-        let copied = measure(
+        let copied = timer.time(
             Command::new("sqlite3")
                 .arg(&db)
                 .arg(format!(".backup {}", out.display())),
         )?;
-        let checked = measure(
+        let checked = timer.time(
             Command::new("sqlite3")
                 .arg(&out)
                 .arg("PRAGMA integrity_check"),
@@ -84,14 +77,14 @@ fn main() -> Result<()> {
             &dir.path().join(format!("round-{round}/full")),
             &db,
             "full",
-            recycle,
+            &timer,
         )?;
         let quick_repo = CairnRepo::new(
             &cairn,
             &dir.path().join(format!("round-{round}/quick")),
             &db,
             "quick",
-            recycle,
+            &timer,
         )?;
         let (s1, f, s2, q, a) = (
             shell_backup()?,
@@ -188,12 +181,11 @@ struct CairnRepo {
     work: PathBuf,
     config: PathBuf,
     repo: PathBuf,
-    /// MiB of memory recycled before each backup.
-    recycle: u64,
+    timer: Timer,
 }
 
 impl CairnRepo {
-    fn new(cairn: &Path, work: &Path, db: &Path, check: &str, recycle: u64) -> Result<Self> {
+    fn new(cairn: &Path, work: &Path, db: &Path, check: &str, timer: &Timer) -> Result<Self> {
         std::fs::create_dir_all(work.join("tmp"))?;
         let repo = work.join("repo");
         let config = work.join("cairn.toml");
@@ -210,7 +202,7 @@ impl CairnRepo {
             work: work.to_path_buf(),
             config,
             repo,
-            recycle,
+            timer: timer.clone(),
         };
         measure(&mut made.command(&["init"]))?;
         // Compile the plugins into the cache first, as any second run would find them.
@@ -230,7 +222,6 @@ impl CairnRepo {
     }
 
     fn backup(&self) -> Result<Measured> {
-        recycle_memory(&self.work, self.recycle)?;
-        measure(&mut self.command(&["backup"]))
+        self.timer.time(&mut self.command(&["backup"]))
     }
 }
