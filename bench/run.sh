@@ -2,6 +2,7 @@
 # Runs the benchmarks: installs restic if missing, builds release binaries, prints ratios.
 #   bench/run.sh            all benchmarks
 #   BENCH_DIR=/fast/disk bench/run.sh   where the data sets go (default: the temp dir)
+#   BENCH_RECYCLE_MIB=0 bench/run.sh    time without recycling memory first (bench/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
