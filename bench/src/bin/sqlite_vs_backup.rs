@@ -48,10 +48,9 @@ fn main() -> Result<()> {
     warm(dir.path())?;
 
     // Every timed command writes into memory just used (see `Timer`). cairn removes its
-    // scratch copy when it finishes, so the shell's copy is removed too. The
-    // shell's copy is first checked as cairn checks its own, so that the benchmark also
-    // shows what doing by hand what cairn does costs (less compression, encryption and
-    // storing).
+    // scratch copy when it finishes, so the shell's copy is removed too. The shell's copy
+    // is first checked as cairn checks its own, so that the benchmark also shows what
+    // doing by hand what cairn does costs (less compression, encryption and storing).
     let shell_backup = || -> Result<(Measured, Measured)> {
         let out = dir.path().join("copy.db");
         let copied = timer.time(
