@@ -211,8 +211,8 @@ fn copy_threads() -> usize {
 
 /// The floor under any restore of the tree on this machine: its directories created and
 /// its files copied from the page cache, on every core, with no repository to read or
-/// decode. On a VM where writing into fresh memory is slow, this is most of a
-/// restore's time whatever the tool, and it says how far below restic's a restore can go.
+/// decode. It is the kernel's share of a restore whatever the tool, and it says how far
+/// below restic's a restore can go.
 fn copy_tree(data: &Path, target: &Path) -> Result<Duration> {
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     list_tree(data, Path::new(""), &mut dirs, &mut files)?;
