@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         .parent()
         .context("host/ has a parent")?
         .to_path_buf();
-    for watched in ["plugins", "sdk", "wit"] {
+    for watched in ["plugins", "sdk"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CAIRN_WASM_TARGET_DIR");

@@ -1,9 +1,9 @@
-//! Bindings generated from `wit/`. Authors use the re-exports at the crate root; this
+//! Bindings generated from `sdk/wit/`. Authors use the re-exports at the crate root; this
 //! module is public for the rare plugin that needs a generated type the root does not name.
 
 #[cfg(feature = "source")]
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "wit",
     world: "source-plugin",
     pub_export_macro: true,
     export_macro_name: "__export_source_world",
@@ -13,7 +13,7 @@ wit_bindgen::generate!({
 
 #[cfg(feature = "sink")]
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "wit",
     world: "sink-plugin",
     pub_export_macro: true,
     export_macro_name: "__export_sink_world",

@@ -1,9 +1,9 @@
-//! Host-side bindings generated from `wit/`, one module a world. The sink world reuses the
+//! Host-side bindings generated from `sdk/wit/`, one module a world. The sink world reuses the
 //! source world's types, so a blob or an error is one Rust type throughout the host.
 
 pub mod source {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "source-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -22,7 +22,7 @@ pub mod source {
 
 pub mod sink {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "sink-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
