@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::lifecycle::retention::Policy;
-use crate::runtime::grants::Grants;
+use crate::repo::duration::parse_span;
+use crate::repo::ops::retention::Policy;
+use crate::runtime::sandbox::grants::Grants;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +19,7 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub plugins: PluginSettings,
-    /// How many snapshots of each source to keep (see `lifecycle::retention`).
+    /// How many snapshots of each source to keep (see `cairn_repo::ops::retention`).
     #[serde(default)]
     pub retention: Option<toml::Spanned<toml::Table>>,
     /// Where the config was read from; relative paths in options are relative to its folder.
@@ -180,7 +181,7 @@ impl Config {
                 ));
             }
             if let Some(t) = &source.timeout
-                && parse_duration(t).is_none()
+                && parse_span(t).is_none()
             {
                 return Err(invalid(
                     Some(source.name.span()),
@@ -268,25 +269,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Parses `30s`, `90m`, `6h`, `30d`, `2w` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        "w" => n.checked_mul(7 * 86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,14 +321,5 @@ path = "/srv/app/uploads"
                 .unwrap_err()
                 .to_string();
         assert!(err.starts_with("cairn.toml:4:"), "{err}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86400)));
-        assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("5y"), None);
     }
 }

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
-pub mod repo;
 pub mod runtime;
-pub mod util;
+
+/// The repository format and maintenance live in their own crate, `cairn-repo`.
+pub use cairn_repo as repo;

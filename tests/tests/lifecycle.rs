@@ -1,5 +1,5 @@
 //! Retention, prune, drills and status through the CLI. The rules themselves are tested
-//! over fabricated histories in host/src/lifecycle/retention.rs; these tests show the
+//! over fabricated histories in crates/cairn-repo/src/ops/retention.rs; these tests show the
 //! behaviour around them: per-source windows, failed runs, refusals, misconfiguration,
 //! pruning beside a concurrent backup, and drills that name the damaged source.
 

@@ -114,8 +114,7 @@ async fn run(size_mib: u64) -> Result<()> {
     }
 
     // The same reading, chunking and hashing with no plugin at all.
-    repo.load_index().await?;
-    let writer = Arc::new(ChunkWriter::start(repo.clone())?);
+    let writer = Arc::new(ChunkWriter::start(&repo.load_index().await?)?);
     let started = Instant::now();
     let mut content = ContentWriter::new(
         writer.clone(),

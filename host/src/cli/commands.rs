@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::{Cli, Command, ExitStatus, KeepFlags, KeyCommand, PluginCommand};
 use crate::config::Config;
 use crate::lifecycle::progress::human_bytes;
-use crate::lifecycle::retention::{Policy, parse_duration};
 use crate::lifecycle::{Session, backup, check, drill, forget, prune, restore, status, verify};
+use crate::repo::duration::{parse_period, parse_span};
+use crate::repo::ops::retention::Policy;
 use crate::runtime::{Origin, PluginKind, Runtime, RuntimeOptions, WIT_VERSION, builtin};
 
 pub async fn run(cli: &Cli) -> Result<ExitStatus> {
@@ -433,7 +434,7 @@ fn keep_policy(keep: &KeepFlags, warnings: &mut Vec<String>) -> Result<Option<Po
         }
     }
     if let Some(text) = &keep.keep_within {
-        policy.keep_within = Some(parse_duration(text).ok_or_else(|| {
+        policy.keep_within = Some(parse_period(text).ok_or_else(|| {
             usage_error(
                 "--keep-within",
                 format!("`{text}` is not a duration like 30d or 12h"),
@@ -448,7 +449,7 @@ fn grace_of(text: &str) -> Result<chrono::Duration> {
     if text.trim() == "0" || text.trim() == "0s" {
         return Ok(chrono::Duration::zero());
     }
-    crate::config::parse_duration(text)
+    parse_span(text)
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .ok_or_else(|| {
             usage_error(

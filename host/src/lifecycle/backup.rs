@@ -15,7 +15,7 @@ use super::forget::{self, ForgetOptions, ForgetReport};
 use super::history::{self, RunKind, RunRecord, SourceOutcome};
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
-use crate::repo::Repository;
+use crate::repo::Indexed;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::writer::{ChunkWriter, WriteStats};
@@ -96,9 +96,9 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
     }
 
     let repo = session.open_repository().await?;
-    repo.load_index_for_backup().await?;
+    let indexed = repo.load_index_for_backup().await?;
     let parents = repo.snapshots().await?;
-    let writer = Arc::new(ChunkWriter::start(repo.clone())?);
+    let writer = Arc::new(ChunkWriter::start(&indexed)?);
     let snapshot = new_snapshot_id();
     let time = chrono::Utc::now();
     let progress = Progress::new(options.progress);
@@ -125,7 +125,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
             .rev()
             .find(|(_, m)| m.source == source.name && m.plugin == source.info.name);
         let result = capture_source(
-            &repo,
+            &indexed,
             &writer,
             source,
             &mut instance,
@@ -188,7 +188,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         &RunRecord {
             kind: RunKind::Backup,
             time,
-            hostname: crate::util::hostname(),
+            hostname: crate::repo::machine::hostname(),
             snapshot: snapshot.clone(),
             sources: reports
                 .iter()
@@ -219,7 +219,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
 
 #[allow(clippy::too_many_arguments)]
 async fn capture_source(
-    repo: &Arc<Repository>,
+    repo: &Indexed,
     writer: &Arc<ChunkWriter>,
     source: &PreparedSource,
     instance: &mut crate::runtime::source::SourceInstance,
@@ -231,7 +231,7 @@ async fn capture_source(
     let started = Instant::now();
     let parent_items = match parent {
         Some(manifest) => {
-            let mut reader = ChunkReader::new(repo.clone());
+            let mut reader = ChunkReader::new(repo);
             match read_items(&mut reader, manifest).await {
                 Ok(items) => items,
                 Err(e) => {
@@ -254,8 +254,8 @@ async fn capture_source(
         version: 1,
         snapshot: snapshot.to_string(),
         time,
-        hostname: crate::util::hostname(),
-        username: crate::util::username(),
+        hostname: crate::repo::machine::hostname(),
+        username: crate::repo::machine::username(),
         tags: tags.to_vec(),
         source: source.name.clone(),
         plugin: source.info.name.clone(),

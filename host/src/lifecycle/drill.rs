@@ -47,8 +47,7 @@ pub struct DrilledSource {
 }
 
 pub async fn run(session: &Session, options: &DrillOptions) -> Result<DrillReport> {
-    let repo = session.open_repository().await?;
-    repo.load_index().await?;
+    let repo = session.open_repository().await?.load_index().await?;
     // The newest manifest of each source.
     let mut newest = BTreeMap::new();
     for (_, manifest) in repo.snapshots().await? {
@@ -89,7 +88,7 @@ pub async fn run(session: &Session, options: &DrillOptions) -> Result<DrillRepor
         &RunRecord {
             kind: RunKind::Drill,
             time,
-            hostname: crate::util::hostname(),
+            hostname: crate::repo::machine::hostname(),
             snapshot: sources
                 .first()
                 .map(|s| s.snapshot.clone())

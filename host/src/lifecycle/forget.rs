@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::retention::{Candidate, Policy};
 use crate::config::Config;
 use crate::repo::Repository;
+use crate::repo::ops::retention::{Candidate, Policy};
 use crate::repo::snapshot::SourceSnapshot;
 
 pub struct ForgetOptions {

@@ -9,7 +9,6 @@ pub mod history;
 pub mod progress;
 pub mod prune;
 pub mod restore;
-pub mod retention;
 pub mod status;
 pub mod verify;
 
@@ -22,10 +21,9 @@ use anyhow::{Context, Result, bail};
 use crate::config::{Config, SourceConfig};
 use crate::repo::Repository;
 use crate::repo::backend::Backend;
+use crate::runtime::sandbox::{granted_options, grants_from_options};
 use crate::runtime::sink::SinkPool;
-use crate::runtime::{
-    Plugin, PluginInfo, PluginKind, Runtime, RuntimeOptions, grants_from_options,
-};
+use crate::runtime::{Plugin, PluginInfo, PluginKind, Runtime, RuntimeOptions};
 
 /// A source plugin ready to run, with its options and grants resolved.
 pub struct PreparedSource {
@@ -33,7 +31,7 @@ pub struct PreparedSource {
     pub plugin: Arc<Plugin>,
     pub info: PluginInfo,
     pub options: String,
-    pub grants: crate::runtime::grants::Grants,
+    pub grants: crate::runtime::sandbox::grants::Grants,
     pub timeout: std::time::Duration,
 }
 
@@ -96,24 +94,13 @@ impl Session {
         let mut options =
             serde_json::to_value(table).context("converting plugin options to JSON")?;
         let base = self.config.base_dir();
-        let granted: Vec<String> = serde_json::from_str::<serde_json::Value>(schema)
-            .ok()
-            .and_then(|s| s.get("properties").and_then(|p| p.as_object()).cloned())
-            .map(|props| {
-                props
-                    .iter()
-                    .filter(|(_, p)| p.get("x-cairn-grant").is_some())
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
         if let serde_json::Value::Object(map) = &mut options {
-            for key in granted {
+            for (key, _) in granted_options(schema) {
                 if let Some(serde_json::Value::String(s)) = map.get_mut(&key)
                     && !s.contains("://")
                     && !Path::new(s.as_str()).is_absolute()
                 {
-                    *s = crate::runtime::grants::normalize(&base.join(&*s))
+                    *s = crate::runtime::sandbox::grants::normalize(&base.join(&*s))
                         .unwrap_or_else(|| base.join(&*s))
                         .to_string_lossy()
                         .into_owned();
@@ -132,7 +119,7 @@ impl Session {
         let extra = source.grants.to_grants(&self.config.base_dir());
         let grants = grants_from_options(&info.options_schema, &options, &extra);
         let timeout = match &source.timeout {
-            Some(t) => crate::config::parse_duration(t).context("source timeout")?,
+            Some(t) => crate::repo::duration::parse_span(t).context("source timeout")?,
             None => crate::config::DEFAULT_SOURCE_TIMEOUT,
         };
         Ok(PreparedSource {

@@ -18,11 +18,11 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::repo::Repository;
 use crate::repo::index::{IndexFile, IndexedPack};
 use crate::repo::meta::{self, MetaKind};
 use crate::repo::pack::{PackBuilder, PackId};
 use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::{Indexed, Repository};
 use crate::repo::{PruneMarker, crypto::ChunkId};
 
 pub struct PruneOptions {
@@ -59,7 +59,8 @@ pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> R
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let referenced = referenced_chunks(repo).await?;
+    let indexed = repo.load_index().await?;
+    let referenced = referenced_chunks(&indexed).await?;
     let index_files = read_index_files(repo).await?;
     let mut pack_chunks: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
     for (_, file) in &index_files {
@@ -148,7 +149,7 @@ pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> R
 
     // Repack before condemning, so every live chunk has a copy outside condemned packs.
     if !repack.is_empty() {
-        let (written, files) = repack_live(repo, &repack, &pack_chunks, &referenced).await?;
+        let (written, files) = repack_live(&indexed, &repack, &pack_chunks, &referenced).await?;
         report.packs_repacked = repack.len();
         report.bytes_repacked = written;
         report.index_files_rewritten += files;
@@ -185,9 +186,8 @@ pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> R
 }
 
 /// Every chunk a snapshot needs: its item list's chunks and its items' chunks.
-async fn referenced_chunks(repo: &std::sync::Arc<Repository>) -> Result<HashSet<ChunkId>> {
-    repo.load_index().await?;
-    let mut reader = ChunkReader::new(repo.clone());
+async fn referenced_chunks(repo: &Indexed) -> Result<HashSet<ChunkId>> {
+    let mut reader = ChunkReader::new(repo);
     let mut referenced = HashSet::new();
     for (name, manifest) in repo.snapshots().await? {
         referenced.extend(manifest.tree.iter().copied());
@@ -215,12 +215,12 @@ async fn read_index_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>>
 /// Copies the live chunks of `packs` into new packs and indexes them; returns the bytes
 /// written and the index files written.
 async fn repack_live(
-    repo: &std::sync::Arc<Repository>,
+    repo: &Indexed,
     packs: &[PackId],
     pack_chunks: &HashMap<PackId, Vec<ChunkId>>,
     referenced: &HashSet<ChunkId>,
 ) -> Result<(u64, usize)> {
-    let mut reader = ChunkReader::new(repo.clone());
+    let mut reader = ChunkReader::new(repo);
     let mut builder = PackBuilder::with_capacity(repo.config().pack_size as usize);
     let mut landed = Vec::new();
     let mut written = 0u64;

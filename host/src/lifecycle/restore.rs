@@ -12,12 +12,12 @@ use serde::Serialize;
 
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
-use crate::repo::Repository;
+use crate::repo::Indexed;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::bindings::RestoreTarget;
-use crate::runtime::grants::Grants;
 use crate::runtime::replay::{Replay, RestoreFlags};
+use crate::runtime::sandbox::grants::Grants;
 
 pub struct RestoreOptions {
     pub snapshot: String,
@@ -58,8 +58,7 @@ pub struct RestoredSource {
 }
 
 pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreReport> {
-    let repo = session.open_repository().await?;
-    repo.load_index().await?;
+    let repo = session.open_repository().await?.load_index().await?;
     let manifests = repo
         .find_snapshot(&options.snapshot, options.source.as_deref())
         .await?;
@@ -115,7 +114,9 @@ pub fn grant_target(
     match kind {
         // The user named this server on the command line: that is its grant.
         RestoreTarget::Url => {
-            grants.hosts.extend(crate::runtime::url_authority(target));
+            grants
+                .hosts
+                .extend(crate::runtime::sandbox::url_authority(target));
             Ok(target.to_string())
         }
         RestoreTarget::Directory => grant_directory(&absolute(target)?, force, grants),
@@ -159,12 +160,12 @@ fn grant_directory(dir: &Path, force: bool, grants: &mut Grants) -> Result<Strin
 
 fn absolute(target: &str) -> Result<PathBuf> {
     let path = std::path::absolute(target).with_context(|| format!("target {target}"))?;
-    Ok(crate::runtime::grants::normalize(&path).unwrap_or(path))
+    Ok(crate::runtime::sandbox::grants::normalize(&path).unwrap_or(path))
 }
 
 /// The replay session for one source of a snapshot.
-pub async fn replay_of(repo: &Arc<Repository>, manifest: &SourceSnapshot) -> Result<Replay> {
-    let mut reader = ChunkReader::new(repo.clone());
+pub async fn replay_of(repo: &Indexed, manifest: &SourceSnapshot) -> Result<Replay> {
+    let mut reader = ChunkReader::new(repo);
     let items = read_items(&mut reader, manifest)
         .await
         .context("reading the snapshot's item list")?;
@@ -174,8 +175,8 @@ pub async fn replay_of(repo: &Arc<Repository>, manifest: &SourceSnapshot) -> Res
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(Replay::new(
-        ChunkReader::new(repo.clone()),
-        Some(ChunkReader::new(repo.clone())),
+        ChunkReader::new(repo),
+        Some(ChunkReader::new(repo)),
         items,
         annotations,
     ))
@@ -205,7 +206,7 @@ pub async fn prepare_for(session: &Session, manifest: &SourceSnapshot) -> Result
 
 async fn restore_source(
     session: &Session,
-    repo: &Arc<Repository>,
+    repo: &Indexed,
     manifest: &SourceSnapshot,
     target: &str,
     flags: RestoreFlags,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::Session;
 use super::progress::Progress;
 use super::restore::{prepare_for, replay_of};
-use crate::repo::Repository;
+use crate::repo::Indexed;
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::bindings::RestoreTarget;
 use crate::runtime::replay::{NO_FLAGS, RestoreFlags};
@@ -63,8 +63,7 @@ pub struct CheckOutcome {
 }
 
 pub async fn run(session: &Session, options: &VerifyOptions) -> Result<VerifyReport> {
-    let repo = session.open_repository().await?;
-    repo.load_index().await?;
+    let repo = session.open_repository().await?.load_index().await?;
     let manifests = repo
         .find_snapshot(&options.snapshot, options.source.as_deref())
         .await?;
@@ -98,7 +97,7 @@ pub async fn run(session: &Session, options: &VerifyOptions) -> Result<VerifyRep
 /// Restores one source into scratch space and checks it; failures become the report's.
 pub async fn verify_source(
     session: &Session,
-    repo: &Arc<Repository>,
+    repo: &Indexed,
     manifest: &SourceSnapshot,
     scratch_url: Option<&str>,
     keep: bool,
@@ -126,7 +125,7 @@ pub async fn verify_source(
 
 async fn checks_of(
     session: &Session,
-    repo: &Arc<Repository>,
+    repo: &Indexed,
     manifest: &SourceSnapshot,
     scratch_url: Option<&str>,
     keep: bool,
@@ -141,7 +140,7 @@ async fn checks_of(
             prepared
                 .grants
                 .hosts
-                .extend(crate::runtime::url_authority(url));
+                .extend(crate::runtime::sandbox::url_authority(url));
             url.to_string()
         }
         RestoreTarget::Directory | RestoreTarget::File => {

@@ -240,7 +240,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_chunks_last_written_whole_are_known_and_by_their_final_bytes() {
         let repo = memory::repository().await;
-        let writer = Arc::new(ChunkWriter::start(repo.clone()).unwrap());
+        let writer = Arc::new(ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap());
         let mut tap = CopyTap::new(writer.clone(), CHUNK as u32);
         let result = tap.result();
         let (runtime, drained) = (tokio::runtime::Handle::current(), writer.clone());

@@ -166,7 +166,7 @@ fn take(failed: &Mutex<Option<PluginError>>) -> Option<PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::grants::Resolved;
+    use crate::runtime::sandbox::grants::Resolved;
 
     fn target(root: &std::path::Path, relative: &str) -> WriteTarget {
         let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap();

@@ -278,7 +278,11 @@ pub struct WriteTarget {
 }
 
 impl WriteTarget {
-    pub fn new(root: Arc<Dir>, resolved: super::grants::Resolved, path: &str) -> WriteTarget {
+    pub fn new(
+        root: Arc<Dir>,
+        resolved: super::sandbox::grants::Resolved,
+        path: &str,
+    ) -> WriteTarget {
         WriteTarget {
             root,
             root_path: resolved.root,

@@ -14,14 +14,13 @@ pub mod copy_tap;
 pub mod deferred;
 pub mod engine;
 pub mod files;
-pub mod grants;
 pub mod host_api;
-pub mod network;
 pub mod parallel;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod replay;
 pub mod s3;
+pub mod sandbox;
 pub mod sink;
 pub mod source;
 pub mod sqlite;
@@ -29,7 +28,7 @@ mod sqlite_vfs;
 pub mod state;
 pub mod store_ahead;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,10 +37,11 @@ use wasmtime::{Store, UpdateDeadline};
 
 pub use bindings::{PluginError, PluginInfo, PluginKind};
 use engine::{CompiledCache, EpochTicker};
-use grants::Grants;
+use sandbox::grants::Grants;
 use state::PluginState;
 
-/// The WIT package version this host implements.
+/// The WIT package version this host implements (`sdk/wit/`). The one place it is
+/// written in the host; a test checks it against the WIT files and the SDK's constant.
 pub const WIT_VERSION: &str = "0.1.0";
 const WIT_PACKAGE: &str = "cairn:plugin";
 
@@ -297,7 +297,7 @@ fn plugin_kind(
             "sink" => PluginKind::Sink,
             _ => continue,
         };
-        if version != WIT_VERSION {
+        if !supports(version) {
             return Err(LoadError::WrongVersion {
                 path: spec.to_string(),
                 found: version.to_string(),
@@ -308,6 +308,24 @@ fn plugin_kind(
     Err(LoadError::NotAPlugin {
         path: spec.to_string(),
     })
+}
+
+/// Whether this host runs a plugin built for WIT `version`: the same major and minor
+/// version and a patch release no newer than the host's. Patch releases only add to
+/// host-provided interfaces, and wasmtime links a plugin's `0.1.y` imports to the host's
+/// semver-compatible `0.1.z` ones (docs/plugin-guide.md, "Versions").
+fn supports(version: &str) -> bool {
+    fn parts(v: &str) -> Option<(u64, u64, u64)> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        let parsed = (it.next()??, it.next()??, it.next()??);
+        it.next().is_none().then_some(parsed)
+    }
+    match (parts(version), parts(WIT_VERSION)) {
+        (Some((major, minor, patch)), Some((h_major, h_minor, h_patch))) => {
+            major == h_major && minor == h_minor && patch <= h_patch
+        }
+        _ => false,
+    }
 }
 
 /// Arms the deadline for one call.
@@ -409,109 +427,17 @@ macro_rules! guarded {
 }
 pub(crate) use guarded;
 
-/// Grants for a plugin: paths its options schema marks with `x-cairn-grant`, secret
-/// references found anywhere in its options, and what the config adds explicitly.
-pub fn grants_from_options(schema: &str, options: &serde_json::Value, extra: &Grants) -> Grants {
-    let mut grants = extra.clone();
-    if let Ok(serde_json::Value::Object(schema)) = serde_json::from_str::<serde_json::Value>(schema)
-        && let Some(serde_json::Value::Object(props)) = schema.get("properties")
-    {
-        for (key, prop) in props {
-            let Some(mode) = prop.get("x-cairn-grant").and_then(|m| m.as_str()) else {
-                continue;
-            };
-            let values: Vec<&str> = match options.get(key) {
-                Some(serde_json::Value::String(s)) => vec![s.as_str()],
-                Some(serde_json::Value::Array(items)) => {
-                    items.iter().filter_map(|v| v.as_str()).collect()
-                }
-                _ => continue,
-            };
-            if mode == "connect" {
-                grants
-                    .hosts
-                    .extend(values.into_iter().filter_map(url_authority));
-                continue;
-            }
-            for value in values.into_iter().map(glob_root) {
-                if Path::new(value).is_absolute() {
-                    match mode {
-                        "write" => grants.write(value),
-                        _ => grants.read(value),
-                    };
-                }
-            }
-        }
-    }
-    collect_secret_refs(options, &mut grants.secrets);
-    grants
-}
-
-/// `host:port` (or `host`) of a URL option marked `"x-cairn-grant": "connect"`.
-pub fn url_authority(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    (!authority.is_empty()).then(|| authority.to_string())
-}
-
-/// A path option may be a glob (`/srv/tenants/*.db`): the grant is the directory above its
-/// first wildcard component.
-fn glob_root(path: &str) -> &str {
-    match path.find(['*', '?', '[']) {
-        Some(at) => match path[..at].rfind('/') {
-            Some(0) => "/",
-            Some(slash) => &path[..slash],
-            None => path,
-        },
-        None => path,
-    }
-}
-
-fn collect_secret_refs(value: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
-    match value {
-        serde_json::Value::String(s) if s.starts_with("env:") || s.starts_with("file:") => {
-            out.insert(s.clone());
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_secret_refs(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| collect_secret_refs(v, out)),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_glob_option_grants_the_directory_above_its_wildcard() {
-        assert_eq!(glob_root("/srv/tenants/*.db"), "/srv/tenants");
-        assert_eq!(glob_root("/srv/*/app.db"), "/srv");
-        assert_eq!(glob_root("/*.db"), "/");
-        assert_eq!(glob_root("/srv/app.db"), "/srv/app.db");
-        let schema = r#"{"properties": {"path": {"x-cairn-grant": "read"}}}"#;
-        let options = serde_json::json!({"path": "/srv/tenants/*.db", "key": "env:KEY"});
-        let grants = grants_from_options(schema, &options, &Grants::default());
-        assert_eq!(grants.paths[0].path, Path::new("/srv/tenants"));
-        assert!(!grants.paths[0].write);
-        assert!(grants.secrets.contains("env:KEY"));
-    }
-
-    #[test]
-    fn a_connect_option_grants_its_host_and_port() {
-        assert_eq!(
-            url_authority("http://127.0.0.1:9000/x").as_deref(),
-            Some("127.0.0.1:9000")
-        );
-        assert_eq!(
-            url_authority("postgres://u:p@db.lan/app").as_deref(),
-            Some("db.lan")
-        );
-        assert_eq!(url_authority("no-scheme"), None);
-        let schema = r#"{"properties": {"endpoint": {"x-cairn-grant": "connect"}}}"#;
-        let options = serde_json::json!({"endpoint": "https://minio.lan:9000"});
-        let grants = grants_from_options(schema, &options, &Grants::default());
-        assert_eq!(grants.hosts, ["minio.lan:9000"]);
-        assert!(grants.paths.is_empty());
+    fn plugins_of_this_minor_version_and_no_newer_patch_are_supported() {
+        assert!(supports(WIT_VERSION));
+        assert!(!supports("0.2.0"));
+        assert!(!supports("1.1.0"));
+        assert!(!supports("0.1.999"));
+        assert!(!supports("0.1"));
+        assert!(!supports(""));
     }
 }

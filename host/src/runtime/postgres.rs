@@ -204,7 +204,7 @@ fn check_granted(granted: &[String], config: &Config) -> Result<(), PluginError>
         };
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         let with_port = format!("{name}:{port}");
-        if !granted.iter().any(|g| *g == *name || *g == with_port) {
+        if !super::sandbox::host_granted(granted, name, port) {
             return Err(PluginError::Denied(format!(
                 "{with_port} is not granted to this plugin: name it in the source's `url`, or grant it with hosts = [\"{with_port}\"]"
             )));

@@ -23,6 +23,7 @@ use wasmtime::component::Resource;
 use super::bindings::PluginError;
 use super::bindings::sink::cairn::plugin::object_store::{self as wit, ObjectEntry, S3Config};
 use super::blob::Blob;
+use super::sandbox::{HostPort, host_granted};
 use super::state::PluginState;
 
 /// Objects larger than this go up as a multipart upload, in parts of this size.
@@ -100,18 +101,15 @@ fn short(message: &str) -> String {
     }
 }
 
-/// `host` or `host:port` of an `http(s)://` endpoint.
-fn endpoint_host(endpoint: &str) -> Option<(String, Option<u16>)> {
-    let rest = endpoint
-        .strip_prefix("https://")
-        .or_else(|| endpoint.strip_prefix("http://"))?;
+/// The host of an `http(s)://` endpoint, and its port (the scheme's when it names none).
+fn endpoint_host(endpoint: &str) -> Option<(String, u16)> {
+    let (rest, default_port) = match endpoint.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (endpoint.strip_prefix("http://")?, 80),
+    };
     let authority = rest.split('/').next()?;
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            Some((host.to_string(), port.parse().ok()))
-        }
-        _ => Some((authority.to_string(), None)),
-    }
+    let HostPort { host, port } = HostPort::parse(authority);
+    Some((host, port.unwrap_or(default_port)))
 }
 
 /// Whether the sink may connect to `endpoint`: a granted host (`host` or `host:port`), or
@@ -120,11 +118,7 @@ pub fn endpoint_permitted(granted: &[String], endpoint: &str) -> bool {
     let Some((host, port)) = endpoint_host(endpoint) else {
         return false;
     };
-    let with_port = port.map(|p| format!("{host}:{p}"));
-    if granted
-        .iter()
-        .any(|g| *g == host || Some(g) == with_port.as_ref())
-    {
+    if host_granted(granted, &host, port) {
         return true;
     }
     endpoint.starts_with("https://") && PROVIDER_DOMAINS.iter().any(|d| host.ends_with(d))

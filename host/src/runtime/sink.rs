@@ -13,7 +13,7 @@ use wasmtime::component::{Resource, ResourceAny};
 use super::bindings::sink::SinkPlugin;
 use super::bindings::{PluginError, PluginInfo};
 use super::blob::Blob;
-use super::grants::Grants;
+use super::sandbox::grants::Grants;
 use super::state::PluginState;
 use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
 use crate::repo::backend::{Backend, BackendError, BackendErrorKind, BackendResult};

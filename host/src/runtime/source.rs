@@ -8,8 +8,8 @@ use wasmtime::Store;
 use super::bindings::source::SourcePlugin;
 use super::bindings::{PluginInfo, VerifyReport};
 use super::capture::{Capture, ItemWriter};
-use super::grants::Grants;
 use super::replay::{ItemReader, Replay};
+use super::sandbox::grants::Grants;
 use super::state::{PluginState, ProgressHook};
 use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
 

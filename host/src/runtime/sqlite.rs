@@ -703,7 +703,7 @@ mod tests {
         use crate::repo::writer::ChunkWriter;
         const CHUNK: usize = 65536;
         let repo = crate::repo::memory::repository().await;
-        let writer = Arc::new(ChunkWriter::start(repo.clone()).unwrap());
+        let writer = Arc::new(ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap());
         for page_size in [1024, 4096, 65536] {
             let dir = tempfile::tempdir().unwrap();
             let live = dir.path().join("live.db");

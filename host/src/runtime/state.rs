@@ -13,8 +13,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::PluginError;
 use super::capture::Capture;
-use super::grants::{Denied, Grants, Resolved};
 use super::replay::Replay;
+use super::sandbox::grants::{Denied, Grants, Resolved};
 
 /// Called with (plugin, phase, done, total) when a plugin reports progress.
 pub type ProgressHook = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
@@ -47,10 +47,10 @@ impl PluginState {
         // rather than being handed to the blocking pool one read at a time.
         wasi.allow_blocking_current_thread(true);
         if !grants.hosts.is_empty() {
-            let allowed = Arc::new(super::network::resolve(&grants.hosts));
+            let allowed = Arc::new(super::sandbox::network::resolve(&grants.hosts));
             wasi.allow_tcp(true).allow_ip_name_lookup(true);
             wasi.socket_addr_check(move |addr, usage| {
-                let ok = super::network::permitted(&allowed, addr, usage);
+                let ok = super::sandbox::network::permitted(&allowed, addr, usage);
                 Box::pin(async move { ok })
             });
         }

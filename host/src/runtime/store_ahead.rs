@@ -160,7 +160,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_item_finds_the_chunks_stored_ahead_and_a_stored_file_is_not_read_twice() {
         let repo = memory::repository().await;
-        let writer = Arc::new(ChunkWriter::start(repo).unwrap());
+        let writer = Arc::new(ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let size = KNOWN_RUN + (32 << 20);
         let path = noise_file(dir.path(), size);

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
+use crate::duration::parse_period;
+
 /// A retention policy, spelled as in the config and the `forget` flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
@@ -241,13 +243,13 @@ fn count(key: &str, value: &toml::Value, default: u32, warnings: &mut Vec<String
 
 fn within(value: &toml::Value, warnings: &mut Vec<String>) -> Duration {
     let text = value.as_str().unwrap_or_default();
-    match parse_duration(text) {
+    match parse_period(text) {
         Some(d) if d > Duration::zero() => d,
         _ => {
             warnings.push(format!(
                 "keep-within = {value} is not a duration like \"30d\" or \"12h\"; using the default keep-within = \"{DEFAULT_WITHIN}\""
             ));
-            parse_duration(DEFAULT_WITHIN).expect("the default parses")
+            parse_period(DEFAULT_WITHIN).expect("the default parses")
         }
     }
 }
@@ -268,33 +270,6 @@ fn tags(value: &toml::Value, warnings: &mut Vec<String>) -> Vec<String> {
             Vec::new()
         }
     }
-}
-
-/// `30d`, `12h`, `2w`, `6m` (months of 30 days), `1y` (365 days), or combinations (`1d12h`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = Duration::zero();
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: i64 = number.parse().ok()?;
-        number.clear();
-        total += match c {
-            'y' => Duration::days(365 * n),
-            'm' => Duration::days(30 * n),
-            'w' => Duration::weeks(n),
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            _ => return None,
-        };
-    }
-    number.is_empty().then_some(total)
 }
 
 fn human_duration(d: Duration) -> String {
@@ -418,7 +393,7 @@ mod tests {
     fn keep_within_counts_back_from_the_newest_snapshot() {
         let snaps = history();
         let p = Policy {
-            keep_within: parse_duration("1d"),
+            keep_within: parse_period("1d"),
             ..Default::default()
         };
         assert_eq!(
@@ -475,23 +450,12 @@ mod tests {
         assert_eq!(p.keep_weekly, Some(4));
         assert_eq!(p.keep_monthly, Some(6));
         assert_eq!(p.keep_yearly, Some(3));
-        assert_eq!(p.keep_within, parse_duration("30d"));
+        assert_eq!(p.keep_within, parse_period("30d"));
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("keep-daily = 0")));
 
         let typo: toml::Table = toml::from_str("keep-dayly = 7").unwrap();
         let err = Policy::from_table(&typo, &mut Vec::new()).unwrap_err();
         assert!(err.0.contains("keep-dayly"));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30d"), Some(Duration::days(30)));
-        assert_eq!(parse_duration("1d12h"), Some(Duration::hours(36)));
-        assert_eq!(parse_duration("2w"), Some(Duration::days(14)));
-        assert_eq!(parse_duration("1y"), Some(Duration::days(365)));
-        assert_eq!(parse_duration("12"), None);
-        assert_eq!(parse_duration("d"), None);
-        assert_eq!(parse_duration("3x"), None);
     }
 }

@@ -77,8 +77,8 @@ impl KeySlot {
         Ok(KeySlot {
             version: 1,
             created: chrono::Utc::now(),
-            hostname: crate::util::hostname(),
-            username: crate::util::username(),
+            hostname: crate::machine::hostname(),
+            username: crate::machine::username(),
             kdf,
             wrapped: hex::encode(wrapped),
         })

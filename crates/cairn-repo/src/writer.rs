@@ -20,7 +20,7 @@ use super::chunker::{Chunking, StreamChunker};
 use super::crypto::{ChunkId, Keys};
 use super::index::{Index, IndexFile, IndexedPack};
 use super::pack::{ChunkEncoder, ChunkKind, PackBuilder, PackEntry, PackId};
-use super::{RepoError, RepoResult, Repository};
+use super::{Indexed, RepoError, RepoResult, Repository};
 
 /// Packs uploading at once: enough to hide an object store's latency, few enough that
 /// their buffers stay a small, fixed amount of memory.
@@ -105,7 +105,8 @@ pub struct ChunkWriter {
 impl ChunkWriter {
     /// Starts the pipeline. The repository's index must be loaded, so known chunks are
     /// not stored again.
-    pub fn start(repo: Arc<Repository>) -> RepoResult<ChunkWriter> {
+    pub fn start(indexed: &Indexed) -> RepoResult<ChunkWriter> {
+        let repo = indexed.repo().clone();
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -163,7 +164,7 @@ impl ChunkWriter {
 
         Ok(ChunkWriter {
             keys,
-            index: repo.index(),
+            index: indexed.index().clone(),
             pending: Mutex::new(HashSet::new()),
             encode_tx,
             packer_tx,

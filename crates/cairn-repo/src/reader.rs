@@ -11,7 +11,7 @@ use super::index::{Index, Location};
 use super::pack::{PackId, decode_chunk};
 use super::snapshot::SourceSnapshot;
 use super::tree::{self, ItemRecord};
-use super::{RepoError, RepoResult, Repository};
+use super::{Indexed, RepoError, RepoResult, Repository};
 
 /// How far past a requested chunk one pack read extends.
 const READ_AHEAD: u64 = 8 * 1024 * 1024;
@@ -31,9 +31,8 @@ pub struct ChunkReader {
 }
 
 impl ChunkReader {
-    pub fn new(repo: Arc<Repository>) -> Self {
-        let index = repo.index();
-        Self::with_index(repo, index)
+    pub fn new(indexed: &Indexed) -> Self {
+        Self::with_index(indexed.repo().clone(), indexed.index().clone())
     }
 
     /// A reader that locates chunks through `index` rather than the repository's.
@@ -90,7 +89,7 @@ impl ChunkReader {
             .map_err(|e| RepoError::Other(format!("decoding task: {e}")))?
     }
 
-    pub fn keys(&self) -> &crate::repo::crypto::Keys {
+    pub fn keys(&self) -> &crate::crypto::Keys {
         self.repo.keys()
     }
 }
@@ -124,7 +123,7 @@ async fn fetch_range(
 
 /// Opens one fetched chunk (CPU work: decrypt, decompress, hash).
 pub fn open_chunk(
-    keys: &crate::repo::crypto::Keys,
+    keys: &crate::crypto::Keys,
     id: &ChunkId,
     sealed: &[u8],
     loc: &Location,
@@ -399,9 +398,9 @@ impl Drop for Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::memory;
-    use crate::repo::pack::ChunkKind;
-    use crate::repo::writer::ChunkWriter;
+    use crate::memory;
+    use crate::pack::ChunkKind;
+    use crate::writer::ChunkWriter;
 
     /// Many small chunks around a few large ones, the mix that needs the byte budget and
     /// batching: every chunk arrives, in order, whatever the budget, even one smaller
@@ -409,7 +408,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn prefetch_delivers_every_chunk_in_order_within_any_budget() {
         let repo = memory::repository().await;
-        let writer = ChunkWriter::start(repo.clone()).unwrap();
+        let writer = ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap();
         let mut chunks = Vec::new();
         for i in 0..400u32 {
             let len = if i % 100 == 7 {
@@ -429,11 +428,10 @@ mod tests {
             chunks.push((id, data));
         }
         writer.flush().await.unwrap();
-        repo.load_index().await.unwrap();
+        let indexed = repo.load_index().await.unwrap();
         for budget_kib in [1, 2048, PREFETCH_KIB] {
             let plan = chunks.iter().map(|(id, _)| *id).collect();
-            let mut prefetch =
-                Prefetch::with_budget(ChunkReader::new(repo.clone()), plan, budget_kib);
+            let mut prefetch = Prefetch::with_budget(ChunkReader::new(&indexed), plan, budget_kib);
             for (seq, (_, data)) in chunks.iter().enumerate() {
                 let got =
                     tokio::time::timeout(std::time::Duration::from_secs(20), prefetch.take(seq))

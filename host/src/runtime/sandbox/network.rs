@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use wasmtime_wasi::sockets::SocketAddrUse;
 
+use super::HostPort;
+
 /// One allowed destination: an address, and a port unless any port is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
@@ -22,7 +24,7 @@ pub struct Allowed {
 pub fn resolve(hosts: &[String]) -> Vec<Allowed> {
     let mut out = Vec::new();
     for entry in hosts {
-        let (host, port) = split_host_port(entry);
+        let HostPort { host, port } = HostPort::parse(entry);
         let lookup = format!("{host}:{}", port.unwrap_or(0));
         match lookup.to_socket_addrs() {
             Ok(addrs) => out.extend(addrs.map(|a| Allowed { ip: a.ip(), port })),
@@ -32,22 +34,6 @@ pub fn resolve(hosts: &[String]) -> Vec<Allowed> {
         }
     }
     out
-}
-
-fn split_host_port(entry: &str) -> (&str, Option<u16>) {
-    // `[::1]:5432`, `db.internal:5432`, `10.0.0.7`, `::1`
-    if let Some(rest) = entry.strip_prefix('[')
-        && let Some((host, port)) = rest.split_once("]:")
-    {
-        return (host, port.parse().ok());
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (entry, None),
-        },
-        _ => (entry.trim_start_matches('[').trim_end_matches(']'), None),
-    }
 }
 
 /// Whether a plugin with the `allowed` list may use `addr` for `usage`.
@@ -111,13 +97,5 @@ mod tests {
             v4("127.0.0.1:5432"),
             SocketAddrUse::TcpConnect
         ));
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(split_host_port("db:5432"), ("db", Some(5432)));
-        assert_eq!(split_host_port("db"), ("db", None));
-        assert_eq!(split_host_port("[::1]:5432"), ("::1", Some(5432)));
-        assert_eq!(split_host_port("::1"), ("::1", None));
     }
 }

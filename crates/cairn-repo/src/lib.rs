@@ -10,11 +10,13 @@ pub mod backend;
 pub mod cache;
 pub mod chunker;
 pub mod crypto;
+pub mod duration;
 pub mod index;
 pub mod keys;
-#[cfg(test)]
+pub mod machine;
 pub mod memory;
 pub mod meta;
+pub mod ops;
 pub mod pack;
 pub mod prune;
 pub mod reader;
@@ -22,7 +24,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod writer;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -83,13 +85,14 @@ pub struct RepoConfig {
 
 pub const FORMAT_VERSION: u32 = 1;
 
-/// An open repository: keys unlocked, config read, index loaded on demand.
+/// An open repository: keys unlocked, config read. Reading or writing chunks needs its
+/// index too: [`Repository::load_index`] gives an [`Indexed`] handle, and the chunk readers
+/// and writers take only that, so none can run on an index that was never loaded.
 pub struct Repository {
     backend: Arc<dyn Backend>,
     keys: Keys,
     config: RepoConfig,
     cache: Option<Cache>,
-    index: RwLock<Arc<Index>>,
     /// The key slot the password opened (`keys/<id>`).
     unlocked_slot: String,
 }
@@ -174,14 +177,12 @@ impl Repository {
             keys,
             config,
             cache,
-            index: RwLock::new(Arc::new(Index::default())),
             unlocked_slot,
         }
     }
 
     /// The repository without its local cache, so tests leave nothing behind.
-    #[cfg(test)]
-    pub(crate) fn without_cache(mut self) -> Repository {
+    pub fn without_cache(mut self) -> Repository {
         self.cache = None;
         self
     }
@@ -200,10 +201,6 @@ impl Repository {
 
     pub fn config(&self) -> &RepoConfig {
         &self.config
-    }
-
-    pub fn index(&self) -> Arc<Index> {
-        self.index.read().expect("index lock").clone()
     }
 
     async fn key_slots_of(backend: &dyn Backend) -> RepoResult<Vec<(String, KeySlot)>> {
@@ -259,7 +256,7 @@ impl Repository {
     }
 
     /// Loads every index file (from the local cache where possible).
-    pub async fn load_index(&self) -> RepoResult<Arc<Index>> {
+    pub async fn load_index(self: &Arc<Self>) -> RepoResult<Indexed> {
         let names = self.index_files().await?;
         if let Some(cache) = &self.cache {
             cache.retain("index/", names.iter().map(|(n, _)| n.as_str()));
@@ -273,9 +270,10 @@ impl Repository {
         for file in &files {
             index.add_file(file)?;
         }
-        let index = Arc::new(index);
-        *self.index.write().expect("index lock") = index.clone();
-        Ok(index)
+        Ok(Indexed {
+            repo: self.clone(),
+            index: Arc::new(index),
+        })
     }
 
     /// Prune markers: packs the first phase of a prune condemned, with when.
@@ -292,8 +290,8 @@ impl Repository {
 
     /// Loads the index for a backup: without the chunks of condemned packs, so nothing
     /// new comes to depend on a pack a prune is about to delete.
-    pub async fn load_index_for_backup(&self) -> RepoResult<Arc<Index>> {
-        let index = self.load_index().await?;
+    pub async fn load_index_for_backup(self: &Arc<Self>) -> RepoResult<Indexed> {
+        let indexed = self.load_index().await?;
         let condemned: std::collections::HashSet<PackId> = self
             .prune_markers()
             .await?
@@ -302,11 +300,12 @@ impl Repository {
             .filter_map(|p| PackId::from_hex(p).ok())
             .collect();
         if condemned.is_empty() {
-            return Ok(index);
+            return Ok(indexed);
         }
-        let index = Arc::new(index.without_packs(&condemned));
-        *self.index.write().expect("index lock") = index.clone();
-        Ok(index)
+        Ok(Indexed {
+            index: Arc::new(indexed.index.without_packs(&condemned)),
+            repo: indexed.repo,
+        })
     }
 
     /// Every snapshot manifest, oldest first.
@@ -411,6 +410,31 @@ impl Repository {
             .into_iter()
             .filter(|(_, m)| m.snapshot == wanted)
             .collect())
+    }
+}
+
+/// A repository and the index it was loaded with (see [`Repository::load_index`]).
+#[derive(Clone)]
+pub struct Indexed {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+}
+
+impl Indexed {
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+}
+
+impl std::ops::Deref for Indexed {
+    type Target = Repository;
+
+    fn deref(&self) -> &Repository {
+        &self.repo
     }
 }
 

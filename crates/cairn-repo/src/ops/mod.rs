@@ -1,0 +1,3 @@
+//! Maintenance that takes a repository and a policy, never the config: retention.
+
+pub mod retention;
