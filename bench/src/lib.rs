@@ -114,7 +114,7 @@ pub fn warm(dir: &Path) -> anyhow::Result<()> {
 /// as on this project's CI machines) hands back memory that has been free for about two
 /// seconds, and touching it again costs the host a fault per page. Here, `dd` of 1 GiB
 /// took 0.75-1.06 s into memory free for 5-8 s, against 0.22-0.38 s into memory freed a
-/// moment before (bench/README.md, session 12). A contender that writes more than the one
+/// moment before (bench/README.md, "Known effects of this VM"). A contender that writes more than the one
 /// before it freed would then be timed on the VM's bookkeeping, by an amount that depends
 /// on how the seconds fall. A busy server recycles its page cache, and bare metal has no
 /// such charge, so every contender is given recently used memory alike.
