@@ -200,6 +200,19 @@ impl Env {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// With a config whose one file-tree source `source` backs up `data`: init, backup,
+    /// restore the latest snapshot into `out/`, insist the tree came back identical and
+    /// that `check --read-data` finds no errors.
+    pub fn round_trip_tree(&self, data: &Path, source: &str) {
+        self.ok(&["init"]);
+        self.ok(&["backup"]);
+        let out = self.path("out");
+        self.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+        assert_same_tree(data, &out.join(source));
+        let check = self.ok(&["check", "--read-data"]);
+        assert!(check.contains("no errors"), "{check}");
+    }
 }
 
 impl Default for Env {

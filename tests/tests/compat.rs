@@ -2,7 +2,7 @@
 //! prebuilt fixtures in `tests/fixtures/plugins` (see its README) back up and restore a
 //! tree through the real binary, and the WIT version the host reports is the SDK's.
 
-use cairn_e2e::{Env, assert_same_tree, generate_tree, workspace_root};
+use cairn_e2e::{Env, generate_tree, workspace_root};
 
 fn fixture(name: &str) -> std::path::PathBuf {
     workspace_root().join("tests/fixtures/plugins").join(name)
@@ -24,17 +24,7 @@ fn plugins_built_for_wit_0_1_0_back_up_and_restore() {
         source.display(),
         data.display()
     ));
-    env.ok(&["init"]);
-    env.ok(&["backup"]);
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        env.path("out").to_str().unwrap(),
-    ]);
-    assert_same_tree(&data, &env.path("out/files"));
-    let check = env.ok(&["check", "--read-data"]);
-    assert!(check.contains("no errors"), "{check}");
+    env.round_trip_tree(&data, "files");
 
     for wasm in [&source, &sink] {
         let inspected: serde_json::Value =
