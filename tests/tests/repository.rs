@@ -233,6 +233,36 @@ fn init_twice_is_refused_and_a_missing_repository_is_named() {
     );
 }
 
+/// `cairn backup | head -1`, or a cron job whose mail pipe went away: the reader is gone
+/// before cairn prints. The backup is done and stays done; cairn neither panics nor fails.
+#[test]
+fn a_closed_stdout_fails_nothing_that_was_done() {
+    let env = tree_env(3, 0);
+    for args in [
+        &["backup", "--tag", "piped"][..],
+        &["snapshots"],
+        &["--json", "snapshots"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = env
+            .command(args)
+            .stdout(writer)
+            .output()
+            .expect("running cairn");
+        let err = stderr(&out);
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}: {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "cairn {args:?}: {err}");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "snapshots"])).unwrap();
+    assert_eq!(listed[0]["tags"][0], "piped", "{listed}");
+}
+
 fn flip_byte(path: &std::path::Path, at: f64) {
     let mut bytes = std::fs::read(path).unwrap();
     let i = ((bytes.len() - 1) as f64 * at) as usize;

@@ -2,6 +2,7 @@
 
 mod commands;
 mod exit;
+mod report;
 
 use std::path::PathBuf;
 
@@ -49,160 +50,33 @@ pub enum Command {
     /// Create a repository at the configured sink.
     Init,
     /// Take one snapshot of every configured source.
-    Backup {
-        /// Tag the snapshot (repeatable).
-        #[arg(long = "tag", value_name = "TAG")]
-        tags: Vec<String>,
-    },
+    Backup(commands::backup::Args),
     /// List snapshots.
     Snapshots,
     /// Restore a snapshot (each source to TARGET/<source>, or one source to TARGET).
-    Restore {
-        /// A snapshot id (or a unique prefix of one), or `latest`.
-        snapshot: String,
-        /// Where to restore: a directory, a file, or a URL, depending on the source.
-        #[arg(long)]
-        target: String,
-        /// Restore only this source, directly to the target.
-        #[arg(long)]
-        source: Option<String>,
-        /// Write into a non-empty target directory, or over an existing file.
-        #[arg(long)]
-        force: bool,
-        /// Database targets: drop the objects the snapshot holds first, where they exist.
-        #[arg(long)]
-        clean: bool,
-        /// Database targets: allow restoring into the very database the snapshot was
-        /// taken from (refused otherwise, whatever the URL says).
-        #[arg(long)]
-        into_live: bool,
-    },
+    Restore(commands::restore::Args),
     /// Check the repository's structure and, with --read-data, every stored byte.
-    Check {
-        /// Download and verify every pack.
-        #[arg(long)]
-        read_data: bool,
-        /// Download and verify a random N% of the packs (implies --read-data).
-        #[arg(long, value_name = "N%")]
-        read_data_subset: Option<String>,
-    },
+    Check(commands::check::Args),
     /// Prove a snapshot restorable: restore each source into scratch space and check it
     /// there (integrity checks, probes, row counts), never touching the live system.
-    Verify {
-        /// A snapshot id (or a unique prefix of one), or `latest`.
-        snapshot: String,
-        /// Verify only this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// The scratch database for sources restored to a server (never the live one).
-        #[arg(long, value_name = "URL")]
-        scratch: Option<String>,
-        /// Leave the scratch database in place for inspection.
-        #[arg(long)]
-        keep: bool,
-    },
+    Verify(commands::verify::Args),
     /// Apply retention: remove the snapshots each source's policy does not keep (flags
     /// replace the configured policy). Data goes with --prune or `cairn prune`.
-    Forget {
-        #[command(flatten)]
-        keep: KeepFlags,
-        /// Only this source (repeatable).
-        #[arg(long = "source", value_name = "NAME")]
-        sources: Vec<String>,
-        /// List what would be removed and which rule keeps each survivor; remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Then prune unreferenced data.
-        #[arg(long)]
-        prune: bool,
-        /// With --prune: see `cairn prune --grace`.
-        #[arg(long, default_value = "24h", value_name = "DURATION")]
-        grace: String,
-    },
+    Forget(commands::forget::Args),
     /// Remove data no snapshot needs, in two phases: condemn now, delete in a later prune
     /// once the grace period has passed (so concurrent backups never lose data).
-    Prune {
-        /// How long condemned data waits before a prune deletes it; longer than any backup.
-        #[arg(long, default_value = "24h", value_name = "DURATION")]
-        grace: String,
-        /// Report what would be condemned and deleted; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(commands::prune::Args),
     /// Restore drill: restore the newest snapshot of every source into scratch space, verify
     /// it, and report time to restore (RTO) and age of the newest restorable point (RPO).
-    Drill {
-        /// Drill only this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// The scratch database for sources restored to a server (never the live one).
-        #[arg(long, value_name = "URL")]
-        scratch: Option<String>,
-    },
+    Drill(commands::drill::Args),
     /// Per source: newest snapshot, last backup, last success, last failure, last drill.
     Status,
     /// Manage the repository's passwords (key slots).
     #[command(subcommand)]
-    Key(KeyCommand),
+    Key(commands::key::KeyCommand),
     /// List or inspect plugins.
     #[command(subcommand)]
-    Plugin(PluginCommand),
-}
-
-/// Retention rules on the command line, spelled as in the config's `[retention]`.
-#[derive(Debug, Args)]
-pub struct KeepFlags {
-    /// Keep the newest N snapshots.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep snapshots within this long of the newest one (30d, 12h, 2w).
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep the newest snapshot of each of the last N hours.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N days.
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest snapshot of each of the last N weeks.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N months.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N years.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long = "keep-tag", value_name = "TAG")]
-    pub keep_tags: Vec<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeyCommand {
-    /// Add a password; the new one is read from --new-password-file or $CAIRN_NEW_PASSWORD.
-    Add {
-        #[arg(long, value_name = "FILE")]
-        new_password_file: Option<PathBuf>,
-    },
-    /// List key slots.
-    List,
-    /// Remove a key slot (not the one the current password opens).
-    Remove {
-        /// The slot id, as `cairn key list` shows it.
-        id: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PluginCommand {
-    /// Built-in plugins and those the config names.
-    List,
-    /// A plugin's info and options schema.
-    Inspect {
-        /// A built-in name or a path to a .wasm file.
-        plugin: String,
-    },
+    Plugin(commands::plugin::PluginCommand),
 }
 
 /// Parses arguments, runs the command and returns the process exit status.
@@ -226,7 +100,7 @@ pub fn main() -> ExitStatus {
             if cli.global.json {
                 let out =
                     serde_json::json!({ "error": format!("{e:#}"), "exit_code": status as i32 });
-                println!("{out}");
+                report::print_line(&out.to_string());
             }
             eprintln!("error: {e:#}");
             status

@@ -1,0 +1,63 @@
+//! `cairn verify`: restore a snapshot into scratch space and check it there.
+
+use anyhow::Result;
+
+use super::session;
+use crate::cli::Cli;
+use crate::cli::report::Report;
+use crate::lifecycle::verify::{self, VerifyReport};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A snapshot id (or a unique prefix of one), or `latest`.
+    pub snapshot: String,
+    /// Verify only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The scratch database for sources restored to a server (never the live one).
+    #[arg(long, value_name = "URL")]
+    pub scratch: Option<String>,
+    /// Leave the scratch database in place for inspection.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<VerifyReport> {
+    let options = verify::VerifyOptions {
+        snapshot: args.snapshot.clone(),
+        source: args.source.clone(),
+        scratch: args.scratch.clone(),
+        keep: args.keep,
+        progress: !cli.global.json,
+    };
+    verify::run(&session(cli)?, &options).await
+}
+
+impl Report for VerifyReport {
+    fn ok(&self) -> bool {
+        VerifyReport::ok(self)
+    }
+
+    fn text(&self) -> String {
+        let mut lines = vec![format!(
+            "snapshot {} of {}",
+            &self.snapshot[..8.min(self.snapshot.len())],
+            self.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )];
+        for s in &self.sources {
+            let verdict = if s.passed { "passed" } else { "FAILED" };
+            lines.push(format!(
+                "  {:<16} {verdict}  restored and checked in {:.1}s",
+                s.name, s.duration_secs
+            ));
+            if let Some(e) = &s.error {
+                lines.push(format!("    error: {e}"));
+            }
+            for c in &s.checks {
+                let mark = if c.passed { "ok  " } else { "FAIL" };
+                lines.push(format!("    {mark} {}: {}", c.name, c.detail));
+            }
+        }
+        lines.join("\n")
+    }
+}
