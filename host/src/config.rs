@@ -237,7 +237,7 @@ impl Config {
     /// A plugin as the config names it, with a relative `.wasm` path made relative to the
     /// config's folder (built-in names and unknown names stay as they are).
     pub fn plugin_spec(&self, spec: &str) -> String {
-        if crate::runtime::builtin::is_path(spec) && !Path::new(spec).is_absolute() {
+        if crate::builtin::is_path(spec) && !Path::new(spec).is_absolute() {
             self.base_dir().join(spec).to_string_lossy().into_owned()
         } else {
             spec.to_string()

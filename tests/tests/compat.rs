@@ -60,4 +60,15 @@ fn the_wit_the_host_and_the_sdk_agree_on_the_version() {
         );
     }
     assert!(files >= 10, "only {files} WIT files in {}", dir.display());
+    // The one literal outside the WIT: the bindings of the shared types, generated alone.
+    let api = workspace_root().join("crates/cairn-runtime/src/plugin_api/mod.rs");
+    let api = std::fs::read_to_string(&api).unwrap();
+    let imported: Vec<&str> = api
+        .match_indices("cairn:plugin/types@")
+        .map(|(at, found)| {
+            let rest = &api[at + found.len()..];
+            &rest[..rest.find(';').unwrap_or(rest.len())]
+        })
+        .collect();
+    assert_eq!(imported, [cairn::runtime::WIT_VERSION], "plugin_api/mod.rs");
 }

@@ -39,11 +39,7 @@ async fn run(size_mib: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!(
         "# plugin start (built-in filesystem source, {} KiB of wasm)",
-        cairn::runtime::builtin::find("filesystem")
-            .unwrap()
-            .wasm
-            .len()
-            / 1024
+        cairn::builtin::find("filesystem").unwrap().wasm.len() / 1024
     );
     plugin_start(dir.path()).await?;
 
@@ -138,7 +134,7 @@ async fn run(size_mib: u64) -> Result<()> {
 async fn plugin_start(dir: &Path) -> Result<()> {
     let cold_runtime = Runtime::new(RuntimeOptions {
         cache_dir: None,
-        ..RuntimeOptions::default()
+        ..cairn::builtin::runtime_options()
     })?;
     let mut cold = Duration::ZERO;
     for _ in 0..3 {
@@ -150,7 +146,7 @@ async fn plugin_start(dir: &Path) -> Result<()> {
     let cache = dir.join("compiled");
     let warm_runtime = Runtime::new(RuntimeOptions {
         cache_dir: Some(cache),
-        ..RuntimeOptions::default()
+        ..cairn::builtin::runtime_options()
     })?;
     warm_runtime.load("filesystem")?;
     let mut cached = Duration::ZERO;

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod duration;
 pub mod index;
 pub mod keys;
+pub mod known;
 pub mod machine;
 pub mod memory;
 pub mod meta;

@@ -19,7 +19,7 @@ use crate::repo::Indexed;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::writer::{ChunkWriter, WriteStats};
-use crate::runtime::capture::{Capture, CaptureCounts};
+use crate::runtime::pipeline::capture::{Capture, CaptureCounts};
 
 #[derive(Debug, Serialize)]
 pub struct BackupReport {

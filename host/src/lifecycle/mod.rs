@@ -23,7 +23,7 @@ use crate::repo::Repository;
 use crate::repo::backend::Backend;
 use crate::runtime::sandbox::{granted_options, grants_from_options};
 use crate::runtime::sink::SinkPool;
-use crate::runtime::{Plugin, PluginInfo, PluginKind, Runtime, RuntimeOptions};
+use crate::runtime::{Plugin, PluginInfo, PluginKind, Runtime};
 
 /// A source plugin ready to run, with its options and grants resolved.
 pub struct PreparedSource {
@@ -45,7 +45,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: Config, password: Option<Vec<u8>>) -> Result<Session> {
-        let mut options = RuntimeOptions::default();
+        let mut options = crate::builtin::runtime_options();
         if let Some(mib) = config.plugins.memory_limit_mib {
             options.memory_limit = mib * 1024 * 1024;
         }
@@ -141,7 +141,7 @@ impl Session {
             .context("repository sink")?;
         let mut options = self.options_json(&repo.options, &info.options_schema)?;
         // `sink = "r2"` is the s3 sink with its R2 preset.
-        if let Some(provider) = crate::runtime::builtin::find(&repo.sink).and_then(|b| b.provider)
+        if let Some(provider) = crate::builtin::find(&repo.sink).and_then(|b| b.provider)
             && let serde_json::Value::Object(map) = &mut options
         {
             map.entry("provider")

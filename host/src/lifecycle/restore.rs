@@ -15,8 +15,8 @@ use super::{PreparedSource, Session};
 use crate::repo::Indexed;
 use crate::repo::reader::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
-use crate::runtime::bindings::RestoreTarget;
-use crate::runtime::replay::{Replay, RestoreFlags};
+use crate::runtime::pipeline::replay::{Replay, RestoreFlags};
+use crate::runtime::plugin_api::RestoreTarget;
 use crate::runtime::sandbox::grants::Grants;
 
 pub struct RestoreOptions {

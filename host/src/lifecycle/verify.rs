@@ -14,8 +14,8 @@ use super::progress::Progress;
 use super::restore::{prepare_for, replay_of};
 use crate::repo::Indexed;
 use crate::repo::snapshot::SourceSnapshot;
-use crate::runtime::bindings::RestoreTarget;
-use crate::runtime::replay::{NO_FLAGS, RestoreFlags};
+use crate::runtime::pipeline::replay::{NO_FLAGS, RestoreFlags};
+use crate::runtime::plugin_api::RestoreTarget;
 
 pub struct VerifyOptions {
     pub snapshot: String,

@@ -4,10 +4,11 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde::Serialize;
 
+use crate::builtin;
 use crate::cli::Cli;
 use crate::cli::report::Report;
 use crate::config::Config;
-use crate::runtime::{Origin, PluginKind, Runtime, RuntimeOptions, WIT_VERSION, builtin};
+use crate::runtime::{Origin, PluginKind, Runtime, WIT_VERSION};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -56,7 +57,7 @@ pub struct Inspected {
 }
 
 pub async fn run(cli: &Cli, cmd: &PluginCommand) -> Result<PluginReport> {
-    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let runtime = Runtime::new(builtin::runtime_options())?;
     Ok(match cmd {
         PluginCommand::List => {
             let mut specs: Vec<String> = builtin::names().into_iter().map(String::from).collect();

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use super::bindings::PluginError;
-use super::bindings::source::cairn::plugin::files::WriteOptions;
-use super::files::WriteTarget;
+use crate::capabilities::files::WriteTarget;
+use crate::plugin_api::PluginError;
+use crate::plugin_api::files::WriteOptions;
 
 /// Bytes (KiB) handed over and not yet written, at most: with the restore's prefetch, this
 /// bounds what a restore holds in memory.
@@ -166,7 +166,7 @@ fn take(failed: &Mutex<Option<PluginError>>) -> Option<PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::sandbox::grants::Resolved;
+    use crate::sandbox::grants::Resolved;
 
     fn target(root: &std::path::Path, relative: &str) -> WriteTarget {
         let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap();

@@ -20,42 +20,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use super::sqlite_vfs::WriteTap;
+use crate::capabilities::sqlite::vfs::WriteTap;
 use crate::repo::crypto::ChunkId;
+use crate::repo::known::KnownChunks;
 use crate::repo::pack::ChunkKind;
 use crate::repo::writer::ChunkWriter;
 
 /// Bytes of new chunks handed to the repository at once.
 const BATCH_BYTES: usize = 1024 * 1024;
 
-/// The ids of a copy's chunks that were stored as the copy was written, by position.
-#[derive(Debug)]
-pub struct KnownChunks {
-    chunk_size: u32,
-    ids: Vec<Option<ChunkId>>,
-}
-
-impl KnownChunks {
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
-    }
-
-    /// How many chunks were stored as written.
-    pub fn stored(&self) -> usize {
-        self.ids.iter().flatten().count()
-    }
-
-    /// The id of the chunk at `index` (the one starting at `index * chunk_size`), if
-    /// the whole of it was stored as written.
-    pub fn get(&self, index: u64) -> Option<ChunkId> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.ids.get(i).copied().flatten())
-    }
-}
-
 /// Stores a copy's chunks as they are written, when the encoders have room; attached to
-/// the copy with [`super::sqlite_vfs::tap`].
+/// the copy with [`crate::capabilities::sqlite::vfs::tap`].
 pub struct CopyTap {
     state: Arc<Mutex<TapState>>,
 }
@@ -217,10 +192,10 @@ impl TapResult {
         if state.failed {
             return None;
         }
-        Some(KnownChunks {
-            chunk_size: state.chunk_size as u32,
-            ids: std::mem::take(&mut state.ids),
-        })
+        Some(KnownChunks::new(
+            state.chunk_size as u32,
+            std::mem::take(&mut state.ids),
+        ))
     }
 }
 

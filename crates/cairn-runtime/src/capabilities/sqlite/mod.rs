@@ -5,19 +5,25 @@
 //! pragma that persists) is written into it. Copies live in host temporary files that are
 //! removed when the plugin drops its handle, or when its store goes away after a trap.
 
+pub mod copy_tap;
+mod host;
+mod vfs;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use wasmtime::component::Resource;
 
-use super::bindings::PluginError;
-use super::bindings::source::cairn::plugin::sqlite::{self, CheckLevel};
-use super::blob::Blob;
-use super::copy_tap::{CopyTap, KnownChunks};
-use super::state::{PluginState, io_error};
+use crate::capabilities::sqlite::copy_tap::CopyTap;
+use crate::errors::io_error;
+use crate::plugin_api::PluginError;
+use crate::plugin_api::sqlite::CheckLevel;
+use crate::repo::known::KnownChunks;
+use crate::repo::writer::ChunkWriter;
 
 /// How long a snapshot waits for a writer's lock before giving up (retryable).
 const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -39,6 +45,18 @@ pub struct Database {
     running_check: Option<(CheckLevel, CheckTask)>,
     /// The copy's chunks stored as it was written, if a tap stored them.
     known: Option<Arc<KnownChunks>>,
+}
+
+/// What [`StoreAheadHandover::take_over`] returns: the writer and fixed chunk size, if a
+/// store-ahead was taken over.
+pub type Handover<'a> = Pin<Box<dyn Future<Output = Option<(Arc<ChunkWriter>, u32)>> + Send + 'a>>;
+
+/// What a snapshot may take over from the backup it is taken in: a store-ahead of the same
+/// database, with fixed chunks no larger than the copy's writes. The backup stops it and
+/// hands over the writer and chunk size the copy's tap stores with (`copy_tap`). A trait,
+/// so that this capability knows nothing of the capture that implements it.
+pub trait StoreAheadHandover: Send {
+    fn take_over<'a>(&'a mut self, source: &'a str, largest_chunk: u32) -> Handover<'a>;
 }
 
 fn sqlite_error(what: &str, e: rusqlite::Error) -> PluginError {
@@ -87,13 +105,13 @@ fn copy_error(what: &str, temp_dir: &Path, e: rusqlite::Error) -> PluginError {
 /// takes no locks and creates no `-wal` or `-shm` beside it.
 fn open_immutable(path: &Path) -> Result<Connection, PluginError> {
     let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
-    super::sqlite_vfs::register().map_err(PluginError::Permanent)?;
+    crate::capabilities::sqlite::vfs::register().map_err(PluginError::Permanent)?;
     Connection::open_with_flags_and_vfs(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        super::sqlite_vfs::NAME,
+        crate::capabilities::sqlite::vfs::NAME,
     )
     .map_err(|e| sqlite_error(&path.to_string_lossy(), e))
 }
@@ -135,13 +153,13 @@ pub fn snapshot(
             "{what} is not a file: point `path` at a SQLite database file"
         )));
     }
-    super::sqlite_vfs::register().map_err(PluginError::Permanent)?;
+    crate::capabilities::sqlite::vfs::register().map_err(PluginError::Permanent)?;
     // Through our VFS, the backup reads the live database 64 KiB at a time instead of one
     // page per system call; what it reads ahead lasts one read transaction.
     let live = Connection::open_with_flags_and_vfs(
         source,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        super::sqlite_vfs::NAME,
+        crate::capabilities::sqlite::vfs::NAME,
     )
     .map_err(|e| sqlite_error(&what, e))?;
     live.busy_timeout(LOCK_WAIT)
@@ -157,7 +175,7 @@ pub fn snapshot(
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        super::sqlite_vfs::NAME,
+        crate::capabilities::sqlite::vfs::NAME,
     )
     .map_err(|e| sqlite_error("the snapshot copy", e))?;
     // A scratch file: no journal and no fsync (a third of the copy's time), written
@@ -168,7 +186,7 @@ pub fn snapshot(
     let tapped = match tap {
         Some(tap) => {
             let result = tap.result();
-            super::sqlite_vfs::tap(&out, Box::new(tap))
+            crate::capabilities::sqlite::vfs::tap(&out, Box::new(tap))
                 .map_err(|e| sqlite_error("the snapshot copy", e))?;
             Some(result)
         }
@@ -199,7 +217,7 @@ pub fn snapshot(
             }
         }
     }
-    super::sqlite_vfs::flush(&out).map_err(|e| copy_error(&what, temp_dir, e))?;
+    crate::capabilities::sqlite::vfs::flush(&out).map_err(|e| copy_error(&what, temp_dir, e))?;
     let (page_size, page_count) = page_geometry(&out, "the snapshot copy")?;
     tracing::debug!(
         "{what}: copied {page_count} pages in {:.2?}",
@@ -318,27 +336,6 @@ pub fn query(path: &Path, sql: &str) -> Result<Vec<Vec<String>>, PluginError> {
     Ok(out)
 }
 
-impl PluginState {
-    /// The host path of a granted guest path, refusing a symlink that leads out of the
-    /// grant (SQLite opens paths natively, not through the grant's directory handle).
-    fn native_path(&mut self, guest_path: &str) -> Result<PathBuf, PluginError> {
-        let (_, resolved) = self.resolve(guest_path, false)?;
-        let path = resolved.root.join(&resolved.relative);
-        let real = path.canonicalize().map_err(|e| io_error(guest_path, e))?;
-        let root = resolved
-            .root
-            .canonicalize()
-            .map_err(|e| io_error(&resolved.root.to_string_lossy(), e))?;
-        if !real.starts_with(&root) {
-            return Err(PluginError::Denied(format!(
-                "{guest_path} leads outside its grant (to {})",
-                real.display()
-            )));
-        }
-        Ok(real)
-    }
-}
-
 /// Runs blocking SQLite work off the async executor.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
@@ -346,46 +343,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Err(PluginError::Permanent(format!("SQLite task failed: {e}"))))
-}
-
-impl sqlite::Host for PluginState {
-    async fn snapshot(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
-        let made = match self.native_path(&path) {
-            Ok(source) => {
-                let temp_dir = std::env::temp_dir();
-                // A store-ahead of this database hands over to its copy.
-                let largest = super::sqlite_vfs::GATHER as u32;
-                let tap = match self.capture.as_mut() {
-                    Some(capture) => capture.take_over_store_ahead(&path, largest).await,
-                    None => None,
-                }
-                .map(|(writer, chunk)| CopyTap::new(writer, chunk));
-                blocking(move || snapshot(&source, &temp_dir, tap)).await
-            }
-            Err(e) => Err(e),
-        };
-        self.push_made(made)
-    }
-
-    async fn open(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<Resource<Database>, PluginError>> {
-        let made = match self.native_path(&path) {
-            Ok(path) => blocking(move || open(&path)).await,
-            Err(e) => Err(e),
-        };
-        self.push_made(made)
-    }
-
-    async fn journal_size(&mut self, path: String) -> wasmtime::Result<Result<u64, PluginError>> {
-        Ok(self
-            .native_path(&path)
-            .and_then(|database| journal_size(&database)))
-    }
 }
 
 /// Bytes of the `-wal` and `-journal` files beside `database`; a missing one counts 0.
@@ -401,93 +358,6 @@ pub fn journal_size(database: &Path) -> Result<u64, PluginError> {
         }
     }
     Ok(total)
-}
-
-impl sqlite::HostDatabase for PluginState {
-    async fn page_size(&mut self, db: Resource<Database>) -> wasmtime::Result<u32> {
-        Ok(self.table.get(&db)?.page_size)
-    }
-
-    async fn page_count(&mut self, db: Resource<Database>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&db)?.page_count)
-    }
-
-    async fn size(&mut self, db: Resource<Database>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&db)?.size)
-    }
-
-    async fn begin_check(
-        &mut self,
-        db: Resource<Database>,
-        level: CheckLevel,
-    ) -> wasmtime::Result<()> {
-        let db = self.table.get_mut(&db)?;
-        let path = db.path.clone();
-        let task = tokio::task::spawn_blocking(move || check(&path, level));
-        if let Some((_, previous)) = db.running_check.replace((level, task)) {
-            previous.abort();
-        }
-        Ok(())
-    }
-
-    async fn check(
-        &mut self,
-        db: Resource<Database>,
-        level: CheckLevel,
-    ) -> wasmtime::Result<Result<Vec<String>, PluginError>> {
-        let db = self.table.get_mut(&db)?;
-        let path = db.path.clone();
-        Ok(match db.running_check.take() {
-            Some((started, task)) if started == level => task
-                .await
-                .unwrap_or_else(|e| Err(PluginError::Permanent(format!("check failed: {e}")))),
-            _ => blocking(move || check(&path, level)).await,
-        })
-    }
-
-    async fn query(
-        &mut self,
-        db: Resource<Database>,
-        sql: String,
-    ) -> wasmtime::Result<Result<Vec<Vec<String>>, PluginError>> {
-        let path = self.table.get(&db)?.path.clone();
-        Ok(blocking(move || query(&path, &sql)).await)
-    }
-
-    async fn contents(
-        &mut self,
-        db: Resource<Database>,
-    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
-        let db = self.table.get(&db)?;
-        let (size, known) = (db.size, db.known.clone());
-        let opened = std::fs::File::open(&db.path)
-            .map(|file| Blob::File {
-                file,
-                remaining: size,
-                size,
-                known,
-            })
-            .map_err(|e| io_error(&db.path.to_string_lossy(), e));
-        self.push_made(opened)
-    }
-
-    async fn drop(&mut self, db: Resource<Database>) -> wasmtime::Result<()> {
-        let mut db = self.table.delete(db)?;
-        if let Some((_, task)) = db.running_check.take() {
-            task.abort();
-        }
-        if let Some(copy) = db.copy.take() {
-            // The kernel frees a deleted file's pages as its last descriptor closes, a
-            // quarter of a second for 1 GiB: the name goes now, the pages on a blocking
-            // thread while the backup goes on (or at exit, if that comes first).
-            let held = std::fs::File::open(&copy).ok();
-            drop(copy);
-            if let Some(held) = held {
-                tokio::task::spawn_blocking(move || drop(held));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -639,11 +509,11 @@ mod tests {
                     commits
                 })
             };
-            crate::runtime::sqlite_vfs::register().unwrap();
+            crate::capabilities::sqlite::vfs::register().unwrap();
             let reader = Connection::open_with_flags_and_vfs(
                 &live,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                crate::runtime::sqlite_vfs::NAME,
+                crate::capabilities::sqlite::vfs::NAME,
             )
             .unwrap();
             reader.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -700,7 +570,6 @@ mod tests {
     /// as they come.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tapped_copy_records_the_ids_of_the_chunks_it_holds() {
-        use crate::repo::writer::ChunkWriter;
         const CHUNK: usize = 65536;
         let repo = crate::repo::memory::repository().await;
         let writer = Arc::new(ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap());

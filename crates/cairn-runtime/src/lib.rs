@@ -6,27 +6,16 @@
 //! grants, a memory limit and a deadline. A trap, a timeout or running out of memory fails
 //! that call with an error naming the plugin; the process and other plugins carry on.
 
-pub mod bindings;
-pub mod blob;
-pub mod builtin;
-pub mod capture;
-pub mod copy_tap;
-pub mod deferred;
+pub mod capabilities;
 pub mod engine;
-pub mod files;
-pub mod host_api;
+pub mod errors;
 pub mod parallel;
-pub mod postgres;
-pub mod postgres_tls;
-pub mod replay;
-pub mod s3;
+pub mod pipeline;
+pub mod plugin_api;
 pub mod sandbox;
 pub mod sink;
 pub mod source;
-pub mod sqlite;
-mod sqlite_vfs;
 pub mod state;
-pub mod store_ahead;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,15 +24,14 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
-pub use bindings::{PluginError, PluginInfo, PluginKind};
+/// The repository format, under the name the host uses for it.
+use cairn_repo as repo;
+
 use engine::{CompiledCache, EpochTicker};
+pub use plugin_api::version::{WIT_PACKAGE, WIT_VERSION, supports};
+pub use plugin_api::{PluginError, PluginInfo, PluginKind};
 use sandbox::grants::Grants;
 use state::PluginState;
-
-/// The WIT package version this host implements (`sdk/wit/`). The one place it is
-/// written in the host; a test checks it against the WIT files and the SDK's constant.
-pub const WIT_VERSION: &str = "0.1.0";
-const WIT_PACKAGE: &str = "cairn:plugin";
 
 /// Default memory a plugin instance may use.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
@@ -55,6 +43,8 @@ pub struct RuntimeOptions {
     pub memory_limit: usize,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The plugins a config may name without a path: the binary's catalog.
+    pub builtins: &'static [Builtin],
 }
 
 impl Default for RuntimeOptions {
@@ -62,6 +52,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cache_dir: engine::default_cache_dir(),
+            builtins: &[],
         }
     }
 }
@@ -72,7 +63,24 @@ pub struct Runtime {
     sink_linker: Linker<PluginState>,
     compiled: Option<CompiledCache>,
     memory_limit: usize,
+    builtins: &'static [Builtin],
     _ticker: EpochTicker,
+}
+
+/// A plugin compiled into the binary, loaded by name through exactly the same path as a
+/// third-party `.wasm` file.
+pub struct Builtin {
+    pub name: &'static str,
+    pub kind: PluginKind,
+    pub wasm: &'static [u8],
+    /// For a preset of a plugin built in under several names (`r2` and `b2` are the `s3`
+    /// sink): the `provider` option this name sets.
+    pub provider: Option<&'static str>,
+}
+
+/// Whether a plugin spec that names no built-in names a `.wasm` file.
+pub fn looks_like_path(spec: &str) -> bool {
+    spec.ends_with(".wasm") || spec.contains('/')
 }
 
 /// Where a plugin came from.
@@ -105,8 +113,10 @@ pub struct Plugin {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("unknown plugin `{0}`: it is neither a built-in ({builtins}) nor a path to a .wasm file", builtins = builtin::names().join(", "))]
-    Unknown(String),
+    #[error(
+        "unknown plugin `{spec}`: it is neither a built-in ({builtins}) nor a path to a .wasm file"
+    )]
+    Unknown { spec: String, builtins: String },
     #[error("cannot read plugin {path}: {message}")]
     Read { path: String, message: String },
     #[error("{path} is not a valid WebAssembly component: {message}")]
@@ -136,7 +146,7 @@ pub enum CallError {
     Timeout { plugin: String, after: Duration },
     #[error("plugin `{plugin}` exceeded its memory limit of {limit_mib} MiB and was stopped")]
     OutOfMemory { plugin: String, limit_mib: usize },
-    #[error("plugin `{plugin}`: {}", bindings::describe(error))]
+    #[error("plugin `{plugin}`: {}", plugin_api::describe(error))]
     Failed { plugin: String, error: PluginError },
     #[error("plugin `{plugin}` could not start: {message}")]
     Instantiate { plugin: String, message: String },
@@ -162,13 +172,13 @@ impl Runtime {
         let engine = engine::new_engine()?;
         let mut source_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut source_linker)?;
-        bindings::source::SourcePlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        plugin_api::source::SourcePlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut source_linker,
             |s| s,
         )?;
         let mut sink_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut sink_linker)?;
-        bindings::sink::SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        plugin_api::sink::SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut sink_linker,
             |s| s,
         )?;
@@ -189,6 +199,7 @@ impl Runtime {
             sink_linker,
             compiled,
             memory_limit: options.memory_limit,
+            builtins: options.builtins,
             _ticker: ticker,
         })
     }
@@ -199,16 +210,23 @@ impl Runtime {
 
     /// Loads a built-in by name, or a `.wasm` file by path.
     pub fn load(&self, spec: &str) -> Result<Plugin, LoadError> {
-        let (wasm, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match builtin::find(spec) {
+        let builtin = self.builtins.iter().find(|b| b.name == spec);
+        let (wasm, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match builtin {
             Some(b) => (b.wasm.into(), Origin::Builtin),
-            None if builtin::is_path(spec) => {
+            None if looks_like_path(spec) => {
                 let bytes = std::fs::read(spec).map_err(|e| LoadError::Read {
                     path: spec.to_string(),
                     message: e.to_string(),
                 })?;
                 (bytes.into(), Origin::File(PathBuf::from(spec)))
             }
-            None => return Err(LoadError::Unknown(spec.to_string())),
+            None => {
+                let names: Vec<&str> = self.builtins.iter().map(|b| b.name).collect();
+                return Err(LoadError::Unknown {
+                    spec: spec.to_string(),
+                    builtins: names.join(", "),
+                });
+            }
         };
         self.load_bytes(spec, &wasm, origin)
     }
@@ -310,24 +328,6 @@ fn plugin_kind(
     })
 }
 
-/// Whether this host runs a plugin built for WIT `version`: the same major and minor
-/// version and a patch release no newer than the host's. Patch releases only add to
-/// host-provided interfaces, and wasmtime links a plugin's `0.1.y` imports to the host's
-/// semver-compatible `0.1.z` ones (docs/plugin-guide.md, "Versions").
-fn supports(version: &str) -> bool {
-    fn parts(v: &str) -> Option<(u64, u64, u64)> {
-        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
-        let parsed = (it.next()??, it.next()??, it.next()??);
-        it.next().is_none().then_some(parsed)
-    }
-    match (parts(version), parts(WIT_VERSION)) {
-        (Some((major, minor, patch)), Some((h_major, h_minor, h_patch))) => {
-            major == h_major && minor == h_minor && patch <= h_patch
-        }
-        _ => false,
-    }
-}
-
 /// Arms the deadline for one call.
 fn arm(store: &mut Store<PluginState>, timeout: Duration) {
     store.data_mut().deadline = Instant::now() + timeout;
@@ -371,7 +371,7 @@ fn with_deferred<T>(
             tracing::warn!(
                 plugin,
                 "a deferred write also failed: {}",
-                bindings::describe(&lost)
+                plugin_api::describe(&lost)
             );
             Err(e)
         }
@@ -414,30 +414,15 @@ fn classify_trap(
 macro_rules! guarded {
     ($store:expr, $plugin:expr, $limit:expr, $timeout:expr, $call:expr) => {{
         let timeout: std::time::Duration = $timeout;
-        $crate::runtime::arm($store, timeout);
+        $crate::arm($store, timeout);
         // The epoch deadline stops a plugin that computes; this stops one blocked in a
         // host call. The grace lets the epoch report first when both apply.
         let outcome =
             tokio::time::timeout(timeout + std::time::Duration::from_secs(2), $call).await;
-        let settled = $crate::runtime::settle($plugin, $limit, timeout, outcome);
+        let settled = $crate::settle($plugin, $limit, timeout, outcome);
         // Files the plugin handed over must be written before its call counts as done.
         let deferred = $store.data_mut().deferred.flush().await;
-        $crate::runtime::with_deferred($plugin, settled, deferred)
+        $crate::with_deferred($plugin, settled, deferred)
     }};
 }
 pub(crate) use guarded;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugins_of_this_minor_version_and_no_newer_patch_are_supported() {
-        assert!(supports(WIT_VERSION));
-        assert!(!supports("0.2.0"));
-        assert!(!supports("1.1.0"));
-        assert!(!supports("0.1.999"));
-        assert!(!supports("0.1"));
-        assert!(!supports(""));
-    }
-}

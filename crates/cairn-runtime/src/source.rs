@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::source::SourcePlugin;
-use super::bindings::{PluginInfo, VerifyReport};
-use super::capture::{Capture, ItemWriter};
-use super::replay::{ItemReader, Replay};
-use super::sandbox::grants::Grants;
-use super::state::{PluginState, ProgressHook};
 use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
+use crate::pipeline::capture::{Capture, ItemWriter};
+use crate::pipeline::replay::{ItemReader, Replay};
+use crate::plugin_api::source::SourcePlugin;
+use crate::plugin_api::{PluginInfo, VerifyReport};
+use crate::sandbox::grants::Grants;
+use crate::state::{PluginState, ProgressHook};
 
 pub struct SourceInstance {
     store: Store<PluginState>,

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use super::bindings::PluginError;
+use crate::plugin_api::PluginError;
 
 pub async fn in_order<I, T, F, Fut>(
     limit: usize,

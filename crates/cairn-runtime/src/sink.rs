@@ -10,13 +10,13 @@ use futures::future::BoxFuture;
 use wasmtime::Store;
 use wasmtime::component::{Resource, ResourceAny};
 
-use super::bindings::sink::SinkPlugin;
-use super::bindings::{PluginError, PluginInfo};
-use super::blob::Blob;
-use super::sandbox::grants::Grants;
-use super::state::PluginState;
 use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
+use crate::capabilities::bulk::Blob;
+use crate::plugin_api::sink::SinkPlugin;
+use crate::plugin_api::{PluginError, PluginInfo};
 use crate::repo::backend::{Backend, BackendError, BackendErrorKind, BackendResult};
+use crate::sandbox::grants::Grants;
+use crate::state::PluginState;
 
 /// How long one storage operation may take (a 64 MiB pack over a slow link).
 const OP_TIMEOUT: Duration = Duration::from_secs(15 * 60);

@@ -1,16 +1,7 @@
 //! The plugins compiled into the binary (by `host/build.rs`, for wasm32-wasip2). They load
 //! through exactly the same path as a third-party `.wasm` file.
 
-use super::PluginKind;
-
-pub struct Builtin {
-    pub name: &'static str,
-    pub kind: PluginKind,
-    pub wasm: &'static [u8],
-    /// For a preset of a plugin built in under several names (`r2` and `b2` are the `s3`
-    /// sink): the `provider` option this name sets.
-    pub provider: Option<&'static str>,
-}
+use crate::runtime::{Builtin, PluginKind, RuntimeOptions};
 
 const S3_SINK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cairn_sink_s3.wasm"));
 
@@ -68,13 +59,21 @@ pub const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// The runtime's options with this binary's built-ins in its catalog.
+pub fn runtime_options() -> RuntimeOptions {
+    RuntimeOptions {
+        builtins: BUILTINS,
+        ..RuntimeOptions::default()
+    }
+}
+
 pub fn find(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
 }
 
 /// Whether a plugin spec from a config names a `.wasm` file rather than a built-in.
 pub fn is_path(spec: &str) -> bool {
-    find(spec).is_none() && (spec.ends_with(".wasm") || spec.contains('/'))
+    find(spec).is_none() && crate::runtime::looks_like_path(spec)
 }
 
 pub fn names() -> Vec<&'static str> {

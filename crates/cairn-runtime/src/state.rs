@@ -11,13 +11,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::PluginError;
-use super::capture::Capture;
-use super::replay::Replay;
-use super::sandbox::grants::{Denied, Grants, Resolved};
-
-/// Called with (plugin, phase, done, total) when a plugin reports progress.
-pub type ProgressHook = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
+pub use crate::capabilities::host::ProgressHook;
+use crate::capabilities::sqlite::StoreAheadHandover;
+use crate::errors::{denied, io_error};
+use crate::pipeline::capture::Capture;
+use crate::pipeline::replay::Replay;
+use crate::plugin_api::PluginError;
+use crate::sandbox::grants::{Grants, Resolved};
 
 pub struct PluginState {
     pub plugin: String,
@@ -32,7 +32,7 @@ pub struct PluginState {
     pub replay: Option<Replay>,
     pub progress: Option<ProgressHook>,
     /// Files handed over with `write-options.deferred`, being written.
-    pub deferred: super::deferred::DeferredWrites,
+    pub deferred: crate::capabilities::files::deferred::DeferredWrites,
 }
 
 impl PluginState {
@@ -47,10 +47,10 @@ impl PluginState {
         // rather than being handed to the blocking pool one read at a time.
         wasi.allow_blocking_current_thread(true);
         if !grants.hosts.is_empty() {
-            let allowed = Arc::new(super::sandbox::network::resolve(&grants.hosts));
+            let allowed = Arc::new(crate::sandbox::network::resolve(&grants.hosts));
             wasi.allow_tcp(true).allow_ip_name_lookup(true);
             wasi.socket_addr_check(move |addr, usage| {
-                let ok = super::sandbox::network::permitted(&allowed, addr, usage);
+                let ok = crate::sandbox::network::permitted(&allowed, addr, usage);
                 Box::pin(async move { ok })
             });
         }
@@ -140,30 +140,20 @@ impl PluginState {
     }
 }
 
+impl PluginState {
+    /// The backup this instance is taking, as the `sqlite` capability sees it.
+    pub fn store_ahead_handover(&mut self) -> Option<&mut dyn StoreAheadHandover> {
+        self.capture
+            .as_mut()
+            .map(|capture| capture as &mut dyn StoreAheadHandover)
+    }
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-pub fn denied(d: Denied) -> PluginError {
-    PluginError::Denied(d.to_string())
-}
-
-/// Maps an I/O error on `what` to the plugin error kind a plugin can act on.
-pub fn io_error(what: &str, e: std::io::Error) -> PluginError {
-    use std::io::ErrorKind;
-    let message = format!("{what}: {e}");
-    match e.kind() {
-        ErrorKind::NotFound => PluginError::NotFound(message),
-        ErrorKind::AlreadyExists => PluginError::AlreadyExists(message),
-        ErrorKind::PermissionDenied => PluginError::Denied(message),
-        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-            PluginError::Retryable(message)
-        }
-        _ => PluginError::Permanent(message),
     }
 }

@@ -2,6 +2,8 @@
 //! item's contents streamed from the repository. The host reads and writes them natively
 //! wherever a plugin hands one back; a plugin may also read them in pieces.
 
+mod host;
+
 use std::collections::VecDeque;
 use std::io::Read;
 use std::pin::Pin;
@@ -10,9 +12,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
-use super::copy_tap::KnownChunks;
 use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
+use crate::repo::known::KnownChunks;
 use crate::repo::reader::{ChunkReader, Prefetch};
 
 /// How much of a file one native read takes. Well below the allocator's mmap threshold

@@ -1,0 +1,7 @@
+//! What a plugin drives during a backup or a restore: the capture session that turns its
+//! items into chunks, records and a snapshot tree (with store-ahead of live files), and
+//! the replay session that hands a snapshot's items back.
+
+pub mod capture;
+pub mod replay;
+pub mod store_ahead;

@@ -1,0 +1,96 @@
+//! The `restore-io` interface for a plugin instance: item readers.
+
+use wasmtime::component::Resource;
+
+use super::*;
+use crate::capabilities::bulk::Blob;
+use crate::plugin_api::restore_io;
+use crate::plugin_api::types::Annotation;
+use crate::plugin_api::{ItemMeta, PluginError};
+use crate::state::PluginState;
+
+impl PluginState {
+    fn replay(&mut self) -> Result<&mut Replay, PluginError> {
+        self.replay.as_mut().ok_or_else(|| {
+            PluginError::Permanent("the item reader is only usable during restore or verify".into())
+        })
+    }
+}
+
+impl restore_io::Host for PluginState {}
+
+impl restore_io::HostItemReader for PluginState {
+    async fn next_items(
+        &mut self,
+        _reader: Resource<ItemReader>,
+        max: u32,
+    ) -> wasmtime::Result<Vec<ItemMeta>> {
+        let Ok(replay) = self.replay() else {
+            return Ok(Vec::new());
+        };
+        let end = (replay.cursor + max.max(1) as usize).min(replay.items.len());
+        let batch = replay.items[replay.cursor..end]
+            .iter()
+            .map(meta_from_record)
+            .collect();
+        replay.cursor = end;
+        Ok(batch)
+    }
+
+    async fn open(
+        &mut self,
+        _reader: Resource<ItemReader>,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
+        let blob = (|| {
+            let replay = self.replay()?;
+            let index = *replay.by_path.get(&path).ok_or_else(|| {
+                PluginError::NotFound(format!("no item `{path}` in this snapshot"))
+            })?;
+            let record = &replay.items[index];
+            let first = replay.first_chunk[index];
+            Ok(Blob::Chunks {
+                reader: replay.reader.clone(),
+                prefetch: replay.prefetch.clone(),
+                chunks: record
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (id, _))| (first + k, *id))
+                    .collect(),
+                current: bytes::Bytes::new(),
+                size: record.size,
+            })
+        })();
+        match blob {
+            Ok(blob) => Ok(Ok(self.table.push(blob)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn annotations(
+        &mut self,
+        _reader: Resource<ItemReader>,
+    ) -> wasmtime::Result<Vec<Annotation>> {
+        let Ok(replay) = self.replay() else {
+            return Ok(Vec::new());
+        };
+        Ok(replay
+            .annotations
+            .iter()
+            .map(|(key, value)| Annotation {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect())
+    }
+
+    async fn flags(&mut self, _reader: Resource<ItemReader>) -> wasmtime::Result<RestoreFlags> {
+        Ok(self.replay().map(|r| r.flags).unwrap_or(NO_FLAGS))
+    }
+
+    async fn drop(&mut self, rep: Resource<ItemReader>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
