@@ -19,7 +19,7 @@ use cairn::lifecycle::Session;
 use cairn::lifecycle::backup::{self, BackupOptions};
 use cairn::repo::chunker::Chunking;
 use cairn::repo::pack::ChunkKind;
-use cairn::repo::writer::{ChunkWriter, ContentWriter};
+use cairn::repo::write::{ChunkWriter, ContentWriter};
 use cairn::runtime::{Runtime, RuntimeOptions};
 use cairn_bench::mib_per_s;
 

@@ -20,10 +20,10 @@ pub mod meta;
 pub mod ops;
 pub mod pack;
 pub mod prune;
-pub mod reader;
+pub mod read;
 pub mod snapshot;
 pub mod tree;
-pub mod writer;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -57,6 +57,11 @@ pub enum RepoError {
     Backend(#[from] BackendError),
     #[error("{0}")]
     Other(String),
+    /// What was being done when `cause` happened, printed before it. The cause is part
+    /// of the message, not the `source()` chain: boxed, it would not downcast as a
+    /// `RepoError`; match it to learn what kind of failure this is.
+    #[error("{what}: {cause}")]
+    Context { what: String, cause: Box<RepoError> },
 }
 
 impl RepoError {
@@ -65,6 +70,14 @@ impl RepoError {
         match self {
             RepoError::Corrupt(m) => RepoError::Corrupt(format!("{what}: {m}")),
             other => other,
+        }
+    }
+
+    /// Says what was being done when this happened.
+    pub fn within(self, what: impl Into<String>) -> Self {
+        RepoError::Context {
+            what: what.into(),
+            cause: Box::new(self),
         }
     }
 }

@@ -37,13 +37,7 @@ pub fn classify(error: &anyhow::Error) -> ExitStatus {
             return ExitStatus::Usage;
         }
         if let Some(e) = cause.downcast_ref::<RepoError>() {
-            return match e {
-                RepoError::WrongPassword(_)
-                | RepoError::NotInitialised(_)
-                | RepoError::AlreadyInitialised(_) => ExitStatus::Repository,
-                RepoError::Backend(b) => backend_status(b),
-                _ => ExitStatus::Failed,
-            };
+            return repo_status(e);
         }
         if let Some(b) = cause.downcast_ref::<BackendError>() {
             return backend_status(b);
@@ -52,9 +46,43 @@ pub fn classify(error: &anyhow::Error) -> ExitStatus {
     ExitStatus::Failed
 }
 
+fn repo_status(e: &RepoError) -> ExitStatus {
+    match e {
+        RepoError::WrongPassword(_)
+        | RepoError::NotInitialised(_)
+        | RepoError::AlreadyInitialised(_) => ExitStatus::Repository,
+        RepoError::Backend(b) => backend_status(b),
+        // What was being done: its cause decides.
+        RepoError::Context { cause, .. } => repo_status(cause),
+        _ => ExitStatus::Failed,
+    }
+}
+
 fn backend_status(e: &BackendError) -> ExitStatus {
     match e.kind {
         BackendErrorKind::Denied | BackendErrorKind::Config => ExitStatus::Repository,
         _ => ExitStatus::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_being_done_does_not_hide_the_cause() {
+        let denied = BackendError::new(BackendErrorKind::Denied, "403 Forbidden");
+        let wrapped = RepoError::from(denied).within("deleting pack 00ff");
+        assert_eq!(
+            classify(&anyhow::Error::new(wrapped)),
+            ExitStatus::Repository
+        );
+        let damaged = RepoError::Corrupt("bad tag".into()).within("reading the items of x");
+        let error = anyhow::Error::new(damaged);
+        assert_eq!(classify(&error), ExitStatus::Failed);
+        assert_eq!(
+            format!("{error:#}"),
+            "reading the items of x: repository data is damaged: bad tag"
+        );
     }
 }

@@ -16,9 +16,9 @@ use super::history::{self, RunKind, RunRecord, SourceOutcome};
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
-use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
-use crate::repo::writer::{ChunkWriter, WriteStats};
+use crate::repo::write::{ChunkWriter, WriteStats};
 use crate::runtime::pipeline::capture::{Capture, CaptureCounts};
 
 #[derive(Debug, Serialize)]

@@ -7,7 +7,6 @@ pub mod drill;
 pub mod forget;
 pub mod history;
 pub mod progress;
-pub mod prune;
 pub mod restore;
 pub mod status;
 pub mod verify;

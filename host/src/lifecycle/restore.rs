@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
-use crate::repo::reader::{ChunkReader, read_items};
+use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::pipeline::replay::{Replay, RestoreFlags};
 use crate::runtime::plugin_api::RestoreTarget;

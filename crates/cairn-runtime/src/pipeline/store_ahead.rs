@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::repo::writer::ContentWriter;
+use crate::repo::write::ContentWriter;
 
 /// How much of the file is read at once.
 const READ_SIZE: usize = 4 * 1024 * 1024;
@@ -126,7 +126,7 @@ mod tests {
     use crate::repo::chunker::Chunking;
     use crate::repo::memory;
     use crate::repo::pack::ChunkKind;
-    use crate::repo::writer::{ChunkWriter, WriteStats};
+    use crate::repo::write::{ChunkWriter, WriteStats};
 
     /// `len` bytes that neither compress nor repeat.
     fn noise_file(dir: &Path, len: u64) -> PathBuf {

@@ -7,8 +7,8 @@ use super::{grace_of, session, usage_error};
 use crate::cli::Cli;
 use crate::cli::report::Report;
 use crate::lifecycle::forget::{self, ForgetReport};
-use crate::lifecycle::prune::{self, PruneReport};
 use crate::repo::duration::parse_period;
+use crate::repo::ops::prune::{self, PruneReport};
 use crate::repo::ops::retention::Policy;
 
 #[derive(Debug, clap::Args)]

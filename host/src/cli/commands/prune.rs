@@ -6,7 +6,7 @@ use super::{grace_of, session};
 use crate::cli::Cli;
 use crate::cli::report::Report;
 use crate::lifecycle::progress::human_bytes;
-use crate::lifecycle::prune::{self, PruneReport};
+use crate::repo::ops::prune::{self, PruneReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +25,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<PruneReport> {
         dry_run: args.dry_run,
     };
     let repo = session.open_repository().await?;
-    prune::run(&repo, &options).await
+    Ok(prune::run(&repo, &options).await?)
 }
 
 impl Report for PruneReport {

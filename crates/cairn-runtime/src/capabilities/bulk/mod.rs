@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use crate::repo::RepoError;
 use crate::repo::crypto::ChunkId;
 use crate::repo::known::KnownChunks;
-use crate::repo::reader::{ChunkReader, Prefetch};
+use crate::repo::read::{ChunkReader, Prefetch};
 
 /// How much of a file one native read takes. Well below the allocator's mmap threshold
 /// (set in main.rs), so piece buffers are recycled from the heap instead of being mapped,

@@ -24,7 +24,7 @@ use crate::capabilities::sqlite::vfs::WriteTap;
 use crate::repo::crypto::ChunkId;
 use crate::repo::known::KnownChunks;
 use crate::repo::pack::ChunkKind;
-use crate::repo::writer::ChunkWriter;
+use crate::repo::write::ChunkWriter;
 
 /// Bytes of new chunks handed to the repository at once.
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -203,7 +203,7 @@ impl TapResult {
 mod tests {
     use super::*;
     use crate::repo::memory;
-    use crate::repo::writer::ChunkWriter;
+    use crate::repo::write::ChunkWriter;
 
     /// Large enough that batches are handed over mid-test, so that both chunks waiting in
     /// a batch and chunks already stored are forgotten.

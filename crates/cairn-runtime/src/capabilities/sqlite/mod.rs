@@ -23,7 +23,7 @@ use crate::errors::io_error;
 use crate::plugin_api::PluginError;
 use crate::plugin_api::sqlite::CheckLevel;
 use crate::repo::known::KnownChunks;
-use crate::repo::writer::ChunkWriter;
+use crate::repo::write::ChunkWriter;
 
 /// How long a snapshot waits for a writer's lock before giving up (retryable).
 const LOCK_WAIT: Duration = Duration::from_secs(60);

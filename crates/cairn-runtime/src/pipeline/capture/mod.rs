@@ -18,7 +18,7 @@ use crate::repo::crypto::ChunkId;
 use crate::repo::known::KnownChunks;
 use crate::repo::pack::ChunkKind;
 use crate::repo::tree::{self, ItemRecord};
-use crate::repo::writer::{ChunkWriter, ContentWriter};
+use crate::repo::write::{ChunkWriter, ContentWriter};
 
 /// The writer a source's `backup` receives; its state lives in [`PluginState::capture`].
 pub struct ItemWriter;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 pub use crate::plugin_api::restore_io::RestoreFlags;
 use crate::plugin_api::{ItemKind, ItemMeta};
-use crate::repo::reader::{ChunkReader, Prefetch};
+use crate::repo::read::{ChunkReader, Prefetch};
 use crate::repo::tree::{self, ItemRecord};
 
 /// A plain restore: nothing forced, cleaned, kept, nor aimed at the live system.

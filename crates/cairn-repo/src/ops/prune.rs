@@ -1,4 +1,4 @@
-//! `cairn prune`: removes data no snapshot needs, in two phases with a grace period, so a
+//! Prune: removes data no snapshot needs, in two phases with a grace period, so a
 //! backup running at the same time from another host never loses data.
 //!
 //! Phase 1 *condemns* packs: those no snapshot references (and unindexed leftovers of
@@ -14,16 +14,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{Context, Result};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::repo::index::{IndexFile, IndexedPack};
-use crate::repo::meta::{self, MetaKind};
-use crate::repo::pack::{PackBuilder, PackId};
-use crate::repo::reader::{ChunkReader, read_items};
-use crate::repo::{Indexed, Repository};
-use crate::repo::{PruneMarker, crypto::ChunkId};
+use crate::crypto::ChunkId;
+use crate::index::{IndexFile, IndexedPack};
+use crate::meta::{self, MetaKind};
+use crate::pack::{PackBuilder, PackId};
+use crate::read::{ChunkReader, read_items};
+use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository};
 
 pub struct PruneOptions {
     /// How old a marker must be before its packs are deleted: longer than any backup.
@@ -54,7 +53,10 @@ pub struct PruneReport {
     pub index_files_rewritten: usize,
 }
 
-pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> Result<PruneReport> {
+pub async fn run(
+    repo: &std::sync::Arc<Repository>,
+    options: &PruneOptions,
+) -> RepoResult<PruneReport> {
     let mut report = PruneReport {
         dry_run: options.dry_run,
         ..Default::default()
@@ -166,7 +168,9 @@ pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> R
             repo.backend()
                 .delete(&pack.object_name())
                 .await
-                .with_context(|| format!("deleting pack {}", pack.to_hex()))?;
+                .map_err(|e| {
+                    RepoError::from(e).within(format!("deleting pack {}", pack.to_hex()))
+                })?;
         }
     }
     for (name, _) in &due {
@@ -179,22 +183,22 @@ pub async fn run(repo: &std::sync::Arc<Repository>, options: &PruneOptions) -> R
             packs: condemn.iter().map(PackId::to_hex).collect(),
         };
         let sealed = meta::seal(repo.keys(), MetaKind::Prune, &marker);
-        let name = format!("prune/{}", crate::repo::snapshot::new_snapshot_id());
+        let name = format!("prune/{}", crate::snapshot::new_snapshot_id());
         repo.backend().put(&name, sealed.into(), true).await?;
     }
     Ok(report)
 }
 
 /// Every chunk a snapshot needs: its item list's chunks and its items' chunks.
-async fn referenced_chunks(repo: &Indexed) -> Result<HashSet<ChunkId>> {
+async fn referenced_chunks(repo: &Indexed) -> RepoResult<HashSet<ChunkId>> {
     let mut reader = ChunkReader::new(repo);
     let mut referenced = HashSet::new();
     for (name, manifest) in repo.snapshots().await? {
         referenced.extend(manifest.tree.iter().copied());
-        let items = read_items(&mut reader, &manifest).await.with_context(|| {
-            format!(
+        let items = read_items(&mut reader, &manifest).await.map_err(|e| {
+            e.within(format!(
                 "reading the items of {name}: prune needs every snapshot readable (run cairn check)"
-            )
+            ))
         })?;
         for item in items {
             referenced.extend(item.chunks.iter().map(|(id, _)| *id));
@@ -203,7 +207,7 @@ async fn referenced_chunks(repo: &Indexed) -> Result<HashSet<ChunkId>> {
     Ok(referenced)
 }
 
-async fn read_index_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>> {
+async fn read_index_files(repo: &Repository) -> RepoResult<Vec<(String, IndexFile)>> {
     let mut files = Vec::new();
     for (name, _) in repo.index_files().await? {
         let file = repo.read_index_file(&name).await?;
@@ -219,7 +223,7 @@ async fn repack_live(
     packs: &[PackId],
     pack_chunks: &HashMap<PackId, Vec<ChunkId>>,
     referenced: &HashSet<ChunkId>,
-) -> Result<(u64, usize)> {
+) -> RepoResult<(u64, usize)> {
     let mut reader = ChunkReader::new(repo);
     let mut builder = PackBuilder::with_capacity(repo.config().pack_size as usize);
     let mut landed = Vec::new();
@@ -261,7 +265,7 @@ async fn upload(
     repo: &Repository,
     builder: PackBuilder,
     landed: &mut Vec<IndexedPack>,
-) -> Result<u64> {
+) -> RepoResult<u64> {
     let (id, bytes, entries) = builder.finish(repo.keys());
     let size = bytes.len() as u64;
     repo.put_content_addressed(&id.object_name(), bytes).await?;
@@ -275,7 +279,7 @@ async fn drop_from_index(
     repo: &Repository,
     files: &[(String, IndexFile)],
     packs: &HashSet<PackId>,
-) -> Result<usize> {
+) -> RepoResult<usize> {
     let names_pack = |file: &IndexFile| {
         file.packs
             .iter()
