@@ -1,7 +1,8 @@
 //! The repository: deduplicated, compressed, encrypted storage on any sink.
 //!
 //! Objects (see docs/FORMAT.md): `config`, `keys/<id>`, `data/<xx>/<pack id>`,
-//! `index/<hash>`, `snapshots/<hash>`. Everything except key slots is sealed with keys
+//! `index/<hash>`, `snapshots/<hash>`, `prune/<id>`, `writers/<run>` (see [`writers`]),
+//! `runs/<time>`. Everything except key slots is sealed with keys
 //! derived from a master secret that key slots wrap. Writes go packs → index → snapshot
 //! and every name is unique or content-addressed, so concurrent writers need no lock and a
 //! crash at any point leaves a valid repository.
@@ -24,6 +25,7 @@ pub mod read;
 pub mod snapshot;
 pub mod tree;
 pub mod write;
+pub mod writers;
 
 use std::sync::Arc;
 
@@ -303,12 +305,20 @@ impl Repository {
     }
 
     /// Loads the index for a backup: without the chunks of condemned packs, so nothing
-    /// new comes to depend on a pack a prune is about to delete.
-    pub async fn load_index_for_backup(self: &Arc<Self>) -> RepoResult<Indexed> {
+    /// new comes to depend on a pack a prune is about to delete. The markers are listed
+    /// (and recorded in the backup's registration) before the index is read: a prune that
+    /// deletes a marker's packs has rewritten the index first, so a marker this backup
+    /// does not see cannot name a pack its index still holds (see [`writers`]).
+    pub async fn load_index_for_backup(
+        self: &Arc<Self>,
+        registration: &writers::Registration,
+    ) -> RepoResult<Indexed> {
+        let markers = self.prune_markers().await?;
+        registration
+            .saw_markers(markers.iter().map(|(name, _)| name.clone()).collect())
+            .await?;
         let indexed = self.load_index().await?;
-        let condemned: std::collections::HashSet<PackId> = self
-            .prune_markers()
-            .await?
+        let condemned: std::collections::HashSet<PackId> = markers
             .iter()
             .flat_map(|(_, m)| m.packs.iter())
             .filter_map(|p| PackId::from_hex(p).ok())

@@ -18,6 +18,8 @@ pub enum MetaKind {
     Prune,
     /// A record of one backup or drill run (outcomes per source), for `cairn status`.
     Run,
+    /// A backup in progress (see [`crate::writers`]).
+    Writer,
 }
 
 impl MetaKind {
@@ -28,6 +30,7 @@ impl MetaKind {
             MetaKind::Snapshot => b"cairn snapshot",
             MetaKind::Prune => b"cairn prune",
             MetaKind::Run => b"cairn run",
+            MetaKind::Writer => b"cairn writer",
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::repo::Indexed;
 use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::write::{ChunkWriter, WriteStats};
+use crate::repo::writers::{self, Registration};
 use crate::runtime::pipeline::capture::{Capture, CaptureCounts};
 
 #[derive(Debug, Serialize)]
@@ -96,7 +97,41 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
     }
 
     let repo = session.open_repository().await?;
-    let indexed = repo.load_index_for_backup().await?;
+    // Announced before the index is loaded, so a prune meanwhile respects this backup;
+    // released however the run ends (a killed run's record is swept by the next one).
+    let registration = Registration::register(&repo, writers::DEFAULT_HEARTBEAT)
+        .await
+        .context("registering the backup in the repository")?;
+    let result = run_registered(
+        session,
+        options,
+        (&prepared, instances),
+        &registration,
+        started,
+    )
+    .await;
+    let released = registration.release().await;
+    let report = result?;
+    if let Err(e) = released {
+        tracing::warn!(
+            "removing this backup's registration (the next backup or prune on this machine removes it): {e}"
+        );
+    }
+    Ok(report)
+}
+
+async fn run_registered(
+    session: &Session,
+    options: &BackupOptions,
+    (prepared, instances): (
+        &[PreparedSource],
+        Vec<crate::runtime::source::SourceInstance>,
+    ),
+    registration: &Registration,
+    started: Instant,
+) -> Result<BackupReport> {
+    let repo = registration.repository();
+    let indexed = repo.load_index_for_backup(registration).await?;
     let parents = repo.snapshots().await?;
     let writer = Arc::new(ChunkWriter::start(&indexed)?);
     let snapshot = new_snapshot_id();
@@ -124,7 +159,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
             .iter()
             .rev()
             .find(|(_, m)| m.source == source.name && m.plugin == source.info.name);
-        let result = capture_source(
+        let result = match capture_source(
             &indexed,
             &writer,
             source,
@@ -134,7 +169,11 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
             time,
             &options.tags,
         )
-        .await;
+        .await
+        {
+            Ok((counts, manifest)) => commit(registration, &manifest).await.map(|()| counts),
+            Err(e) => Err(e),
+        };
         if let Some(f) = follower {
             f.abort();
         }
@@ -173,7 +212,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
             sources: Some(succeeded),
             policy: None,
         };
-        match forget::run(&repo, &session.config, &options).await {
+        match forget::run(repo, &session.config, &options).await {
             Ok(report) => Some(report),
             Err(e) => {
                 tracing::error!("applying retention: {e:#}");
@@ -184,7 +223,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         None
     };
     history::record(
-        &repo,
+        repo,
         &RunRecord {
             kind: RunKind::Backup,
             time,
@@ -227,7 +266,7 @@ async fn capture_source(
     snapshot: &str,
     time: chrono::DateTime<chrono::Utc>,
     tags: &[String],
-) -> Result<CaptureCounts> {
+) -> Result<(CaptureCounts, SourceSnapshot)> {
     let started = Instant::now();
     let parent_items = match parent {
         Some(manifest) => {
@@ -267,8 +306,26 @@ async fn capture_source(
         duration_secs: started.elapsed().as_secs_f64(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
-    repo.write_snapshot(&manifest)
+    Ok((captured.counts, manifest))
+}
+
+/// Writes a source's manifest, only while no prune has judged this backup dead: checked
+/// before (so nothing is written over deleted data) and after (a prune that evicted the
+/// backup in between may not have seen the manifest, so it is taken back).
+async fn commit(registration: &Registration, manifest: &SourceSnapshot) -> Result<()> {
+    let repo = registration.repository();
+    registration.confirm().await?;
+    let name = repo
+        .write_snapshot(manifest)
         .await
         .context("writing the snapshot manifest")?;
-    Ok(captured.counts)
+    if let Err(e) = registration.confirm().await {
+        if let Err(undo) = repo.backend().delete(&name).await {
+            return Err(anyhow::Error::new(e).context(format!(
+                "and {name} could not be removed ({undo}): delete it by hand, it may reference deleted data"
+            )));
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }

@@ -1,16 +1,17 @@
-//! Prune: removes data no snapshot needs, in two phases with a grace period, so a
-//! backup running at the same time from another host never loses data.
+//! Prune: removes data no snapshot needs, in two phases, so a backup running at the same
+//! time, on this host or another, never loses data.
 //!
 //! Phase 1 *condemns* packs: those no snapshot references (and unindexed leftovers of
 //! interrupted backups), and partly used ones after copying their live chunks into new
 //! packs (repacking). It writes a prune marker and deletes nothing. From then on backups
 //! do not reuse chunks of condemned packs.
 //!
-//! Phase 2, in a later prune once the grace period has passed, deletes a condemned pack
-//! only if every chunk of it that a snapshot now references (a snapshot written meanwhile
-//! by a backup that started before the marker) also lives in a pack that is not
-//! condemned; otherwise the pack is kept. Index files naming deleted packs are rewritten
-//! first, so the index never names a missing pack.
+//! Phase 2, in a later prune once the grace period has passed and no running backup could
+//! depend on the marker (see [`crate::writers`]), deletes a condemned pack only if every
+//! chunk of it that a snapshot now references (a snapshot written meanwhile by a backup
+//! that started before the marker) also lives in a pack that is not condemned; otherwise
+//! the pack is kept. Index files naming deleted packs are rewritten first, so the index
+//! never names a missing pack.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,10 +23,12 @@ use crate::index::{IndexFile, IndexedPack};
 use crate::meta::{self, MetaKind};
 use crate::pack::{PackBuilder, PackId};
 use crate::read::{ChunkReader, read_items};
-use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository};
+use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository, writers};
 
 pub struct PruneOptions {
-    /// How old a marker must be before its packs are deleted: longer than any backup.
+    /// How old a marker must be before its packs are deleted. Safety does not depend on
+    /// it (running backups are respected whatever it is); it is the window in which a
+    /// forgotten snapshot's data can still be recovered by hand.
     pub grace: chrono::Duration,
     /// Report what would happen; change nothing.
     pub dry_run: bool,
@@ -50,6 +53,12 @@ pub struct PruneReport {
     pub bytes_repacked: u64,
     /// Condemned packs still within their grace period.
     pub packs_waiting: usize,
+    /// Condemned packs past their grace period, kept because a backup that was running
+    /// may depend on them (named in `blocking_backups`).
+    pub packs_waiting_for_backups: usize,
+    pub blocking_backups: Vec<String>,
+    /// Backups judged dead (silent for three heartbeats) and evicted: they cannot commit.
+    pub writers_evicted: Vec<String>,
     pub index_files_rewritten: usize,
 }
 
@@ -61,6 +70,13 @@ pub async fn run(
         dry_run: options.dry_run,
         ..Default::default()
     };
+    // The order matters (see crate::writers): markers, then running backups, then what
+    // the repository references. A backup that registers after this prune looked is sure
+    // to see every marker listed here, or to load an index already rewritten without its
+    // packs.
+    let markers = repo.prune_markers().await?;
+    let writers = writers::resolve(repo, !options.dry_run).await?;
+    report.writers_evicted = writers.evicted.clone();
     let indexed = repo.load_index().await?;
     let referenced = referenced_chunks(&indexed).await?;
     let index_files = read_index_files(repo).await?;
@@ -81,19 +97,28 @@ pub async fn run(
         .into_iter()
         .filter_map(|(name, size)| Some((PackId::from_hex(name.rsplit('/').next()?).ok()?, size)))
         .collect();
-    let markers = repo.prune_markers().await?;
     let condemned: HashSet<PackId> = markers
         .iter()
         .flat_map(|(_, m)| m.packs.iter())
         .filter_map(|p| PackId::from_hex(p).ok())
         .collect();
 
-    // Phase 2: markers past their grace period.
+    // Phase 2: markers past their grace period that no running backup could depend on.
     let now = Utc::now();
     let (due, waiting): (Vec<_>, Vec<_>) = markers
         .into_iter()
         .partition(|(_, m)| now - m.time >= options.grace);
     report.packs_waiting = waiting.iter().map(|(_, m)| m.packs.len()).sum();
+    let mut blocking: HashSet<String> = HashSet::new();
+    let (due, held): (Vec<_>, Vec<_>) = due.into_iter().partition(|(name, _)| {
+        let by = writers.blocking(name);
+        let free = by.is_empty();
+        blocking.extend(by);
+        free
+    });
+    report.packs_waiting_for_backups = held.iter().map(|(_, m)| m.packs.len()).sum();
+    report.blocking_backups = blocking.into_iter().collect();
+    report.blocking_backups.sort();
     // Where else each referenced chunk lives, outside condemned packs.
     let safe_copies: HashSet<ChunkId> = pack_chunks
         .iter()
@@ -129,6 +154,11 @@ pub async fn run(
     let mut repack: Vec<PackId> = Vec::new();
     for (&pack, &size) in &stored {
         if condemned.contains(&pack) {
+            continue;
+        }
+        // An unindexed pack is most likely a running backup's, not yet indexed; it is
+        // condemned (as a leftover) only when no backup runs.
+        if writers.any() && !pack_chunks.contains_key(&pack) {
             continue;
         }
         let chunks = pack_chunks

@@ -10,15 +10,26 @@ use super::forget::{self, ForgetOptions};
 use super::prune::{self, PruneOptions};
 use super::retention::Policy;
 use crate::chunker::Chunking;
+use crate::crypto::ChunkId;
 use crate::pack::ChunkKind;
 use crate::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::tree::{ItemKind, ItemRecord};
 use crate::write::{ChunkWriter, ContentWriter};
-use crate::{Repository, memory};
+use crate::writers::Registration;
+use crate::{Indexed, Repository, memory};
 
 /// Stores a snapshot of `source` holding one file of `contents`, in packs of its own.
 async fn snapshot(repo: &Arc<Repository>, source: &str, contents: &[u8], hour: u32) {
-    let writer = Arc::new(ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap());
+    let staged = stage(&repo.load_index().await.unwrap(), contents).await;
+    repo.write_snapshot(&manifest(source, staged, contents.len(), hour))
+        .await
+        .unwrap();
+}
+
+/// Stores one file of `contents` and its item list, as a backup does before it writes
+/// the manifest; returns the item list's chunks.
+async fn stage(indexed: &Indexed, contents: &[u8]) -> Vec<ChunkId> {
+    let writer = Arc::new(ChunkWriter::start(indexed).unwrap());
     let mut content =
         ContentWriter::new(writer.clone(), Chunking::Fixed(64 * 1024), ChunkKind::Data);
     content.write(contents).await.unwrap();
@@ -36,7 +47,7 @@ async fn snapshot(repo: &Arc<Repository>, source: &str, contents: &[u8], hour: u
         target: None,
         chunks,
     };
-    let cdc = repo.config().chunker;
+    let cdc = indexed.config().chunker;
     let mut tree = ContentWriter::new(
         writer.clone(),
         Chunking::ContentDefined(cdc),
@@ -45,10 +56,14 @@ async fn snapshot(repo: &Arc<Repository>, source: &str, contents: &[u8], hour: u
     tree.write(&record.to_line()).await.unwrap();
     let (tree, _) = tree.finish().await.unwrap();
     writer.flush().await.unwrap();
+    tree.into_iter().map(|(id, _)| id).collect()
+}
+
+fn manifest(source: &str, tree: Vec<ChunkId>, len: usize, hour: u32) -> SourceSnapshot {
     let time = chrono::DateTime::parse_from_rfc3339(&format!("2026-01-01T{hour:02}:00:00Z"))
         .unwrap()
         .to_utc();
-    repo.write_snapshot(&SourceSnapshot {
+    SourceSnapshot {
         version: 1,
         snapshot: new_snapshot_id(),
         time,
@@ -58,15 +73,13 @@ async fn snapshot(repo: &Arc<Repository>, source: &str, contents: &[u8], hour: u
         source: source.into(),
         plugin: "test".into(),
         plugin_version: "0".into(),
-        tree: tree.into_iter().map(|(id, _)| id).collect(),
+        tree,
         items: 1,
-        bytes: contents.len() as u64,
+        bytes: len as u64,
         annotations: Default::default(),
         duration_secs: 0.0,
         program: "test".into(),
-    })
-    .await
-    .unwrap();
+    }
 }
 
 fn noise(seed: u8, len: usize) -> Vec<u8> {
@@ -182,4 +195,92 @@ async fn check_names_the_pack_a_flipped_byte_damaged() {
         "{:?}",
         checked.errors
     );
+}
+
+const NO_GRACE: PruneOptions = PruneOptions {
+    grace: chrono::Duration::zero(),
+    dry_run: false,
+};
+
+async fn forget_all(repo: &Arc<Repository>) {
+    for (name, _) in repo.backend().list("snapshots/").await.unwrap() {
+        repo.backend().delete(&name).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn prunes_with_no_grace_never_delete_what_a_running_backup_depends_on() {
+    let repo = memory::repository().await;
+    let old = noise(5, 300_000);
+    snapshot(&repo, "files", &old, 1).await;
+    forget_all(&repo).await;
+
+    // A backup starts while the forgotten snapshot's packs are still indexed: it reuses
+    // them, and adds packs of its own that no snapshot references yet.
+    let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let indexed = repo.load_index_for_backup(&backup).await.unwrap();
+    let mut contents = old.clone();
+    contents.extend(noise(6, 300_000));
+    let tree = stage(&indexed, &contents).await;
+
+    for _ in 0..3 {
+        let pruned = prune::run(&repo, &NO_GRACE).await.unwrap();
+        assert_eq!(pruned.packs_deleted, 0, "{pruned:?}");
+    }
+    let held = prune::run(&repo, &NO_GRACE).await.unwrap();
+    assert!(held.packs_waiting_for_backups > 0, "{held:?}");
+    assert_eq!(
+        held.blocking_backups,
+        vec![format!("writers/{}", backup.run())]
+    );
+
+    backup.confirm().await.unwrap();
+    repo.write_snapshot(&manifest("files", tree, contents.len(), 2))
+        .await
+        .unwrap();
+    backup.confirm().await.unwrap();
+    backup.release().await.unwrap();
+    assert!(repo.backend().list("writers/").await.unwrap().is_empty());
+
+    let checked = check_all(&repo).await;
+    assert!(checked.ok(), "{checked:?}");
+    // Once the backup has committed, prune sees that its snapshot needs every pack.
+    for _ in 0..2 {
+        let pruned = prune::run(&repo, &NO_GRACE).await.unwrap();
+        assert_eq!(pruned.packs_deleted, 0, "{pruned:?}");
+    }
+    let checked = check_all(&repo).await;
+    assert!(checked.ok(), "{checked:?}");
+    assert_eq!(checked.snapshots, 1);
+}
+
+#[tokio::test]
+async fn a_silent_backup_on_another_machine_is_evicted_and_cannot_commit() {
+    let repo = memory::repository().await;
+    snapshot(&repo, "files", &noise(7, 200_000), 1).await;
+    forget_all(&repo).await;
+    let backup = Registration::register(&repo, std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    let indexed = repo.load_index_for_backup(&backup).await.unwrap();
+    let tree = stage(&indexed, &noise(7, 200_000)).await;
+    backup.freeze_as_if_elsewhere().await;
+
+    let first = prune::run(&repo, &NO_GRACE).await.unwrap();
+    assert_eq!(
+        first.writers_evicted,
+        vec![format!("writers/{}", backup.run())]
+    );
+    let second = prune::run(&repo, &NO_GRACE).await.unwrap();
+    assert!(
+        second.packs_deleted > 0,
+        "an evicted backup blocks nothing: {second:?}"
+    );
+
+    let refused = backup.confirm().await.unwrap_err().to_string();
+    assert!(refused.contains("judged this backup"), "{refused}");
+    assert!(refused.contains("run the backup again"), "{refused}");
+    drop(tree);
 }

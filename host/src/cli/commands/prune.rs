@@ -10,7 +10,8 @@ use crate::repo::ops::prune::{self, PruneReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// How long condemned data waits before a prune deletes it; longer than any backup.
+    /// How long condemned data waits before a prune deletes it. Running backups are
+    /// respected whatever it is; the grace is the window for recovering forgotten data.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub grace: String,
     /// Report what would be condemned and deleted; change nothing.
@@ -56,6 +57,18 @@ impl Report for PruneReport {
             lines.push(format!(
                 "{} packs condemned earlier are still within the grace period",
                 self.packs_waiting
+            ));
+        }
+        if self.packs_waiting_for_backups > 0 {
+            lines.push(format!(
+                "{} condemned packs wait for backups that were running when they were condemned: {}",
+                self.packs_waiting_for_backups,
+                self.blocking_backups.join(", ")
+            ));
+        }
+        for writer in &self.writers_evicted {
+            lines.push(format!(
+                "{writer}: evicted a backup silent for three heartbeats (on another machine); it cannot commit, and its data goes with later prunes"
             ));
         }
         lines.join("\n")
