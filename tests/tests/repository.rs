@@ -233,6 +233,45 @@ fn init_twice_is_refused_and_a_missing_repository_is_named() {
     );
 }
 
+/// A repository that lost its `config` is damaged, not absent: every command says so, and
+/// `init` refuses to add a key slot beside the old data (which would open nothing).
+#[test]
+fn a_repository_without_its_config_is_damaged_and_init_will_not_write_over_it() {
+    let env = tree_env(20, 0);
+    env.ok(&["backup"]);
+    let repo = env.path("repo");
+    std::fs::remove_file(repo.join("config")).unwrap();
+    let slots = repo_objects(&repo, "keys");
+
+    let err = env.fails(&["snapshots"], 3);
+    assert!(
+        err.contains("no `config`") && err.contains("damaged") && err.contains("under snapshots/"),
+        "{err}"
+    );
+    let err = env.fails(&["init"], 3);
+    assert!(
+        err.contains("will not write over it") && err.contains("1 under keys/"),
+        "{err}"
+    );
+    assert_eq!(repo_objects(&repo, "keys"), slots, "init wrote a key slot");
+    assert!(!repo.join("config").exists(), "init wrote a config");
+
+    // A location holding only what cairn does not recognise is free for a repository.
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("README"), "not a repository").unwrap();
+    let config = env.path("other.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n",
+            other.display()
+        ),
+    )
+    .unwrap();
+    env.ok(&["--config", config.to_str().unwrap(), "init"]);
+}
+
 /// `cairn backup | head -1`, or a cron job whose mail pipe went away: the reader is gone
 /// before cairn prints. The backup is done and stays done; cairn neither panics nor fails.
 #[test]

@@ -43,12 +43,29 @@ use pack::PackId;
 pub use prune::PruneMarker;
 use snapshot::SourceSnapshot;
 
+/// Where the objects of a repository live, besides `config` (see docs/FORMAT.md).
+const OBJECT_PREFIXES: [&str; 7] = [
+    "keys/",
+    "data/",
+    "index/",
+    "snapshots/",
+    "prune/",
+    "writers/",
+    "runs/",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error("no repository at {0}; create one with `cairn init`")]
     NotInitialised(String),
     #[error("{0} already holds a repository")]
     AlreadyInitialised(String),
+    /// Objects only cairn writes are there, but `config` is not: a damaged repository,
+    /// which `init` must not write over (a new key slot beside old data opens nothing).
+    #[error(
+        "{at} holds cairn repository objects ({found}) but no `config`: the repository is damaged, and `cairn init` will not write over it; put `config` back from a copy of the repository (a bucket version, a replica), or point the config at an empty location for a new repository"
+    )]
+    ConfigMissing { at: String, found: String },
     #[error(
         "wrong password: none of the repository's {0} key slot(s) opens with it (check CAIRN_PASSWORD or --password-file)"
     )]
@@ -121,6 +138,7 @@ impl Repository {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
+        Self::refuse_leftovers(&*backend).await?;
         let keys = Keys::generate();
         let slot = KeySlot::new(&keys, password)?;
         let slot_name = format!("keys/{}", snapshot::new_snapshot_id());
@@ -156,6 +174,7 @@ impl Repository {
         let sealed_config = match backend.get("config").await {
             Ok(c) => c,
             Err(e) if e.is_not_found() => {
+                Self::refuse_leftovers(&*backend).await?;
                 return Err(RepoError::NotInitialised(backend.describe()));
             }
             Err(e) => return Err(e.into()),
@@ -179,6 +198,25 @@ impl Repository {
         }
         config.chunker.seed = chunker_seed(&keys);
         Ok(Repository::assemble(backend, keys, config, slot_name))
+    }
+
+    /// Fails with [`RepoError::ConfigMissing`] if the location holds any object of a
+    /// repository (there is no `config`, or this would not be asked).
+    async fn refuse_leftovers(backend: &dyn Backend) -> RepoResult<()> {
+        let mut found = Vec::new();
+        for prefix in OBJECT_PREFIXES {
+            let count = backend.list(prefix).await?.len();
+            if count > 0 {
+                found.push(format!("{count} under {prefix}"));
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(RepoError::ConfigMissing {
+            at: backend.describe(),
+            found: found.join(", "),
+        })
     }
 
     fn assemble(

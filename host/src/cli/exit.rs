@@ -50,7 +50,8 @@ fn repo_status(e: &RepoError) -> ExitStatus {
     match e {
         RepoError::WrongPassword(_)
         | RepoError::NotInitialised(_)
-        | RepoError::AlreadyInitialised(_) => ExitStatus::Repository,
+        | RepoError::AlreadyInitialised(_)
+        | RepoError::ConfigMissing { .. } => ExitStatus::Repository,
         RepoError::Backend(b) => backend_status(b),
         // What was being done: its cause decides.
         RepoError::Context { cause, .. } => repo_status(cause),
