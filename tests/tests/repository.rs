@@ -272,6 +272,66 @@ fn a_repository_without_its_config_is_damaged_and_init_will_not_write_over_it() 
     env.ok(&["--config", config.to_str().unwrap(), "init"]);
 }
 
+/// One damaged manifest or index file is named and skipped: every other snapshot lists,
+/// restores and backs up; only prune (which must see everything) and check refuse.
+#[test]
+fn a_damaged_manifest_or_index_file_blocks_nothing_else() {
+    let env = tree_env(40, 0);
+    let repo = env.path("repo");
+    let data = env.path("data");
+    env.ok(&["backup"]);
+    let first = repo_objects(&repo, "snapshots");
+    std::fs::write(data.join("added.txt"), "after the first snapshot").unwrap();
+    env.ok(&["backup"]);
+    let damaged = first[0].clone();
+    let name = format!(
+        "snapshots/{}",
+        damaged.file_name().unwrap().to_string_lossy()
+    );
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    // As another machine sees it: this one's cache holds intact copies.
+    let _ = std::fs::remove_dir_all(env.path("cache"));
+
+    let out = env.cairn(&["snapshots", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert!(stderr(&out).contains(&name), "{}", stderr(&out));
+    env.ok(&["status"]);
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_same_tree(&data, &restored.join("files"));
+    env.ok(&["backup"]);
+
+    let packs = repo_objects(&repo, "data").len();
+    let err = env.fails(&["prune", "--grace", "0s"], 1);
+    assert!(
+        err.contains(&name) && err.contains("deleted nothing"),
+        "{err}"
+    );
+    assert_eq!(repo_objects(&repo, "data").len(), packs);
+    let out = env.cairn(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&name),
+        "{out:?}"
+    );
+
+    // A damaged index file: its chunks are stored again, and the new snapshot is whole.
+    let index = repo_objects(&repo, "index").remove(0);
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
+    let _ = std::fs::remove_dir_all(env.path("cache"));
+    std::fs::write(data.join("added.txt"), "after the index was damaged").unwrap();
+    let out = env.cairn(&["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("index/"), "{}", stderr(&out));
+    let again = env.path("again");
+    env.ok(&["restore", "latest", "--target", again.to_str().unwrap()]);
+    assert_same_tree(&data, &again.join("files"));
+}
+
 /// `cairn backup | head -1`, or a cron job whose mail pipe went away: the reader is gone
 /// before cairn prints. The backup is done and stays done; cairn neither panics nor fails.
 #[test]

@@ -29,7 +29,7 @@ pub mod writers;
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use backend::{Backend, BackendError, BackendErrorKind};
@@ -93,6 +93,15 @@ impl RepoError {
     }
 
     /// Says what was being done when this happened.
+    /// Whether this says stored bytes are wrong (not that they could not be fetched).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            RepoError::Corrupt(_) => true,
+            RepoError::Context { cause, .. } => cause.is_damage(),
+            _ => false,
+        }
+    }
+
     pub fn within(self, what: impl Into<String>) -> Self {
         RepoError::Context {
             what: what.into(),
@@ -309,20 +318,43 @@ impl Repository {
         meta::open(&self.keys, MetaKind::Index, &sealed).map_err(|e| e.context(name))
     }
 
-    /// Loads every index file (from the local cache where possible).
+    /// Loads every index file (from the local cache where possible); fails if any is
+    /// damaged. For what must see all the repository holds (prune).
     pub async fn load_index(self: &Arc<Self>) -> RepoResult<Indexed> {
+        self.index_of(Damage::Fail).await
+    }
+
+    /// Loads the index files that are intact, skipping (and naming, as warnings) those
+    /// that fail authentication or do not decode: a backup then stores their chunks
+    /// again, and a restore reads every snapshot whose chunks are indexed elsewhere.
+    pub async fn load_readable_index(self: &Arc<Self>) -> RepoResult<Indexed> {
+        self.index_of(Damage::Skip).await
+    }
+
+    async fn index_of(self: &Arc<Self>, damage: Damage) -> RepoResult<Indexed> {
         let names = self.index_files().await?;
         if let Some(cache) = &self.cache {
             cache.retain("index/", names.iter().map(|(n, _)| n.as_str()));
         }
-        let files: Vec<IndexFile> =
-            futures::stream::iter(names.iter().map(|(name, _)| self.read_index_file(name)))
-                .buffer_unordered(8)
-                .try_collect()
-                .await?;
+        let files: Vec<(String, RepoResult<IndexFile>)> = futures::stream::iter(
+            names
+                .iter()
+                .map(|(name, _)| async move { (name.clone(), self.read_index_file(name).await) }),
+        )
+        .buffer_unordered(8)
+        .collect()
+        .await;
         let mut index = Index::default();
-        for file in &files {
-            index.add_file(file)?;
+        for (name, file) in files {
+            let added = file.and_then(|file| index.add_file(&file));
+            if let Err(err) = damage.sort(added)? {
+                damaged_warning(
+                    &err,
+                    &format!(
+                        "{name} is skipped: backups store its chunks again, and snapshots that need them cannot be restored"
+                    ),
+                );
+            }
         }
         Ok(Indexed {
             repo: self.clone(),
@@ -355,7 +387,7 @@ impl Repository {
         registration
             .saw_markers(markers.iter().map(|(name, _)| name.clone()).collect())
             .await?;
-        let indexed = self.load_index().await?;
+        let indexed = self.load_readable_index().await?;
         let condemned: std::collections::HashSet<PackId> = markers
             .iter()
             .flat_map(|(_, m)| m.packs.iter())
@@ -370,23 +402,43 @@ impl Repository {
         })
     }
 
-    /// Every snapshot manifest, oldest first.
+    /// Every snapshot manifest, oldest first; fails if any is damaged. For what must see
+    /// every snapshot (prune, retention).
     pub async fn snapshots(&self) -> RepoResult<Vec<(String, SourceSnapshot)>> {
+        self.snapshots_of(Damage::Fail).await
+    }
+
+    /// The snapshot manifests that are intact, oldest first, skipping (and naming, as
+    /// warnings) those that fail authentication or do not decode.
+    pub async fn readable_snapshots(&self) -> RepoResult<Vec<(String, SourceSnapshot)>> {
+        self.snapshots_of(Damage::Skip).await
+    }
+
+    async fn snapshots_of(&self, damage: Damage) -> RepoResult<Vec<(String, SourceSnapshot)>> {
         let names = self.backend.list("snapshots/").await?;
         if let Some(cache) = &self.cache {
             cache.retain("snapshots/", names.iter().map(|(n, _)| n.as_str()));
         }
-        let mut manifests: Vec<(String, SourceSnapshot)> =
+        let read: Vec<(String, RepoResult<SourceSnapshot>)> =
             futures::stream::iter(names.into_iter().map(|(name, _)| async move {
-                let sealed = self.fetch_cached(&name).await?;
-                let manifest: SourceSnapshot = meta::open(&self.keys, MetaKind::Snapshot, &sealed)
-                    .map_err(|e| e.context(&name))?;
-                Ok::<_, RepoError>((name, manifest))
+                let manifest = match self.fetch_cached(&name).await {
+                    Ok(sealed) => meta::open(&self.keys, MetaKind::Snapshot, &sealed)
+                        .map_err(|e| e.context(&name)),
+                    Err(e) => Err(e),
+                };
+                (name, manifest)
             }))
             .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        manifests.sort_by(|a, b| {
+            .collect()
+            .await;
+        let mut manifests = Vec::new();
+        for (name, manifest) in read {
+            match damage.sort(manifest)? {
+                Ok(manifest) => manifests.push((name, manifest)),
+                Err(err) => damaged_warning(&err, &format!("snapshot {name} is left out")),
+            }
+        }
+        manifests.sort_by(|a: &(String, SourceSnapshot), b| {
             a.1.time
                 .cmp(&b.1.time)
                 .then_with(|| a.1.source.cmp(&b.1.source))
@@ -426,7 +478,7 @@ impl Repository {
         id: &str,
         source: Option<&str>,
     ) -> RepoResult<Vec<(String, SourceSnapshot)>> {
-        let all = self.snapshots().await?;
+        let all = self.readable_snapshots().await?;
         let all: Vec<_> = all
             .into_iter()
             .filter(|(_, m)| source.is_none_or(|s| m.source == s))
@@ -498,6 +550,29 @@ impl std::ops::Deref for Indexed {
     fn deref(&self) -> &Repository {
         &self.repo
     }
+}
+
+/// What a reader does with an object that fails authentication or does not decode.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Fail,
+    Skip,
+}
+
+impl Damage {
+    /// `Err` to fail with; `Ok(Err)` for a damaged object to skip; `Ok(Ok)` for one intact.
+    /// Storage errors always fail: an object that could not be fetched is not damaged.
+    fn sort<T>(self, read: RepoResult<T>) -> RepoResult<RepoResult<T>> {
+        match read {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) if matches!(self, Damage::Skip) && e.is_damage() => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn damaged_warning(err: &RepoError, consequence: &str) {
+    tracing::warn!("{err}; {consequence} (`cairn check` lists all damage)");
 }
 
 fn chunker_seed(keys: &Keys) -> u64 {

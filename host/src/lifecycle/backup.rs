@@ -132,7 +132,7 @@ async fn run_registered(
 ) -> Result<BackupReport> {
     let repo = registration.repository();
     let indexed = repo.load_index_for_backup(registration).await?;
-    let parents = repo.snapshots().await?;
+    let parents = repo.readable_snapshots().await?;
     let writer = Arc::new(ChunkWriter::start(&indexed)?);
     let snapshot = new_snapshot_id();
     let time = chrono::Utc::now();

@@ -47,10 +47,14 @@ pub struct DrilledSource {
 }
 
 pub async fn run(session: &Session, options: &DrillOptions) -> Result<DrillReport> {
-    let repo = session.open_repository().await?.load_index().await?;
+    let repo = session
+        .open_repository()
+        .await?
+        .load_readable_index()
+        .await?;
     // The newest manifest of each source.
     let mut newest = BTreeMap::new();
-    for (_, manifest) in repo.snapshots().await? {
+    for (_, manifest) in repo.readable_snapshots().await? {
         if options
             .source
             .as_ref()

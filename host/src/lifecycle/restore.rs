@@ -58,7 +58,11 @@ pub struct RestoredSource {
 }
 
 pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreReport> {
-    let repo = session.open_repository().await?.load_index().await?;
+    let repo = session
+        .open_repository()
+        .await?
+        .load_readable_index()
+        .await?;
     let manifests = repo
         .find_snapshot(&options.snapshot, options.source.as_deref())
         .await?;

@@ -40,7 +40,7 @@ pub async fn run(session: &Session) -> Result<Vec<SourceStatus>> {
             .entry(source.name().to_string())
             .or_insert_with(|| new_status(source.name()));
     }
-    for (_, manifest) in repo.snapshots().await? {
+    for (_, manifest) in repo.readable_snapshots().await? {
         let s = status
             .entry(manifest.source.clone())
             .or_insert_with(|| new_status(&manifest.source));

@@ -63,7 +63,11 @@ pub struct CheckOutcome {
 }
 
 pub async fn run(session: &Session, options: &VerifyOptions) -> Result<VerifyReport> {
-    let repo = session.open_repository().await?.load_index().await?;
+    let repo = session
+        .open_repository()
+        .await?
+        .load_readable_index()
+        .await?;
     let manifests = repo
         .find_snapshot(&options.snapshot, options.source.as_deref())
         .await?;

@@ -77,8 +77,11 @@ pub async fn run(
     let markers = repo.prune_markers().await?;
     let writers = writers::resolve(repo, !options.dry_run).await?;
     report.writers_evicted = writers.evicted.clone();
-    let indexed = repo.load_index().await?;
-    let referenced = referenced_chunks(&indexed).await?;
+    let intact = |e: RepoError| {
+        e.within("prune needs every index file and snapshot intact, and deleted nothing (`cairn check` lists the damage)")
+    };
+    let indexed = repo.load_index().await.map_err(intact)?;
+    let referenced = referenced_chunks(&indexed).await.map_err(intact)?;
     let index_files = read_index_files(repo).await?;
     let mut pack_chunks: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
     for (_, file) in &index_files {

@@ -37,7 +37,7 @@ struct ListedSource {
 
 pub async fn run(cli: &Cli) -> Result<Listed> {
     let repo = session(cli)?.open_repository().await?;
-    let manifests = repo.snapshots().await?;
+    let manifests = repo.readable_snapshots().await?;
     Ok(group(manifests.into_iter().map(|(_, m)| m)))
 }
 
