@@ -32,11 +32,15 @@ fi
 
 # Debian packages the tests use, installed only when missing: PostgreSQL 15's server
 # binaries (the postgres tests start their own clusters with initdb and pg_ctl, found
-# with `pg_config --bindir`) and its client tools (psql, pg_dump, pgbench).
+# with `pg_config --bindir`) and its client tools (psql, pg_dump, pgbench); faketime.
 apt_packages=()
 pg_bindir=$(pg_config --bindir 2>/dev/null || true)
 if [ -z "$pg_bindir" ] || [ ! -x "$pg_bindir/initdb" ] || [ ! -x "$pg_bindir/pgbench" ]; then
   apt_packages+=(postgresql-15 postgresql-client-15 libpq-dev)
+fi
+# libfaketime: the clock-skew tests run cairn as a host whose clock is days off.
+if ! command -v faketime >/dev/null 2>&1; then
+  apt_packages+=(faketime)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then

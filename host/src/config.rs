@@ -58,6 +58,10 @@ pub struct SourceConfig {
     /// How long one backup, restore or verify of this source may run (`90m`, `6h`).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// What a backup does with a file that changes during each of its reads: `warn`
+    /// (store it as read, flagged) or `fail`.
+    #[serde(default, rename = "changed-files")]
+    pub changed_files: crate::runtime::pipeline::capture::ChangedFiles,
     /// This source's retention, replacing the top-level `[retention]` for it.
     #[serde(default)]
     pub retention: Option<toml::Spanned<toml::Table>>,
@@ -116,6 +120,13 @@ pub enum ConfigError {
     Missing { path: String },
     #[error("cannot read config file {path}: {message}")]
     Unreadable { path: String, message: String },
+    /// A value the config's folder and the plugin's schema make wrong (a path option
+    /// left empty), found after parsing, where no line is known.
+    #[error("{path}: {message}")]
+    Value { path: String, message: String },
+    /// No password, or a password file that cannot be read.
+    #[error("{0}")]
+    Password(String),
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
         path: String,
@@ -158,7 +169,7 @@ impl Config {
         };
         let config: Config =
             toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashMap::new();
         for source in &config.sources {
             let name = source.name();
             let valid = !name.is_empty()
@@ -174,19 +185,31 @@ impl Config {
                     ),
                 ));
             }
-            if !seen.insert(name.to_string()) {
-                return Err(invalid(
-                    Some(source.name.span()),
-                    format!("source name `{name}` is used twice"),
-                ));
+            // Names differing only in case would restore into one directory on a
+            // case-insensitive target (macOS, Windows shares).
+            if let Some(other) = seen.get(&name.to_ascii_lowercase()) {
+                let message = match other == name {
+                    true => format!("source name `{name}` is used twice"),
+                    false => format!(
+                        "source names `{other}` and `{name}` differ only in case: they would restore into one directory on a case-insensitive filesystem; rename one"
+                    ),
+                };
+                return Err(invalid(Some(source.name.span()), message));
             }
-            if let Some(t) = &source.timeout
-                && parse_span(t).is_none()
-            {
-                return Err(invalid(
-                    Some(source.name.span()),
-                    format!("source `{name}`: timeout `{t}` is not a duration like `90m` or `6h`"),
-                ));
+            seen.insert(name.to_ascii_lowercase(), name.to_string());
+            if let Some(t) = &source.timeout {
+                let message = match parse_span(t) {
+                    None => Some(format!(
+                        "source `{name}`: timeout `{t}` is not a duration like `90m` or `6h`"
+                    )),
+                    Some(d) if d.is_zero() => Some(format!(
+                        "source `{name}`: timeout `{t}` would fail every run at once; give a duration like `90m` or `6h`, or leave it out for 24h"
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(message) = message {
+                    return Err(invalid(Some(source.name.span()), message));
+                }
             }
         }
         for table in config
@@ -198,6 +221,13 @@ impl Config {
             if let Err(e) = Policy::from_table(table.get_ref(), &mut Vec::new()) {
                 return Err(invalid(Some(table.span()), e.0));
             }
+        }
+        if config.plugins.memory_limit_mib == Some(0) {
+            let at = text.find("memory-limit-mib");
+            return Err(invalid(
+                at.map(|i| i..i),
+                "memory-limit-mib = 0 would let no plugin start: give the MiB one plugin instance may use (default 512), or leave it out".into(),
+            ));
         }
         if config.repository.concurrency == 0 {
             return Err(invalid(

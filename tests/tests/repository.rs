@@ -213,6 +213,64 @@ fn config_errors_name_the_file_line_and_field() {
     assert!(err.contains("unknown plugin `nosuchsink`"), "{err}");
 }
 
+/// Values that parse but cannot be meant are configuration errors (exit 2) that say why,
+/// never a quiet default: an empty path (which would mean the config's folder), a zero
+/// memory limit or timeout, source names that collide on a case-insensitive target, and
+/// a password that is missing or cannot be read.
+#[test]
+fn config_values_that_cannot_be_meant_are_refused_with_exit_2() {
+    let env = Env::new();
+    let repo = format!(
+        "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n",
+        env.path("repo").display()
+    );
+    let source = |extra: &str| {
+        format!(
+            "[[source]]\nname = \"files\"\nplugin = \"filesystem\"\n{extra}[source.options]\npath = \"/tmp\"\n"
+        )
+    };
+
+    env.write_config("[repository]\nsink = \"local\"\n[repository.options]\npath = \"\"\n");
+    let err = env.fails(&["init"], 2);
+    assert!(err.contains("option `path` is empty"), "{err}");
+    assert!(!env.path("config").exists() && !env.path("keys").exists());
+
+    env.write_config(&format!("{repo}[plugins]\nmemory-limit-mib = 0\n"));
+    let err = env.fails(&["init"], 2);
+    assert!(
+        err.contains("cairn.toml:6:") && err.contains("memory-limit-mib = 0"),
+        "{err}"
+    );
+
+    env.write_config(&format!("{repo}{}", source("timeout = \"0s\"\n")));
+    let err = env.fails(&["init"], 2);
+    assert!(err.contains("timeout `0s` would fail every run"), "{err}");
+
+    let twice = source("").replace("name = \"files\"", "name = \"Files\"");
+    env.write_config(&format!("{repo}{twice}{}", source("")));
+    let err = env.fails(&["init"], 2);
+    assert!(
+        err.contains("`Files` and `files` differ only in case"),
+        "{err}"
+    );
+
+    env.write_config(&format!("{repo}{}", source("")));
+    let out = env
+        .command(&["init"])
+        .env_remove("CAIRN_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no repository password"),
+        "{}",
+        stderr(&out)
+    );
+    let missing = env.path("no-such-password-file");
+    let err = env.fails(&["--password-file", missing.to_str().unwrap(), "init"], 2);
+    assert!(err.contains("cannot read password file"), "{err}");
+}
+
 #[test]
 fn init_twice_is_refused_and_a_missing_repository_is_named() {
     let env = tree_env(3, 0);
@@ -330,6 +388,176 @@ fn a_damaged_manifest_or_index_file_blocks_nothing_else() {
     let again = env.path("again");
     env.ok(&["restore", "latest", "--target", again.to_str().unwrap()]);
     assert_same_tree(&data, &again.join("files"));
+
+    // `cairn repair` makes the repository whole again: the damaged index file is replaced
+    // by one read from the packs, the damaged manifest removed; check and prune work.
+    let index_name = format!("index/{}", index.file_name().unwrap().to_string_lossy());
+    let dry = env.ok(&["repair", "index", "--dry-run"]);
+    assert!(
+        dry.contains(&index_name) && dry.contains("would be replaced"),
+        "{dry}"
+    );
+    assert!(index.exists(), "a dry run changed nothing");
+    let fixed = env.ok(&["repair", "index"]);
+    assert!(fixed.contains("adopted"), "{fixed}");
+    assert!(!index.exists());
+    let fixed = env.ok(&["repair", "snapshots"]);
+    assert!(
+        fixed.contains(&name) && fixed.contains("removed"),
+        "{fixed}"
+    );
+    let _ = std::fs::remove_dir_all(env.path("cache"));
+    let checked = env.ok(&["check", "--read-data"]);
+    assert!(!checked.contains("warning"), "{checked}");
+    env.ok(&["prune", "--grace", "0s"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let last = env.path("last");
+    env.ok(&["restore", "latest", "--target", last.to_str().unwrap()]);
+    assert_same_tree(&data, &last.join("files"));
+}
+
+/// A pack damaged on disk: `repair packs` keeps every chunk that still opens, `repair
+/// snapshots` drops the files that lost data and names them, and every other file restores.
+#[test]
+fn a_damaged_pack_costs_only_the_files_whose_data_it_held() {
+    let env = tree_env(60, 0);
+    let repo = env.path("repo");
+    let data = env.path("data");
+    env.ok(&["backup"]);
+    let pack = repo_objects(&repo, "data").remove(0);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&pack, &bytes).unwrap();
+    let out = env.cairn(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let repaired = env.ok(&["repair", "packs"]);
+    assert!(
+        repaired.contains("1 damaged") && repaired.contains("1 lost"),
+        "{repaired}"
+    );
+    assert!(!pack.exists());
+    env.ok(&["repair", "index"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["repair", "snapshots", "--json"])).unwrap();
+    let repaired = &report["repaired"][0];
+    assert_eq!(repaired["removed"], false, "{report}");
+    let lost: Vec<&str> = repaired["items_lost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(!lost.is_empty(), "{report}");
+    env.ok(&["check", "--read-data"]);
+    let listed = env.ok(&["snapshots"]);
+    assert!(listed.contains("repaired"), "{listed}");
+
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    let mut expected = cairn_e2e::describe_tree(&data);
+    for path in &lost {
+        assert!(
+            expected.remove(*path).is_some(),
+            "{path} is not in the tree"
+        );
+    }
+    assert_eq!(expected, cairn_e2e::describe_tree(&restored.join("files")));
+    // The next backup stores the lost files again.
+    std::fs::write(data.join("after.txt"), "after the repair").unwrap();
+    env.ok(&["backup"]);
+    env.ok(&["check", "--read-data"]);
+}
+
+/// A file rewritten throughout its read would be stored as a state it never had: it is
+/// read again, then stored flagged with a warning, or (with `changed-files = "fail"`)
+/// fails the source.
+#[test]
+fn a_file_written_while_it_is_read_is_flagged_or_fails_never_stored_silently() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let env = tree_env(10, 0);
+    let data = env.path("data");
+    let busy = data.join("busy.log");
+    let mut rng = rand::rng();
+    std::fs::write(&busy, cairn_e2e::semi_compressible(&mut rng, 32 << 20)).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, busy) = (stop.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&busy).unwrap();
+            let mut offset = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                offset = (offset + 7_340_033) % (30 << 20);
+                file.seek(SeekFrom::Start(offset)).unwrap();
+                file.write_all(&[offset as u8; 4096]).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+
+    let out = env.cairn(&["backup"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}\n{}", stderr(&out));
+    assert!(
+        report.contains("1 file(s) changed during every read"),
+        "{report}"
+    );
+    assert!(
+        stderr(&out).contains("busy.log changed while it was read"),
+        "{}",
+        stderr(&out)
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).unwrap();
+    let flagged: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["changed_while_read"] == true)
+        .map(|item| item["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, ["busy.log"], "{listed}");
+    let text = env.ok(&["ls", "latest"]);
+    assert!(
+        text.lines()
+            .any(|l| l.ends_with("files/busy.log  [changed while read]")),
+        "{text}"
+    );
+
+    let config = std::fs::read_to_string(env.path("cairn.toml")).unwrap();
+    env.write_config(&config.replace(
+        "plugin = \"filesystem\"\n",
+        "plugin = \"filesystem\"\nchanged-files = \"fail\"\n",
+    ));
+    let out = env.cairn(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("busy.log changed while it was read") && said.contains("changed-files"),
+        "{said}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    // Once nothing writes it, the file is stored whole and unflagged.
+    env.ok(&["backup"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["changed_while_read"] == false),
+        "{listed}"
+    );
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_same_tree(&data, &restored.join("files"));
 }
 
 /// `cairn backup | head -1`, or a cron job whose mail pipe went away: the reader is gone
@@ -470,4 +698,144 @@ fn a_file_the_target_refuses_fails_the_restore_naming_it() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// `--force` replaces what is in the target, so it never reaches through a symlink at or
+/// above the target to somewhere the user did not name; and what a killed restore left
+/// half-written there is removed by the next one.
+#[test]
+fn a_forced_restore_follows_no_symlink_and_sweeps_a_killed_restores_temporaries() {
+    let env = tree_env(20, 0);
+    env.ok(&["backup"]);
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("precious"), "not the restore's to replace").unwrap();
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+
+    for target in [link.clone(), link.join("deeper")] {
+        let err = env.fails(
+            &[
+                "restore",
+                "latest",
+                "--force",
+                "--target",
+                target.to_str().unwrap(),
+            ],
+            1,
+        );
+        assert!(
+            err.contains("passes through the symlink")
+                && err.contains(elsewhere.canonicalize().unwrap().to_str().unwrap()),
+            "{err}"
+        );
+    }
+    let entries: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "the forced restore wrote through the link"
+    );
+
+    // Given the resolved path, the user means it.
+    let real = elsewhere.canonicalize().unwrap();
+    env.ok(&[
+        "restore",
+        "latest",
+        "--force",
+        "--target",
+        real.to_str().unwrap(),
+    ]);
+    assert_same_tree(&env.path("data"), &real.join("files"));
+
+    // A killed restore's temporaries, at the top and deeper, go with the next restore.
+    let deep = real.join("files");
+    let dir = std::fs::read_dir(&deep)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.path())
+        .unwrap_or(deep.clone());
+    std::fs::write(deep.join(".tmp-0123456789abcdef"), "half").unwrap();
+    std::fs::write(dir.join(".tmp-fedcba9876543210"), "half").unwrap();
+    std::fs::write(deep.join(".tmp-notcairns"), "the user's").unwrap();
+    env.ok(&[
+        "restore",
+        "latest",
+        "--force",
+        "--target",
+        real.to_str().unwrap(),
+    ]);
+    assert!(!deep.join(".tmp-0123456789abcdef").exists());
+    assert!(!dir.join(".tmp-fedcba9876543210").exists());
+    assert!(
+        deep.join(".tmp-notcairns").exists(),
+        "only cairn's own names go"
+    );
+}
+
+/// A FIFO or a socket holds no data at rest: the backup skips it, and says so.
+#[test]
+fn a_fifo_or_socket_in_a_tree_is_skipped_with_a_warning() {
+    let env = tree_env(5, 0);
+    let data = env.path("data");
+    let fifo = data.join("queue.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _socket = std::os::unix::net::UnixListener::bind(data.join("app.sock")).unwrap();
+    let out = env.cairn(&["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("queue.fifo: a FIFO (named pipe)") && err.contains("app.sock: a socket"),
+        "{err}"
+    );
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(
+        !listed.contains("queue.fifo") && !listed.contains("app.sock"),
+        "{listed}"
+    );
+}
+
+/// libfaketime, which makes cairn a host whose clock is off (scripts/setup.sh installs it).
+fn faketime_library() -> String {
+    let found = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketimeMT.so.1"))
+        .find(|path| std::path::Path::new(path).exists());
+    found.expect("libfaketime is not installed: run scripts/setup.sh")
+}
+
+/// A host whose clock is three days slow writes the newest snapshot: it is `latest`,
+/// `keep-last 1` keeps it, and the backup says the clocks disagree.
+#[test]
+fn latest_is_the_snapshot_written_last_whatever_the_clocks_say() {
+    let env = tree_env(5, 0);
+    env.ok(&["backup"]);
+    std::fs::write(env.path("data").join("later.txt"), "from the slow host").unwrap();
+    let library = faketime_library();
+    let slow = [
+        ("LD_PRELOAD", library.as_str()),
+        ("FAKETIME", "-3d"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let out = env.cairn_with(&["backup"], &slow);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3d behind the newest snapshot's time"),
+        "{}",
+        stderr(&out)
+    );
+
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(listed.contains("files/later.txt"), "{listed}");
+    env.ok(&["forget", "--keep-last", "1"]);
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(listed.contains("files/later.txt"), "{listed}");
 }

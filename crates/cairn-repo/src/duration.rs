@@ -57,6 +57,23 @@ pub fn parse_span(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs(secs))
 }
 
+/// A span for messages, in its largest unit: `45s`, `12m`, `5h`, `3d`.
+pub fn human_span(d: Duration) -> String {
+    let secs = d.num_seconds();
+    // Rounded to the nearest unit: a clock three days slow, measured a few seconds
+    // later, is still "3d" behind.
+    let rounded = |unit: i64| (secs + unit / 2) / unit;
+    if secs < 120 {
+        format!("{secs}s")
+    } else if secs < 7200 {
+        format!("{}m", rounded(60))
+    } else if secs < 172_800 {
+        format!("{}h", rounded(3600))
+    } else {
+        format!("{}d", rounded(86_400))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,7 +402,7 @@ impl Repository {
         })
     }
 
-    /// Every snapshot manifest, oldest first; fails if any is damaged. For what must see
+    /// Every snapshot manifest, oldest first (by `seq`, then time); fails if any is damaged. For what must see
     /// every snapshot (prune, retention).
     pub async fn snapshots(&self) -> RepoResult<Vec<(String, SourceSnapshot)>> {
         self.snapshots_of(Damage::Fail).await
@@ -438,10 +438,10 @@ impl Repository {
                 Err(err) => damaged_warning(&err, &format!("snapshot {name} is left out")),
             }
         }
+        // The order of writes first: a snapshot from a host whose clock is behind is
+        // still newer than every snapshot its run saw.
         manifests.sort_by(|a: &(String, SourceSnapshot), b| {
-            a.1.time
-                .cmp(&b.1.time)
-                .then_with(|| a.1.source.cmp(&b.1.source))
+            (a.1.seq, a.1.time, &a.1.source).cmp(&(b.1.seq, b.1.time, &b.1.source))
         });
         Ok(manifests)
     }

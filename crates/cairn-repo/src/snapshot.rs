@@ -16,6 +16,12 @@ pub struct SourceSnapshot {
     /// The run's id, shared by the manifests of all its sources (32 hex digits).
     pub snapshot: String,
     pub time: DateTime<Utc>,
+    /// The repository's own order of writes, which no clock decides: one more than the
+    /// highest `seq` among the manifests the run saw when it started (0 in manifests
+    /// written before the field existed). `latest` and retention order by `seq`, then
+    /// `time`; two runs that overlapped may share one.
+    #[serde(default)]
+    pub seq: u64,
     pub hostname: String,
     pub username: String,
     #[serde(default)]
@@ -33,6 +39,14 @@ pub struct SourceSnapshot {
     /// How long the capture took, in seconds.
     pub duration_secs: f64,
     pub program: String,
+    /// Files stored as read although they kept changing while read (their items say
+    /// `changed_while_read`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub changed_while_read: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SourceSnapshot {
@@ -60,4 +74,20 @@ impl<'de> Deserialize<'de> for ChunkId {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         ChunkId::from_hex(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// The `seq` of a run that starts when the repository holds `manifests`.
+pub fn next_seq<'a>(manifests: impl IntoIterator<Item = &'a SourceSnapshot>) -> u64 {
+    manifests.into_iter().map(|m| m.seq).max().unwrap_or(0) + 1
+}
+
+/// How far `now` is behind the newest time among `manifests`, if it is: another host's
+/// clock (or this one's) is wrong. Ordering does not depend on it; the user should know.
+pub fn clock_behind<'a>(
+    now: DateTime<Utc>,
+    manifests: impl IntoIterator<Item = &'a SourceSnapshot>,
+) -> Option<(chrono::Duration, &'a SourceSnapshot)> {
+    let newest = manifests.into_iter().max_by_key(|m| m.time)?;
+    let behind = newest.time - now;
+    (behind > chrono::Duration::zero()).then_some((behind, newest))
 }

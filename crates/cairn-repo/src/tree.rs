@@ -33,6 +33,14 @@ pub struct ItemRecord {
     /// `[chunk id, length]` pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<(ChunkId, u32)>,
+    /// The file kept changing while it was read, every time: the contents are what was
+    /// read, which may be a state the file never had as a whole.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub changed_while_read: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ItemRecord {

@@ -53,6 +53,9 @@ pub enum Command {
     Backup(commands::backup::Args),
     /// List snapshots.
     Snapshots,
+    /// List the items of a snapshot (`latest`, or an id prefix): kind, mode, size, mtime,
+    /// path, and whether a file changed while it was read.
+    Ls(commands::ls::Args),
     /// Restore a snapshot (each source to TARGET/<source>, or one source to TARGET).
     Restore(commands::restore::Args),
     /// Check the repository's structure and, with --read-data, every stored byte.
@@ -66,6 +69,10 @@ pub enum Command {
     /// Remove data no snapshot needs, in two phases: condemn now, delete in a later prune
     /// once the grace period has passed (so concurrent backups never lose data).
     Prune(commands::prune::Args),
+    /// Make a damaged repository readable again, saving what is intact: `packs`, then
+    /// `index`, then `snapshots` (each with --dry-run).
+    #[command(subcommand)]
+    Repair(commands::repair::RepairCommand),
     /// Restore drill: restore the newest snapshot of every source into scratch space, verify
     /// it, and report time to restore (RTO) and age of the newest restorable point (RPO).
     Drill(commands::drill::Args),

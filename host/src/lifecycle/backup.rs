@@ -134,8 +134,23 @@ async fn run_registered(
     let indexed = repo.load_index_for_backup(registration).await?;
     let parents = repo.readable_snapshots().await?;
     let writer = Arc::new(ChunkWriter::start(&indexed)?);
-    let snapshot = new_snapshot_id();
-    let time = chrono::Utc::now();
+    let run = Run {
+        snapshot: new_snapshot_id(),
+        time: chrono::Utc::now(),
+        seq: crate::repo::snapshot::next_seq(parents.iter().map(|(_, m)| m)),
+        tags: &options.tags,
+    };
+    if let Some((behind, newest)) =
+        crate::repo::snapshot::clock_behind(run.time, parents.iter().map(|(_, m)| m))
+    {
+        tracing::warn!(
+            "this machine's clock ({}) is {} behind the newest snapshot's time ({}, taken on {}): one of the two clocks is wrong; snapshots are ordered by the repository's order of writes, so `latest` and retention are unaffected, but check the clocks (NTP)",
+            run.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::repo::duration::human_span(behind),
+            newest.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            newest.hostname
+        );
+    }
     let progress = Progress::new(options.progress);
     let mut reports = Vec::new();
 
@@ -165,9 +180,7 @@ async fn run_registered(
             source,
             &mut instance,
             parent.map(|(_, m)| m),
-            &snapshot,
-            time,
-            &options.tags,
+            &run,
         )
         .await
         {
@@ -226,9 +239,9 @@ async fn run_registered(
         repo,
         &RunRecord {
             kind: RunKind::Backup,
-            time,
+            time: run.time,
             hostname: crate::repo::machine::hostname(),
-            snapshot: snapshot.clone(),
+            snapshot: run.snapshot.clone(),
             sources: reports
                 .iter()
                 .map(|r| SourceOutcome {
@@ -247,8 +260,8 @@ async fn run_registered(
     )
     .await;
     Ok(BackupReport {
-        snapshot,
-        time,
+        snapshot: run.snapshot,
+        time: run.time,
         sources: reports,
         bytes_stored: WriteStats::get(&writer.stats().bytes_stored),
         duration_secs: started.elapsed().as_secs_f64(),
@@ -256,16 +269,21 @@ async fn run_registered(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the manifests of one run share.
+struct Run<'a> {
+    snapshot: String,
+    time: chrono::DateTime<chrono::Utc>,
+    seq: u64,
+    tags: &'a [String],
+}
+
 async fn capture_source(
     repo: &Indexed,
     writer: &Arc<ChunkWriter>,
     source: &PreparedSource,
     instance: &mut crate::runtime::source::SourceInstance,
     parent: Option<&SourceSnapshot>,
-    snapshot: &str,
-    time: chrono::DateTime<chrono::Utc>,
-    tags: &[String],
+    run: &Run<'_>,
 ) -> Result<(CaptureCounts, SourceSnapshot)> {
     let started = Instant::now();
     let parent_items = match parent {
@@ -282,7 +300,8 @@ async fn capture_source(
         }
         None => Vec::new(),
     };
-    let capture = Capture::new(writer.clone(), repo.config().chunker, parent_items);
+    let capture = Capture::new(writer.clone(), repo.config().chunker, parent_items)
+        .on_changed_files(source.changed_files);
     let (capture, result) = instance
         .backup(&source.options, capture, source.timeout)
         .await;
@@ -291,11 +310,12 @@ async fn capture_source(
     writer.flush().await.context("storing the data")?;
     let manifest = SourceSnapshot {
         version: 1,
-        snapshot: snapshot.to_string(),
-        time,
+        snapshot: run.snapshot.clone(),
+        time: run.time,
+        seq: run.seq,
         hostname: crate::repo::machine::hostname(),
         username: crate::repo::machine::username(),
-        tags: tags.to_vec(),
+        tags: run.tags.to_vec(),
         source: source.name.clone(),
         plugin: source.info.name.clone(),
         plugin_version: source.info.version.clone(),
@@ -305,6 +325,7 @@ async fn capture_source(
         annotations: captured.annotations,
         duration_secs: started.elapsed().as_secs_f64(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        changed_while_read: captured.counts.files_changed_while_read,
     };
     Ok((captured.counts, manifest))
 }

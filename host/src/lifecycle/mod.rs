@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, ConfigError, SourceConfig};
 use crate::repo::Repository;
 use crate::repo::backend::Backend;
 use crate::runtime::sandbox::{granted_options, grants_from_options};
@@ -32,6 +32,7 @@ pub struct PreparedSource {
     pub options: String,
     pub grants: crate::runtime::sandbox::grants::Grants,
     pub timeout: std::time::Duration,
+    pub changed_files: crate::runtime::pipeline::capture::ChangedFiles,
 }
 
 /// One command's worth of context: the config, the plugin runtime, the password.
@@ -58,9 +59,12 @@ impl Session {
     }
 
     pub fn password(&self) -> Result<&[u8]> {
-        self.password
-            .as_deref()
-            .context("no repository password: set CAIRN_PASSWORD or pass --password-file FILE")
+        self.password.as_deref().ok_or_else(|| {
+            ConfigError::Password(
+                "no repository password: set CAIRN_PASSWORD or pass --password-file FILE".into(),
+            )
+            .into()
+        })
     }
 
     /// Loads (once) and describes a plugin, checking it is of the expected kind.
@@ -95,6 +99,18 @@ impl Session {
         let base = self.config.base_dir();
         if let serde_json::Value::Object(map) = &mut options {
             for (key, _) in granted_options(schema) {
+                if let Some(serde_json::Value::String(s)) = map.get(&key)
+                    && s.trim().is_empty()
+                {
+                    // Joined to the config's folder, an empty path would silently mean it.
+                    return Err(ConfigError::Value {
+                        path: self.config.path.display().to_string(),
+                        message: format!(
+                            "option `{key}` is empty: give a path (relative paths are relative to the config's folder)"
+                        ),
+                    }
+                    .into());
+                }
                 if let Some(serde_json::Value::String(s)) = map.get_mut(&key)
                     && !s.contains("://")
                     && !Path::new(s.as_str()).is_absolute()
@@ -128,6 +144,7 @@ impl Session {
             options: options.to_string(),
             grants,
             timeout,
+            changed_files: source.changed_files,
         })
     }
 
@@ -174,9 +191,10 @@ impl Session {
         let backend = self.backend().await?;
         let password = self.password()?;
         if password.is_empty() {
-            bail!(
-                "the repository password is empty: choose a real one (CAIRN_PASSWORD or --password-file)"
-            );
+            return Err(ConfigError::Password(
+                "the repository password is empty: choose a real one (CAIRN_PASSWORD or --password-file)".into(),
+            )
+            .into());
         }
         Ok(Arc::new(Repository::init(backend, password).await?))
     }

@@ -130,7 +130,9 @@ pub fn grant_target(
             if file.is_dir() {
                 return grant_directory(&file, force, grants);
             }
-            if file.exists() && !force {
+            if force {
+                refuse_links(&file)?;
+            } else if file.exists() {
                 bail!(
                     "{} exists: choose another target, or pass --force to replace it",
                     file.display()
@@ -141,6 +143,7 @@ pub fn grant_target(
                 .context("the target file has no parent directory")?;
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
+            clean_temporaries(parent, false)?;
             grants.write(parent);
             Ok(file.to_string_lossy().into_owned())
         }
@@ -148,9 +151,12 @@ pub fn grant_target(
 }
 
 fn grant_directory(dir: &Path, force: bool, grants: &mut Grants) -> Result<String> {
-    if let Ok(mut entries) = std::fs::read_dir(dir)
+    if force {
+        refuse_links(dir)?;
+        // What a killed restore into this directory left half-written.
+        clean_temporaries(dir, true)?;
+    } else if let Ok(mut entries) = std::fs::read_dir(dir)
         && entries.next().is_some()
-        && !force
     {
         bail!(
             "{} is not empty: restore into an empty or new directory, or pass --force to write into it",
@@ -160,6 +166,59 @@ fn grant_directory(dir: &Path, force: bool, grants: &mut Grants) -> Result<Strin
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     grants.write(dir);
     Ok(dir.to_string_lossy().into_owned())
+}
+
+/// A forced restore replaces what it finds; through a symlink at or above the target it
+/// would replace what the link points to, somewhere the user never named. Refused, naming
+/// the resolved path, which the user can give instead if that is where they mean.
+fn refuse_links(target: &Path) -> Result<()> {
+    for ancestor in target.ancestors() {
+        let Ok(meta) = std::fs::symlink_metadata(ancestor) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(ancestor)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            bail!(
+                "{} passes through the symlink {} (-> {link}): a forced restore does not follow symlinks, so that it cannot replace what one points to; if you mean to restore there, give the resolved target {}",
+                target.display(),
+                ancestor.display(),
+                resolved(target).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `path` with every symlink of its existing part resolved.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+fn clean_temporaries(dir: &Path, recursive: bool) -> Result<()> {
+    let removed = crate::runtime::capabilities::files::remove_temporaries(dir, recursive)
+        .with_context(|| format!("removing what a killed restore left in {}", dir.display()))?;
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} temporary file(s) an interrupted restore left in {}",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn absolute(target: &str) -> Result<PathBuf> {

@@ -63,7 +63,7 @@ impl CheckReport {
     }
 }
 
-fn name_matches_content(name: &str, bytes: &[u8]) -> bool {
+pub(super) fn name_matches_content(name: &str, bytes: &[u8]) -> bool {
     name.rsplit('/').next() == Some(blake3::hash(bytes).to_hex().as_str())
 }
 

@@ -107,6 +107,7 @@ async fn judge(
     let candidates: Vec<Candidate> = manifests
         .iter()
         .map(|(_, m)| Candidate {
+            seq: m.seq,
             time: m.time,
             tags: m.tags.clone(),
         })

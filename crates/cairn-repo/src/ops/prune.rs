@@ -294,7 +294,7 @@ async fn repack_live(
     Ok((written, 1))
 }
 
-async fn upload(
+pub(super) async fn upload(
     repo: &Repository,
     builder: PackBuilder,
     landed: &mut Vec<IndexedPack>,
@@ -308,7 +308,7 @@ async fn upload(
 
 /// Rewrites the index files that name any of `packs` without them: the new file lands
 /// first (superseding the old ones), then the old ones go. Returns how many were replaced.
-async fn drop_from_index(
+pub(super) async fn drop_from_index(
     repo: &Repository,
     files: &[(String, IndexFile)],
     packs: &HashSet<PackId>,

@@ -45,6 +45,8 @@ pub struct PolicyError(pub String);
 /// One snapshot as retention sees it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The repository's order of writes (see `SourceSnapshot::seq`): what "newest" means.
+    pub seq: u64,
     pub time: DateTime<Utc>,
     pub tags: Vec<String>,
 }
@@ -148,7 +150,7 @@ impl Policy {
             return verdicts;
         }
         let mut newest_first: Vec<usize> = (0..snapshots.len()).collect();
-        newest_first.sort_by_key(|&i| std::cmp::Reverse(snapshots[i].time));
+        newest_first.sort_by_key(|&i| std::cmp::Reverse((snapshots[i].seq, snapshots[i].time)));
         let mut keep = |i: usize, reason: String| {
             verdicts[i].keep = true;
             verdicts[i].reasons.push(reason);
@@ -294,6 +296,7 @@ mod tests {
         let newest = at(2026, 11, 21, 18);
         (0..400)
             .map(|i| Candidate {
+                seq: 0,
                 time: newest - Duration::hours(6 * i),
                 tags: if i == 123 {
                     vec!["before-upgrade".into()]
@@ -315,6 +318,35 @@ mod tests {
         out.sort();
         out.reverse();
         out
+    }
+
+    /// A snapshot written last by a host whose clock is three days slow is the newest:
+    /// the repository's order of writes decides, not the clocks.
+    #[test]
+    fn newest_means_written_last_whatever_the_clocks_say() {
+        let now = at(2026, 11, 21, 18);
+        let snaps = [
+            Candidate {
+                seq: 1,
+                time: now - Duration::hours(2),
+                tags: vec![],
+            },
+            Candidate {
+                seq: 2,
+                time: now,
+                tags: vec![],
+            },
+            Candidate {
+                seq: 3,
+                time: now - Duration::days(3),
+                tags: vec![],
+            },
+        ];
+        let p = Policy {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(kept(&p, &snaps), [now - Duration::days(3)]);
     }
 
     #[test]
@@ -405,6 +437,7 @@ mod tests {
         let old: Vec<_> = snaps
             .iter()
             .map(|c| Candidate {
+                seq: 0,
                 time: c.time - Duration::days(365),
                 tags: vec![],
             })

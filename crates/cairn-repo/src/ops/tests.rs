@@ -8,10 +8,12 @@ use bytes::Bytes;
 use super::check::{self, CheckOptions};
 use super::forget::{self, ForgetOptions};
 use super::prune::{self, PruneOptions};
+use super::repair;
 use super::retention::Policy;
 use crate::chunker::Chunking;
 use crate::crypto::ChunkId;
 use crate::pack::ChunkKind;
+use crate::read::{ChunkReader, read_items};
 use crate::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::tree::{ItemKind, ItemRecord};
 use crate::write::{ChunkWriter, ContentWriter};
@@ -29,31 +31,39 @@ async fn snapshot(repo: &Arc<Repository>, source: &str, contents: &[u8], hour: u
 /// Stores one file of `contents` and its item list, as a backup does before it writes
 /// the manifest; returns the item list's chunks.
 async fn stage(indexed: &Indexed, contents: &[u8]) -> Vec<ChunkId> {
+    stage_files(indexed, &[("file", contents)]).await
+}
+
+/// Stores `files` (path, contents) and their item list; returns the item list's chunks.
+async fn stage_files(indexed: &Indexed, files: &[(&str, &[u8])]) -> Vec<ChunkId> {
     let writer = Arc::new(ChunkWriter::start(indexed).unwrap());
-    let mut content =
-        ContentWriter::new(writer.clone(), Chunking::Fixed(64 * 1024), ChunkKind::Data);
-    content.write(contents).await.unwrap();
-    let (chunks, _) = content.finish().await.unwrap();
-    let record = ItemRecord {
-        path: "file".into(),
-        kind: ItemKind::File,
-        size: contents.len() as u64,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-        inode: 1,
-        target: None,
-        chunks,
-    };
     let cdc = indexed.config().chunker;
     let mut tree = ContentWriter::new(
         writer.clone(),
         Chunking::ContentDefined(cdc),
         ChunkKind::Tree,
     );
-    tree.write(&record.to_line()).await.unwrap();
+    for (inode, (path, contents)) in files.iter().enumerate() {
+        let mut content =
+            ContentWriter::new(writer.clone(), Chunking::Fixed(64 * 1024), ChunkKind::Data);
+        content.write(contents).await.unwrap();
+        let (chunks, _) = content.finish().await.unwrap();
+        let record = ItemRecord {
+            path: path.to_string(),
+            kind: ItemKind::File,
+            size: contents.len() as u64,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: inode as u64 + 1,
+            target: None,
+            chunks,
+            changed_while_read: false,
+        };
+        tree.write(&record.to_line()).await.unwrap();
+    }
     let (tree, _) = tree.finish().await.unwrap();
     writer.flush().await.unwrap();
     tree.into_iter().map(|(id, _)| id).collect()
@@ -67,6 +77,7 @@ fn manifest(source: &str, tree: Vec<ChunkId>, len: usize, hour: u32) -> SourceSn
         version: 1,
         snapshot: new_snapshot_id(),
         time,
+        seq: 0,
         hostname: "test".into(),
         username: "test".into(),
         tags: Vec::new(),
@@ -79,6 +90,7 @@ fn manifest(source: &str, tree: Vec<ChunkId>, len: usize, hour: u32) -> SourceSn
         annotations: Default::default(),
         duration_secs: 0.0,
         program: "test".into(),
+        changed_while_read: 0,
     }
 }
 
@@ -283,4 +295,113 @@ async fn a_silent_backup_on_another_machine_is_evicted_and_cannot_commit() {
     assert!(refused.contains("judged this backup"), "{refused}");
     assert!(refused.contains("run the backup again"), "{refused}");
     drop(tree);
+}
+
+/// Flips one byte of the first pack (in its first chunk) and returns its name.
+async fn damage_first_pack(repo: &Arc<Repository>) -> String {
+    let (name, _) = repo.backend().list("data/").await.unwrap().remove(0);
+    let mut bytes = repo.backend().get(&name).await.unwrap().to_vec();
+    bytes[10] ^= 0xff;
+    repo.backend()
+        .put(&name, bytes.into(), false)
+        .await
+        .unwrap();
+    name
+}
+
+#[tokio::test]
+async fn repair_salvages_a_damaged_pack_and_rewrites_the_snapshot_without_what_is_lost() {
+    let repo = memory::repository().await;
+    let (a, b) = (noise(8, 300_000), noise(9, 300_000));
+    let tree = stage_files(&repo.load_index().await.unwrap(), &[("a", &a), ("b", &b)]).await;
+    let mut original = manifest("files", tree, a.len() + b.len(), 1);
+    original.items = 2;
+    repo.write_snapshot(&original).await.unwrap();
+    let damaged = damage_first_pack(&repo).await;
+    assert!(!check_all(&repo).await.ok());
+
+    let dry = repair::packs(&repo, true, &|_| {}).await.unwrap();
+    assert_eq!(dry.damaged.len(), 1, "{dry:?}");
+    assert!(
+        repo.backend().get(&damaged).await.is_ok(),
+        "a dry run changed nothing"
+    );
+
+    let packs = repair::packs(&repo, false, &|_| {}).await.unwrap();
+    assert_eq!(packs.damaged[0].pack, damaged);
+    assert_eq!(packs.chunks_lost(), 1, "{packs:?}");
+    assert!(packs.damaged[0].chunks_salvaged > 1, "{packs:?}");
+    assert!(repo.backend().get(&damaged).await.is_err());
+    let index = repair::index(&repo, false).await.unwrap();
+    assert!(
+        index.packs_adopted.is_empty() && index.packs_missing.is_empty(),
+        "{index:?}"
+    );
+
+    let fixed = repair::snapshots(&repo, false).await.unwrap();
+    assert_eq!(fixed.repaired.len(), 1, "{fixed:?}");
+    assert_eq!(fixed.repaired[0].items_lost, ["a"]);
+    assert!(!fixed.repaired[0].removed);
+    let checked = check_all(&repo).await;
+    assert!(checked.ok(), "{checked:?}");
+
+    let snapshots = repo.snapshots().await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    let (_, rewritten) = &snapshots[0];
+    assert_eq!(rewritten.snapshot, original.snapshot);
+    assert_eq!(rewritten.tags, [repair::REPAIRED_TAG]);
+    assert_eq!((rewritten.items, rewritten.bytes), (1, b.len() as u64));
+    let indexed = repo.load_index().await.unwrap();
+    let mut reader = ChunkReader::new(&indexed);
+    let items = read_items(&mut reader, rewritten).await.unwrap();
+    assert_eq!(items.len(), 1);
+    let mut restored = Vec::new();
+    for (id, _) in &items[0].chunks {
+        restored.extend_from_slice(&reader.read(id).await.unwrap());
+    }
+    assert!(restored == b, "the intact file reads back whole");
+
+    let again = repair::snapshots(&repo, false).await.unwrap();
+    assert!(again.repaired.is_empty(), "repair is done once: {again:?}");
+}
+
+#[tokio::test]
+async fn repair_index_replaces_a_damaged_index_file_and_adopts_unindexed_packs() {
+    let repo = memory::repository().await;
+    snapshot(&repo, "files", &noise(10, 200_000), 1).await;
+    snapshot(&repo, "files", &noise(11, 200_000), 2).await;
+    // A damaged index file, and a pack a killed backup left unindexed.
+    let (index_file, _) = repo.backend().list("index/").await.unwrap().remove(0);
+    repo.backend()
+        .put(&index_file, Bytes::from_static(b"torn"), false)
+        .await
+        .unwrap();
+    let mut builder = crate::pack::PackBuilder::with_capacity(1 << 20);
+    let orphan = noise(12, 1000);
+    let id = repo.keys().chunk_id(&orphan);
+    let sealed = crate::pack::ChunkEncoder::new(1)
+        .unwrap()
+        .encode(repo.keys(), &id, &orphan);
+    builder.add(id, ChunkKind::Data, &sealed, 1000);
+    let (orphan_pack, bytes, _) = builder.finish(repo.keys());
+    repo.backend()
+        .put(&orphan_pack.object_name(), bytes, true)
+        .await
+        .unwrap();
+    assert!(!check_all(&repo).await.ok());
+
+    let repaired = repair::index(&repo, false).await.unwrap();
+    assert_eq!(repaired.index_files_removed.len(), 1, "{repaired:?}");
+    assert_eq!(repaired.index_files_removed[0].object, index_file);
+    assert!(
+        repaired.packs_adopted.contains(&orphan_pack.object_name()),
+        "{repaired:?}"
+    );
+    assert!(repaired.packs_adopted.len() >= 2, "{repaired:?}");
+    let checked = check_all(&repo).await;
+    assert!(checked.ok(), "{checked:?}");
+    assert!(checked.warnings.is_empty(), "{checked:?}");
+    assert_eq!(checked.snapshots, 2);
+    let snapshots = repair::snapshots(&repo, false).await.unwrap();
+    assert!(snapshots.repaired.is_empty(), "{snapshots:?}");
 }

@@ -36,14 +36,22 @@ impl Report for BackupReport {
         )];
         for s in &self.sources {
             match &s.error {
-                None => lines.push(format!(
-                    "  {:<16} ok      {} items, {} ({} new) in {:.1}s",
-                    s.name,
-                    s.counts.items,
-                    human_bytes(s.counts.bytes),
-                    human_bytes(s.bytes_new),
-                    s.duration_secs
-                )),
+                None => {
+                    lines.push(format!(
+                        "  {:<16} ok      {} items, {} ({} new) in {:.1}s",
+                        s.name,
+                        s.counts.items,
+                        human_bytes(s.counts.bytes),
+                        human_bytes(s.bytes_new),
+                        s.duration_secs
+                    ));
+                    if s.counts.files_changed_while_read > 0 {
+                        lines.push(format!(
+                            "  {:<16} warning {} file(s) changed during every read: stored as last read and flagged (`cairn ls` shows them)",
+                            "", s.counts.files_changed_while_read
+                        ));
+                    }
+                }
                 Some(e) => lines.push(format!("  {:<16} FAILED  {e}", s.name)),
             }
         }

@@ -8,8 +8,10 @@ pub mod drill;
 pub mod forget;
 mod init;
 pub mod key;
+pub mod ls;
 pub mod plugin;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 mod snapshots;
 mod status;
@@ -17,7 +19,7 @@ pub mod verify;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::report::emit;
 use super::{Cli, Command, ExitStatus};
@@ -31,11 +33,13 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
         Command::Init => emit(json, &init::run(cli).await?),
         Command::Backup(args) => emit(json, &backup::run(cli, args).await?),
         Command::Snapshots => emit(json, &snapshots::run(cli).await?),
+        Command::Ls(args) => emit(json, &ls::run(cli, args).await?),
         Command::Restore(args) => emit(json, &restore::run(cli, args).await?),
         Command::Check(args) => emit(json, &check::run(cli, args).await?),
         Command::Verify(args) => emit(json, &verify::run(cli, args).await?),
         Command::Forget(args) => emit(json, &forget::run(cli, args).await?),
         Command::Prune(args) => emit(json, &prune::run(cli, args).await?),
+        Command::Repair(cmd) => emit(json, &repair::run(cli, cmd).await?),
         Command::Drill(args) => emit(json, &drill::run(cli, args).await?),
         Command::Status => emit(json, &status::run(cli).await?),
         Command::Key(cmd) => emit(json, &key::run(cli, cmd).await?),
@@ -55,8 +59,12 @@ fn session(cli: &Cli) -> Result<Session> {
 /// The password from a file (first line) or an environment variable; never echoed.
 fn password(file: Option<&Path>, env: &str) -> Result<Option<Vec<u8>>> {
     if let Some(file) = file {
-        let text = std::fs::read(file)
-            .with_context(|| format!("reading password file {}", file.display()))?;
+        let text = std::fs::read(file).map_err(|e| {
+            crate::config::ConfigError::Password(format!(
+                "cannot read password file {}: {e}; check --password-file",
+                file.display()
+            ))
+        })?;
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         return Ok(Some(line.to_vec()));

@@ -59,7 +59,7 @@ impl PluginState {
                 Err(e) => return Err(io_error(&format!("{path}/{name_str}"), e)),
             };
             let Some(kind) = kind_of(&meta) else {
-                tracing::debug!(plugin = %self.plugin, "skipping {path}/{name_str}: not a file, directory or symlink");
+                tracing::warn!(plugin = %self.plugin, "skipping {path}/{name_str}: {}, which holds no data to back up (only files, directories and symlinks are stored; exclude it to silence this)", special_kind(&meta));
                 continue;
             };
             let target = (kind == ItemKind::Symlink)

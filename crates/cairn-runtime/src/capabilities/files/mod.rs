@@ -17,6 +17,38 @@ use crate::errors::io_error;
 use crate::plugin_api::files::WriteOptions;
 use crate::plugin_api::{ItemKind, ItemMeta, PluginError};
 
+/// Files being written are named this plus 16 hex digits until they are complete.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Whether `name` is one of this capability's temporary files (a killed write's leftover
+/// if no write is running).
+pub fn is_temporary_name(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX)
+        .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes the temporary files a killed restore left in `dir` (and, with `recursive`, in
+/// the directories below it, never following a symlink); returns how many.
+pub fn remove_temporaries(dir: &Path, recursive: bool) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() && recursive {
+            removed += remove_temporaries(&entry.path(), true)?;
+        } else if kind.is_file() && entry.file_name().to_str().is_some_and(is_temporary_name) {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn kind_of(meta: &cap_std::fs::Metadata) -> Option<ItemKind> {
     let t = meta.file_type();
     if t.is_symlink() {
@@ -27,6 +59,23 @@ fn kind_of(meta: &cap_std::fs::Metadata) -> Option<ItemKind> {
         Some(ItemKind::File)
     } else {
         None
+    }
+}
+
+/// What a directory entry that is no file, directory or symlink is, for messages.
+fn special_kind(meta: &cap_std::fs::Metadata) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "neither a file, a directory nor a symlink"
     }
 }
 
@@ -137,7 +186,7 @@ impl WriteTarget {
         if options.exclusive && dir.symlink_metadata(name).is_ok() {
             return Err(PluginError::AlreadyExists(self.path.clone()));
         }
-        let tmp = format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let tmp = format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>()));
         let file = dir
             .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
             .map_err(|e| io_error(&self.path, e))?

@@ -12,6 +12,30 @@ use crate::repo::chunker::Chunking;
 use crate::repo::tree::ItemRecord;
 use crate::state::PluginState;
 
+/// Reads of a file that keeps changing before it is stored flagged.
+const READ_ATTEMPTS: u32 = 3;
+
+/// What tells that an open file changed: writes move its mtime and ctime (on every
+/// filesystem, unlike change notification), truncation and appends its size.
+#[derive(Debug, PartialEq, Eq)]
+struct ReadState {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl ReadState {
+    fn of(file: &std::fs::File) -> std::io::Result<ReadState> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(ReadState {
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
 impl PluginState {
     fn capture(&mut self) -> Result<&mut Capture, PluginError> {
         self.capture.as_mut().ok_or_else(|| {
@@ -38,19 +62,51 @@ impl PluginState {
                 })
                 .await;
         }
-        let (mut file, file_size) = self.open_native(&source)?;
+        let (mut file, _) = self.open_native(&source)?;
+        let io = |e| crate::errors::io_error(&source, e);
         let capture = self.capture()?;
-        let mut content = capture.content(Chunking::ContentDefined(capture.cdc));
-        content
-            .read_all(&mut file, Some(file_size))
-            .await
-            .map_err(|e| crate::errors::io_error(&source, e))?
-            .map_err(repo_error)?;
-        let (chunks, size) = content.finish().await.map_err(repo_error)?;
+        // A file written while it is read would be stored as a mix of its old and new
+        // bytes, a state it never had: compare what fstat says before and after each
+        // read, and read again (bounded) until nothing changed in between.
+        let mut attempt = 1;
+        let (chunks, size, changed) = loop {
+            let before = ReadState::of(&file).map_err(io)?;
+            if attempt > 1 {
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(io)?;
+            }
+            let mut content = capture.content(Chunking::ContentDefined(capture.cdc));
+            content
+                .read_all(&mut file, Some(before.size))
+                .await
+                .map_err(io)?
+                .map_err(repo_error)?;
+            let (chunks, size) = content.finish().await.map_err(repo_error)?;
+            let after = ReadState::of(&file).map_err(io)?;
+            if before == after && size == after.size {
+                break (chunks, size, false);
+            }
+            if attempt == READ_ATTEMPTS {
+                break (chunks, size, true);
+            }
+            attempt += 1;
+        };
+        if changed {
+            if capture.changed_files == ChangedFiles::Fail {
+                return Err(PluginError::Permanent(format!(
+                    "{source} changed while it was read, {READ_ATTEMPTS} times in a row; stop what writes it during the backup, exclude it, or set `changed-files = \"warn\"` on the source to store such files as read, flagged"
+                )));
+            }
+            tracing::warn!(
+                "{source} changed while it was read, {READ_ATTEMPTS} times in a row: stored as last read and flagged (`cairn ls` shows it); its contents may be a state the file never had"
+            );
+            capture.counts.files_changed_while_read += 1;
+        }
         // The file may have grown or shrunk since it was listed: record what was read.
         meta.size = size;
         capture.counts.files_read += 1;
-        capture.record(record_from_meta(&meta, chunks)).await
+        let mut record = record_from_meta(&meta, chunks);
+        record.changed_while_read = changed;
+        capture.record(record).await
     }
 
     /// Stores blobs as items, `parallel` at a time, each on its own task so that chunking

@@ -41,6 +41,7 @@ pub struct Capture {
     /// Stores ahead the plugin started; stopped when the capture ends, whatever the
     /// plugin did with them, so that none outlives the flush of the data.
     ahead: Vec<Arc<AheadTask>>,
+    changed_files: ChangedFiles,
 }
 
 /// What a capture saw: items and bytes recorded, files read and files reused unread.
@@ -50,6 +51,20 @@ pub struct CaptureCounts {
     pub bytes: u64,
     pub files_read: u64,
     pub files_unchanged: u64,
+    /// Files that changed during every one of their reads, stored flagged.
+    pub files_changed_while_read: u64,
+}
+
+/// What a backup does with a file that changes during each of its reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangedFiles {
+    /// Store what was read, flagged in the item and counted in the manifest, with a
+    /// warning (a log file that is always appended to should not fail every backup).
+    #[default]
+    Warn,
+    /// Fail the source's backup.
+    Fail,
 }
 
 /// What a finished capture stores in the snapshot manifest.
@@ -73,7 +88,14 @@ impl Capture {
             counts: CaptureCounts::default(),
             annotations: BTreeMap::new(),
             ahead: Vec::new(),
+            changed_files: ChangedFiles::default(),
         }
+    }
+
+    /// What to do with a file that changes during each of its reads.
+    pub fn on_changed_files(mut self, policy: ChangedFiles) -> Capture {
+        self.changed_files = policy;
+        self
     }
 
     async fn record(&mut self, record: ItemRecord) -> Result<(), PluginError> {
@@ -110,6 +132,7 @@ impl Capture {
             && old.mtime_ns == meta.mtime_ns
             && old.ctime_ns == meta.ctime_ns
             && old.inode == meta.inode
+            && !old.changed_while_read
             && old.chunks.iter().all(|(id, _)| self.writer.holds(id));
         if same {
             self.parent.remove(&meta.path)
@@ -184,6 +207,7 @@ pub fn record_from_meta(meta: &ItemMeta, chunks: Vec<(ChunkId, u32)>) -> ItemRec
         inode: meta.inode,
         target: meta.symlink_target.clone(),
         chunks,
+        changed_while_read: false,
     }
 }
 
