@@ -352,4 +352,60 @@ path = "/srv/app/uploads"
                 .to_string();
         assert!(err.starts_with("cairn.toml:4:"), "{err}");
     }
+
+    mod damaged {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::repo::fuzz::damaged;
+
+        /// The user guide's configuration, every section of it.
+        fn documented() -> Vec<u8> {
+            let guide = include_str!("../../docs/user-guide.md");
+            let start = guide.find("```toml").expect("a toml block") + "```toml".len();
+            let end = start + guide[start..].find("```").expect("its end");
+            guide.as_bytes()[start..end].to_vec()
+        }
+
+        proptest! {
+            /// Any text is a config or an error naming where it went wrong.
+            #[test]
+            fn a_damaged_config_is_a_config_or_an_error(bytes in damaged(documented())) {
+                let _ = parse(&String::from_utf8_lossy(&bytes));
+            }
+        }
+
+        /// Every TOML block in the docs is TOML, and every one that configures a
+        /// repository is a config cairn accepts.
+        #[test]
+        fn every_toml_block_in_the_docs_is_valid() {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "md"))
+                .collect();
+            docs.push(root.join("README.md"));
+            let mut blocks = 0;
+            for doc in docs {
+                let text = std::fs::read_to_string(&doc).unwrap();
+                for block in text.split("```toml\n").skip(1) {
+                    let block = &block[..block.find("```").unwrap()];
+                    blocks += 1;
+                    if let Err(e) = block.parse::<toml::Table>() {
+                        panic!("{}: a toml block is not TOML: {e}\n{block}", doc.display());
+                    }
+                    if block.contains("[repository]")
+                        && let Err(e) = parse(block)
+                    {
+                        panic!(
+                            "{}: a documented config is refused: {e}\n{block}",
+                            doc.display()
+                        );
+                    }
+                }
+            }
+            assert!(blocks > 3, "found only {blocks} toml blocks");
+        }
+    }
 }

@@ -39,7 +39,7 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     let env = env_for(
         &pg,
         "app",
-        "probes = [\"SELECT count(*), sum(id) FROM public.users\"]",
+        "probes = [\"SELECT count(*), sum(id) FROM users\"]",
     );
     env.ok(&["backup"]);
 

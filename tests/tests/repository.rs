@@ -138,6 +138,64 @@ fn a_wrong_password_is_a_clear_error() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A damaged key slot is not a wrong password: it is named, the other slots still open,
+/// and `key remove` takes it away.
+#[test]
+fn a_damaged_key_slot_is_named_and_the_others_still_open() {
+    let env = tree_env(5, 0);
+    env.ok(&["backup"]);
+    let second = [("CAIRN_NEW_PASSWORD", "a second password")];
+    let out = env.cairn_with(&["key", "add"], &second);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Damage the slot the first password opens: one hex digit of its wrapped secret.
+    let slots = repo_objects(&env.path("repo"), "keys");
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+    let current = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slot = slots
+        .iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy() == current)
+        .unwrap();
+    let text = std::fs::read_to_string(slot).unwrap();
+    let at = text.find("\"wrapped\": \"").unwrap() + 20;
+    let digit = if &text[at..at + 1] == "0" { "1" } else { "0" };
+    std::fs::write(slot, format!("{}{digit}{}", &text[..at], &text[at + 1..])).unwrap();
+
+    let err = env.fails(&["snapshots"], 3);
+    assert!(
+        err.contains("is damaged") && err.contains(&current) && !err.contains("wrong password"),
+        "{err}"
+    );
+    let other = [("CAIRN_PASSWORD", "a second password")];
+    let out = env.cairn_with(&["key", "list"], &other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("DAMAGED"),
+        "{out:?}"
+    );
+    let out = env.cairn_with(&["key", "remove", &current[..8]], &other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.cairn_with(
+        &[
+            "restore",
+            "latest",
+            "--target",
+            env.path("r").to_str().unwrap(),
+        ],
+        &other,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tree(&env.path("data"), &env.path("r").join("files"));
+}
+
 #[test]
 fn key_slots_add_and_remove_passwords() {
     let env = tree_env(3, 0);
@@ -838,4 +896,35 @@ fn latest_is_the_snapshot_written_last_whatever_the_clocks_say() {
     assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
     let listed = env.ok(&["ls", "latest"]);
     assert!(listed.contains("files/later.txt"), "{listed}");
+}
+
+/// Two entries of the compiled-plugin cache swapped (a restore of the cache directory
+/// from elsewhere, a careless copy): each is detected as not its plugin's and compiled
+/// again, instead of loading the sink as the source.
+#[test]
+fn swapped_compiled_plugin_cache_entries_are_compiled_again() {
+    let env = tree_env(5, 0);
+    env.ok(&["backup"]);
+    let compiled = env.path("cache").join("compiled");
+    let mut entries: Vec<_> = std::fs::read_dir(&compiled)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 2, "{entries:?}");
+    let (a, b) = (
+        std::fs::read(&entries[0]).unwrap(),
+        std::fs::read(&entries[1]).unwrap(),
+    );
+    std::fs::write(&entries[0], &b).unwrap();
+    std::fs::write(&entries[1], &a).unwrap();
+
+    env.ok(&["backup"]);
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_same_tree(&env.path("data"), &restored.join("files"));
+    // Compiled again, the entries are whole and valid once more.
+    assert_ne!(std::fs::read(&entries[0]).unwrap(), b);
 }

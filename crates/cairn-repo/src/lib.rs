@@ -12,6 +12,10 @@ pub mod cache;
 pub mod chunker;
 pub mod crypto;
 pub mod duration;
+#[cfg(test)]
+mod faults;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod index;
 pub mod keys;
 pub mod known;
@@ -70,6 +74,11 @@ pub enum RepoError {
         "wrong password: none of the repository's {0} key slot(s) opens with it (check CAIRN_PASSWORD or --password-file)"
     )]
     WrongPassword(usize),
+    #[error(
+        "no key slot opens with this password: {intact} intact slot(s) refuse it, and {} is damaged (if the password was for that slot, it is lost: use another password, or restore the slot from a copy of the repository)",
+        damaged.join(", ")
+    )]
+    KeySlotsDamaged { intact: usize, damaged: Vec<String> },
     #[error("repository data is damaged: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -188,15 +197,28 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let slots = Self::key_slots_of(&*backend).await?;
         let mut unlocked = None;
-        for (name, slot) in &slots {
-            if let Some(k) = slot.unlock(password)? {
-                unlocked = Some((k, name.clone()));
-                break;
+        let (mut intact, mut damaged) = (0, Vec::new());
+        for (name, slot) in Self::read_key_slots(&*backend).await? {
+            // A damaged slot is skipped: another may open with this password.
+            match slot.and_then(|slot| slot.unlock(password)) {
+                Ok(Some(k)) => {
+                    unlocked = Some((k, name));
+                    break;
+                }
+                Ok(None) => intact += 1,
+                Err(e) if e.is_damage() => {
+                    tracing::warn!("key slot {name} is damaged ({e}); trying the others");
+                    damaged.push(name);
+                }
+                Err(e) => return Err(e),
             }
         }
-        let (keys, slot_name) = unlocked.ok_or(RepoError::WrongPassword(slots.len()))?;
+        let (keys, slot_name) = match unlocked {
+            Some(found) => found,
+            None if damaged.is_empty() => return Err(RepoError::WrongPassword(intact)),
+            None => return Err(RepoError::KeySlotsDamaged { intact, damaged }),
+        };
         let mut config: RepoConfig =
             meta::open(&keys, MetaKind::Config, &sealed_config).map_err(|e| e.context("config"))?;
         if config.version != FORMAT_VERSION {
@@ -266,14 +288,15 @@ impl Repository {
         &self.config
     }
 
-    async fn key_slots_of(backend: &dyn Backend) -> RepoResult<Vec<(String, KeySlot)>> {
+    /// Every key slot, each parsed or found damaged.
+    async fn read_key_slots(
+        backend: &dyn Backend,
+    ) -> RepoResult<Vec<(String, RepoResult<KeySlot>)>> {
         let mut slots = Vec::new();
         for (name, _) in backend.list("keys/").await? {
             let bytes = backend.get(&name).await?;
-            slots.push((
-                name.clone(),
-                KeySlot::from_bytes(&bytes).map_err(|e| e.context(&name))?,
-            ));
+            let slot = KeySlot::from_bytes(&bytes).map_err(|e| e.context(&name));
+            slots.push((name, slot));
         }
         if slots.is_empty() {
             return Err(RepoError::Corrupt(
@@ -283,8 +306,9 @@ impl Repository {
         Ok(slots)
     }
 
-    pub async fn key_slots(&self) -> RepoResult<Vec<(String, KeySlot)>> {
-        Self::key_slots_of(&*self.backend).await
+    /// Every key slot, each parsed or found damaged.
+    pub async fn key_slots(&self) -> RepoResult<Vec<(String, RepoResult<KeySlot>)>> {
+        Self::read_key_slots(&*self.backend).await
     }
 
     pub async fn add_key(&self, password: &[u8]) -> RepoResult<String> {

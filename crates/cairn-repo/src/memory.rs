@@ -23,9 +23,20 @@ pub async fn repository() -> Arc<Repository> {
 pub struct Memory(Mutex<HashMap<String, Bytes>>);
 
 impl Backend for Memory {
-    fn put<'a>(&'a self, name: &'a str, data: Bytes, _: bool) -> BoxFuture<'a, BackendResult<()>> {
-        self.0.lock().unwrap().insert(name.to_string(), data);
-        Box::pin(async { Ok(()) })
+    fn put<'a>(
+        &'a self,
+        name: &'a str,
+        data: Bytes,
+        exclusive: bool,
+    ) -> BoxFuture<'a, BackendResult<()>> {
+        let mut objects = self.0.lock().unwrap();
+        let result = if exclusive && objects.contains_key(name) {
+            Err(BackendError::new(BackendErrorKind::AlreadyExists, name))
+        } else {
+            objects.insert(name.to_string(), data);
+            Ok(())
+        };
+        Box::pin(async move { result })
     }
     fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BackendResult<Bytes>> {
         let found = self.0.lock().unwrap().get(name).cloned();

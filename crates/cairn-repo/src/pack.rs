@@ -15,6 +15,10 @@ const HEADER_CONTEXT: &[u8] = b"cairn pack header";
 const HEADER_MAGIC: &[u8; 4] = b"CPH1";
 const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
 
+/// Larger than any chunk cairn cuts (fixed-size chunks go up to
+/// [`crate::chunker::FIXED_MAX`], content-defined ones are smaller).
+pub const MAX_CHUNK_LEN: u32 = 64 * 1024 * 1024;
+
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
 
@@ -137,6 +141,12 @@ pub fn decode_chunk(
     sealed: &[u8],
     raw_length: u32,
 ) -> Result<Bytes, RepoError> {
+    // The length sizes the decompression buffer: bounded, whatever an index says.
+    if raw_length > MAX_CHUNK_LEN {
+        return Err(RepoError::Corrupt(format!(
+            "chunk {id}: a length of {raw_length} bytes is beyond any chunk cairn cuts"
+        )));
+    }
     let plain = keys
         .open(&id.0, sealed)
         .map_err(|e| e.context(format!("chunk {id}")))?;
@@ -327,5 +337,75 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(decode_chunk(&keys, &id, &sealed, data.len() as u32).is_err());
+    }
+
+    mod damaged {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzz::{damaged, keys};
+
+        fn valid_pack() -> Vec<u8> {
+            let keys = keys();
+            let mut builder = PackBuilder::default();
+            let mut encoder = ChunkEncoder::new(1).unwrap();
+            for raw in [&b"first chunk"[..], &[9u8; 3000][..]] {
+                let id = keys.chunk_id(raw);
+                builder.add(
+                    id,
+                    ChunkKind::Data,
+                    &encoder.encode(&keys, &id, raw),
+                    raw.len() as u32,
+                );
+            }
+            builder.finish(&keys).1.to_vec()
+        }
+
+        /// The header's plaintext as a valid pack has it, for damage behind the seal.
+        fn valid_header() -> Vec<u8> {
+            let keys = keys();
+            let pack = valid_pack();
+            let len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
+            keys.open(HEADER_CONTEXT, &pack[pack.len() - 4 - len..pack.len() - 4])
+                .unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn a_damaged_pack_header_is_an_error(pack in damaged(valid_pack())) {
+                let _ = read_header(&keys(), &pack);
+            }
+
+            /// Authenticated but malformed (a bug, or a key leak): entries that do not
+            /// tile the pack exactly are refused.
+            #[test]
+            fn a_sealed_header_of_any_layout_names_only_what_lies_in_the_pack(
+                header in damaged(valid_header()),
+                body in 0usize..4000,
+            ) {
+                let keys = keys();
+                let mut pack = vec![0u8; body];
+                let sealed = keys.seal(HEADER_CONTEXT, &header);
+                pack.extend_from_slice(&sealed);
+                pack.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+                if let Ok(entries) = read_header(&keys, &pack) {
+                    let end = entries.last().map_or(0, |e| e.offset as usize + e.length as usize);
+                    prop_assert_eq!(end, body);
+                }
+            }
+
+            #[test]
+            fn a_damaged_chunk_is_an_error(
+                plain in damaged([&[COMPRESSION_ZSTD][..], &zstd::bulk::compress(&[5u8; 4000], 1).unwrap()].concat()),
+                raw_length in any::<u32>(),
+            ) {
+                let keys = keys();
+                let id = keys.chunk_id(&[5u8; 4000]);
+                let sealed = keys.seal(&id.0, &plain);
+                if let Ok(raw) = decode_chunk(&keys, &id, &sealed, raw_length) {
+                    prop_assert_eq!(&raw[..], &[5u8; 4000][..]);
+                }
+            }
+        }
     }
 }

@@ -61,3 +61,45 @@ pub fn parse_lines(bytes: &[u8]) -> Result<Vec<ItemRecord>, RepoError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::crypto::ChunkId;
+    use crate::fuzz::damaged;
+
+    fn lines() -> Vec<u8> {
+        let file = ItemRecord {
+            path: "dir/file".into(),
+            kind: ItemKind::File,
+            size: 3,
+            mode: 0o644,
+            uid: 1,
+            gid: 2,
+            mtime_ns: 3,
+            ctime_ns: 4,
+            inode: 5,
+            target: None,
+            chunks: vec![(ChunkId([6; 32]), 3)],
+            changed_while_read: true,
+        };
+        let link = ItemRecord {
+            path: "link".into(),
+            kind: ItemKind::Symlink,
+            target: Some("dir/file".into()),
+            chunks: Vec::new(),
+            changed_while_read: false,
+            ..file.clone()
+        };
+        [file.to_line(), link.to_line()].concat()
+    }
+
+    proptest! {
+        #[test]
+        fn a_damaged_item_list_is_items_or_an_error(bytes in damaged(lines())) {
+            let _ = parse_lines(&bytes);
+        }
+    }
+}

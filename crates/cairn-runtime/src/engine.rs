@@ -75,7 +75,8 @@ impl CompiledCache {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating the compiled-plugin cache {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private to this user", dir.display()))?;
         let secret_path = dir.join("secret");
         let secret = match std::fs::read(&secret_path) {
             Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
@@ -104,33 +105,53 @@ impl CompiledCache {
         format!("{}-{:016x}", blake3::hash(wasm).to_hex(), hasher.finish())
     }
 
-    fn mac(&self, code: &[u8]) -> [u8; MAC_LEN] {
-        *blake3::keyed_hash(&self.secret, code).as_bytes()
+    /// Binds the code to the entry's name as well as to this host: an entry copied or
+    /// renamed to another plugin's name (a swapped file) fails the check and is compiled
+    /// again, rather than loading one plugin as another.
+    fn mac(&self, key: &str, code: &[u8]) -> [u8; MAC_LEN] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.secret);
+        hasher.update(&(key.len() as u64).to_le_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update(code);
+        *hasher.finalize().as_bytes()
     }
 
     /// The compiled component, from the cache when a valid entry exists.
     pub fn load(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, bool)> {
-        let path = self.dir.join(format!("{}.cwasm", Self::key(engine, wasm)));
-        if let Ok(bytes) = std::fs::read(&path)
-            && bytes.len() > MAC_LEN
-            && bytes[..MAC_LEN] == self.mac(&bytes[MAC_LEN..])
-        {
-            // SAFETY: the MAC proves this host wrote these bytes with
+        let key = Self::key(engine, wasm);
+        let path = self.dir.join(format!("{key}.cwasm"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            let valid =
+                bytes.len() > MAC_LEN && bytes[..MAC_LEN] == self.mac(&key, &bytes[MAC_LEN..]);
+            // SAFETY: the MAC proves this host wrote these bytes under this name with
             // `Engine::precompile_component` for an engine with the same compatibility hash.
-            if let Ok(component) = unsafe { Component::deserialize(engine, &bytes[MAC_LEN..]) } {
-                return Ok((component, true));
+            match valid.then(|| unsafe { Component::deserialize(engine, &bytes[MAC_LEN..]) }) {
+                Some(Ok(component)) => return Ok((component, true)),
+                _ => tracing::info!(
+                    "compiled-plugin cache entry {} is not this host's for this plugin; compiling again",
+                    path.display()
+                ),
             }
         }
         let code = engine.precompile_component(wasm)?;
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-        file.write_all(&self.mac(&code))?;
-        file.write_all(&code)?;
-        if let Err(e) = file.persist(&path) {
-            tracing::debug!("could not cache {}: {e}", path.display());
+        // The cache only saves time: failing to write it costs the next run a compile.
+        if let Err(e) = self.store(&path, &key, &code) {
+            tracing::warn!(
+                "could not write the compiled-plugin cache entry {}: {e:#} (plugins are compiled again each run; check that directory, or delete it)",
+                path.display()
+            );
         }
         // SAFETY: produced just now by `precompile_component` of this engine.
         let component = unsafe { Component::deserialize(engine, &code)? };
         Ok((component, false))
+    }
+
+    fn store(&self, path: &Path, key: &str, code: &[u8]) -> anyhow::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(&self.mac(key, code))?;
+        file.write_all(code)?;
+        file.persist(path)?;
+        Ok(())
     }
 }
 

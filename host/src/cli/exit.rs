@@ -49,6 +49,7 @@ pub fn classify(error: &anyhow::Error) -> ExitStatus {
 fn repo_status(e: &RepoError) -> ExitStatus {
     match e {
         RepoError::WrongPassword(_)
+        | RepoError::KeySlotsDamaged { .. }
         | RepoError::NotInitialised(_)
         | RepoError::AlreadyInitialised(_)
         | RepoError::ConfigMissing { .. } => ExitStatus::Repository,

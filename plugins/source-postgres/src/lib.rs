@@ -228,9 +228,7 @@ impl Source for Postgres {
         }
 
         for (i, sql) in options.probes.iter().enumerate() {
-            let rows = db
-                .query(sql)
-                .map_err(|e| e.context(format!("probe `{sql}`")))?;
+            let rows = probe(&db, sql).map_err(|e| e.context(format!("probe `{sql}`")))?;
             writer.annotate(
                 &format!("probe.{i}"),
                 &to_json(&ProbeResult {
@@ -368,12 +366,22 @@ fn checks(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<Vec<C
             .map_err(|e| PluginError::permanent(format!("probe {i}: unreadable record: {e}")))?;
         checks.push(CheckResult::compared(
             format!("probe `{}`", recorded.sql),
-            db.query(&recorded.sql),
+            probe(db, &recorded.sql),
             &recorded.rows,
             |rows| render(rows),
         ));
     }
     Ok(checks)
+}
+
+/// Runs a user's probe as they would in psql: with the database's own `search_path`
+/// (`FROM orders` finds `public.orders`), not the empty one cairn's catalog queries use.
+fn probe(db: &Connection, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+    db.execute("SET search_path TO DEFAULT")?;
+    let rows = db.query(sql)?;
+    // (A failed probe aborts the transaction: its error, not this one's, is the news.)
+    db.execute("SET search_path = ''")?;
+    Ok(rows)
 }
 
 /// Fails when `identity` is the database the snapshot was taken from: same cluster

@@ -213,4 +213,31 @@ mod tests {
         assert!(!host_granted(&granted, "::1", 81));
         assert!(!host_granted(&granted, "db.lan.evil", 1));
     }
+
+    mod damaged {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::repo::fuzz::damaged;
+
+        const SCHEMA: &str = r#"{"type": "object", "properties": {"path": {"type": "string", "x-cairn-grant": "read"}, "out": {"x-cairn-grant": "write"}, "exclude": {"type": "array"}}}"#;
+
+        proptest! {
+            /// What a plugin says about its options (its schema) and what the user gives
+            /// it are read without panicking, whatever they hold.
+            #[test]
+            fn plugin_schemas_and_options_of_any_shape_are_read(
+                schema in damaged(SCHEMA.as_bytes().to_vec()),
+                options in damaged(br#"{"path": "/srv/*/app.db", "out": "rel/../x", "key": "env:K"}"#.to_vec()),
+                url in damaged(b"postgres://user:pw@[::1]:5432/app?sslmode=require".to_vec()),
+            ) {
+                let schema = String::from_utf8_lossy(&schema);
+                let _ = granted_options(&schema);
+                if let Ok(options) = serde_json::from_slice::<serde_json::Value>(&options) {
+                    let _ = grants_from_options(&schema, &options, &Grants::default());
+                }
+                let _ = url_authority(&String::from_utf8_lossy(&url));
+            }
+        }
+    }
 }

@@ -41,11 +41,14 @@ pub enum KeyReport {
 
 #[derive(Serialize)]
 pub struct ListedKey {
-    created: chrono::DateTime<chrono::Utc>,
+    created: Option<chrono::DateTime<chrono::Utc>>,
     current: bool,
-    hostname: String,
+    hostname: Option<String>,
     id: String,
-    username: String,
+    username: Option<String>,
+    /// Why the slot cannot be used (it opens with no password); `key remove` removes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    damaged: Option<String>,
 }
 
 pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<KeyReport> {
@@ -68,12 +71,27 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<KeyReport> {
             KeyReport::Listed(
                 slots
                     .into_iter()
-                    .map(|(name, slot)| ListedKey {
-                        current: name == repo.unlocked_slot(),
-                        id: name.trim_start_matches("keys/").to_string(),
-                        created: slot.created,
-                        hostname: slot.hostname,
-                        username: slot.username,
+                    .map(|(name, slot)| {
+                        let current = name == repo.unlocked_slot();
+                        let id = name.trim_start_matches("keys/").to_string();
+                        match slot {
+                            Ok(slot) => ListedKey {
+                                current,
+                                id,
+                                created: Some(slot.created),
+                                hostname: Some(slot.hostname),
+                                username: Some(slot.username),
+                                damaged: None,
+                            },
+                            Err(e) => ListedKey {
+                                current,
+                                id,
+                                created: None,
+                                hostname: None,
+                                username: None,
+                                damaged: Some(e.to_string()),
+                            },
+                        }
                     })
                     .collect(),
             )
@@ -106,18 +124,24 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<KeyReport> {
 impl Report for KeyReport {
     fn text(&self) -> String {
         match self {
-            KeyReport::Added { added } => format!("added key {}", &added[..8]),
+            KeyReport::Added { added } => {
+                format!("added key {}", added.get(..8).unwrap_or(added))
+            }
             KeyReport::Listed(keys) => keys
                 .iter()
                 .map(|k| {
-                    format!(
-                        "{} {}  {}  {}@{}",
-                        if k.current { "*" } else { " " },
-                        &k.id[..8],
-                        k.created.format("%Y-%m-%d %H:%M"),
-                        k.username,
-                        k.hostname
-                    )
+                    let mark = if k.current { "*" } else { " " };
+                    let id = k.id.get(..8).unwrap_or(&k.id);
+                    match (&k.damaged, k.created, &k.username, &k.hostname) {
+                        (None, Some(created), Some(user), Some(host)) => format!(
+                            "{mark} {id}  {}  {user}@{host}",
+                            created.format("%Y-%m-%d %H:%M")
+                        ),
+                        (damaged, ..) => format!(
+                            "{mark} {id}  DAMAGED: {}; `cairn key remove {id}` removes it",
+                            damaged.as_deref().unwrap_or("unreadable")
+                        ),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
