@@ -19,3 +19,4 @@ target/release/backup_vs_restic
 target/release/sqlite_vs_backup
 target/release/s3_vs_restic
 target/release/postgres_vs_pg_dump
+target/release/items_rss

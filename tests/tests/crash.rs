@@ -72,3 +72,158 @@ fn backups_killed_at_random_moments_never_damage_the_repository() {
     let check = env.ok(&["check", "--read-data"]);
     assert!(check.contains("no errors"), "{check}");
 }
+
+/// Spawns cairn with `args` and SIGKILLs it after `delay` if it is still running; returns
+/// whether it was killed.
+fn kill_after(env: &Env, args: &[&str], delay: Duration) -> bool {
+    let mut child = env
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    killed
+}
+
+fn timed(env: &Env, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    env.ok(args);
+    started.elapsed()
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Restores, forgets and prunes killed with SIGKILL at random moments: the repository
+/// stays whole (`check --read-data` passes after every kill), the next forced restore
+/// into a killed restore's target completes identically and leaves no temporary file,
+/// and what retention kept still restores. `CAIRN_KILL_SEED=N` replays a run;
+/// `CAIRN_KILL_ROUNDS=N` (default 12) makes it longer.
+#[test]
+fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
+    let seed = env_number("CAIRN_KILL_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("CAIRN_KILL_ROUNDS").unwrap_or(12);
+    eprintln!("kills: seed {seed}, {rounds} rounds (CAIRN_KILL_SEED={seed} replays)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let env = Env::new();
+    let data = env.path("data");
+    generate_tree(&data, 12, 200, 8 << 20);
+    env.local_config(&format!(
+        "[[source]]\nname = \"files\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n",
+        data.display()
+    ));
+    env.ok(&["init"]);
+    let change = |rng: &mut rand::rngs::StdRng, round: u64| {
+        std::fs::write(
+            data.join("media/large.bin"),
+            cairn_e2e::semi_compressible(rng, 4 << 20),
+        )
+        .unwrap();
+        std::fs::write(
+            data.join(format!("docs/kill-{round}.bin")),
+            [round as u8; 4096],
+        )
+        .unwrap();
+    };
+    env.ok(&["backup"]);
+    change(&mut rng, 0);
+    env.ok(&["backup"]);
+    let target = env.path("target");
+    let target_arg = target.to_str().unwrap().to_string();
+    let restore = [
+        "restore",
+        "latest",
+        "--force",
+        "--target",
+        target_arg.as_str(),
+    ];
+    let restore_time = timed(&env, &restore);
+    let forget = ["forget", "--keep-last", "2", "--prune", "--grace", "0s"];
+    // How long a forget with a prune that has work takes here, to aim those kills.
+    change(&mut rng, 0);
+    env.ok(&["backup"]);
+    let maintenance_time = timed(&env, &forget);
+
+    let mut kills = std::collections::BTreeMap::<&str, (u32, u32)>::new();
+    for round in 1..=rounds {
+        let which = ["restore", "forget", "prune"][rng.random_range(0..3)];
+        let killed = match which {
+            "restore" => {
+                let delay = restore_time.mul_f64(rng.random_range(0.05..1.0));
+                let killed = kill_after(&env, &restore, delay);
+                env.ok(&restore);
+                assert_same_tree(&data, &target.join("files"));
+                let leftovers: Vec<_> = cairn_e2e::describe_tree(&target)
+                    .into_keys()
+                    .filter(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with(".tmp-")))
+                    .collect();
+                assert!(
+                    leftovers.is_empty(),
+                    "round {round}: temporaries left: {leftovers:?}"
+                );
+                killed
+            }
+            _ => {
+                // Something for retention and prune to remove: a new snapshot whose
+                // large file replaces the previous one's.
+                change(&mut rng, round);
+                env.ok(&["backup"]);
+                let args: &[&str] = match which {
+                    "forget" => &forget,
+                    _ => &["prune", "--grace", "0s"],
+                };
+                if which == "prune" {
+                    env.ok(&["forget", "--keep-last", "2"]);
+                }
+                let delay = maintenance_time.mul_f64(rng.random_range(0.02..1.1));
+                kill_after(&env, args, delay)
+            }
+        };
+        let entry = kills.entry(which).or_default();
+        if killed {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+        let out = env.cairn(&["check", "--read-data"]);
+        assert!(
+            out.status.success(),
+            "seed {seed}, round {round}: check failed after {which} was killed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+    let killed: u32 = kills.values().map(|(k, _)| k).sum();
+    eprintln!("kills: seed {seed}: (killed, finished) per command {kills:?}");
+    assert!(
+        killed as u64 >= rounds / 3,
+        "seed {seed}: only {killed} of {rounds} runs were interrupted: {kills:?}"
+    );
+
+    // Every snapshot retention kept restores; the last one is the tree as it is now.
+    env.ok(&["forget", "--keep-last", "2", "--prune", "--grace", "0s"]);
+    env.ok(&["prune", "--grace", "0s"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("final").to_str().unwrap(),
+    ]);
+    assert_same_tree(&data, &env.path("final/files"));
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    for snapshot in snapshots.as_array().unwrap() {
+        let id = snapshot["id"].as_str().unwrap();
+        let dir = env.path(&format!("each-{id}"));
+        env.ok(&["restore", id, "--target", dir.to_str().unwrap()]);
+    }
+    let check = env.ok(&["check", "--read-data"]);
+    assert!(check.contains("no errors"), "{check}");
+}

@@ -1,6 +1,9 @@
 //! Moves one file's bytes into the backup either through the plugin (WASI reads, then
 //! `item-stream.write` of `piece_kib` pieces: the chunked path) or by handing the host the
-//! path (`add-file`: the splice). The benchmark compares both with native reads.
+//! path (`add-file`: the splice). The benchmark compares both with native reads. Mode
+//! `items` writes `count` synthetic items instead (three directories to each one-chunk
+//! stream, the streams sharing 4096 contents), for memory as the item count grows; its
+//! restore walks every item.
 
 use cairn_sdk::{
     Chunking, Info, ItemReader, ItemWriter, PluginError, RestoreTarget, Result, Source,
@@ -13,8 +16,11 @@ use std::io::Read;
 #[serde(deny_unknown_fields)]
 struct Options {
     dir: String,
+    #[serde(default)]
     file: String,
     mode: String,
+    #[serde(default)]
+    count: u64,
     #[serde(default = "default_piece")]
     piece_kib: usize,
 }
@@ -41,6 +47,9 @@ impl Source for Probe {
     }
 
     fn backup(o: &Options, writer: &ItemWriter) -> Result<()> {
+        if o.mode == "items" {
+            return synthetic_items(o.count, writer);
+        }
         let path = format!("{}/{}", o.dir, o.file);
         let mut meta = files::stat(&path)?;
         meta.path = o.file.clone();
@@ -64,11 +73,47 @@ impl Source for Probe {
         }
     }
 
-    fn restore(_: &Options, _: &ItemReader, _: &str) -> Result<()> {
+    fn restore(_: &Options, reader: &ItemReader, _: &str) -> Result<()> {
+        let mut items = 0u64;
+        loop {
+            let batch = reader.next_items(4096);
+            if batch.is_empty() {
+                break;
+            }
+            items += batch.len() as u64;
+        }
+        cairn_sdk::host::info(format!("walked {items} items"));
         Ok(())
     }
 
     fn verify(_: &Options, _: &ItemReader, _: &str) -> Result<VerifyReport> {
         Ok(VerifyReport { checks: Vec::new() })
     }
+}
+
+fn synthetic_items(count: u64, writer: &ItemWriter) -> Result<()> {
+    for i in 0..count {
+        let mut meta = cairn_sdk::ItemMeta {
+            path: format!("d{:03}/e{:03}/item-{i}", i % 997, (i / 997) % 991),
+            kind: cairn_sdk::ItemKind::Directory,
+            size: 0,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1_700_000_000_000_000_000 + i as i64,
+            ctime_ns: 1_700_000_000_000_000_000 + i as i64,
+            inode: i + 1,
+            symlink_target: None,
+        };
+        if i % 4 == 3 {
+            meta.kind = cairn_sdk::ItemKind::Data;
+            meta.size = 8;
+            let stream = writer.begin_stream(&meta, Chunking::ContentDefined)?;
+            stream.write(&(i % 4096).to_le_bytes())?;
+            stream.finish()?;
+        } else {
+            writer.add_entry(&meta)?;
+        }
+    }
+    Ok(())
 }

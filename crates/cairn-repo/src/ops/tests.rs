@@ -483,8 +483,8 @@ async fn under_injected_storage_faults_nothing_committed_is_lost_or_wrong() {
     let rounds = env_number("CAIRN_FAULT_ROUNDS").unwrap_or(80);
     eprintln!("fault injection: seed {seed}, {rounds} rounds (CAIRN_FAULT_SEED={seed} replays)");
     let rates = FaultRates {
-        transient: 0.02,
-        lost_response: 0.02,
+        transient: 0.01,
+        lost_response: 0.01,
         latency: std::time::Duration::from_micros(300),
     };
     let faulty = Arc::new(Faulty::new(
