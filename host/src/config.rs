@@ -359,12 +359,19 @@ path = "/srv/app/uploads"
         use super::*;
         use crate::repo::fuzz::damaged;
 
+        /// The ```toml blocks of a Markdown text.
+        fn toml_blocks(markdown: &str) -> Vec<&str> {
+            markdown
+                .split("```toml\n")
+                .skip(1)
+                .filter_map(|block| block.split("```").next())
+                .collect()
+        }
+
         /// The user guide's configuration, every section of it.
         fn documented() -> Vec<u8> {
             let guide = include_str!("../../docs/user-guide.md");
-            let start = guide.find("```toml").expect("a toml block") + "```toml".len();
-            let end = start + guide[start..].find("```").expect("its end");
-            guide.as_bytes()[start..end].to_vec()
+            toml_blocks(guide)[0].as_bytes().to_vec()
         }
 
         proptest! {
@@ -389,8 +396,7 @@ path = "/srv/app/uploads"
             let mut blocks = 0;
             for doc in docs {
                 let text = std::fs::read_to_string(&doc).unwrap();
-                for block in text.split("```toml\n").skip(1) {
-                    let block = &block[..block.find("```").unwrap()];
+                for block in toml_blocks(&text) {
                     blocks += 1;
                     if let Err(e) = block.parse::<toml::Table>() {
                         panic!("{}: a toml block is not TOML: {e}\n{block}", doc.display());

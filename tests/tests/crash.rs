@@ -6,16 +6,24 @@ use std::time::{Duration, Instant};
 use cairn_e2e::{Env, assert_same_tree, generate_tree, stderr};
 use rand::{Rng, SeedableRng};
 
-#[test]
-fn backups_killed_at_random_moments_never_damage_the_repository() {
+/// A repository with one `files` source: a tree of 200 files (from `seed`) plus `large`
+/// bytes of large files.
+fn tree_env(seed: u64, large: usize) -> Env {
     let env = Env::new();
     let data = env.path("data");
-    generate_tree(&data, 11, 200, 24 << 20);
+    generate_tree(&data, seed, 200, large);
     env.local_config(&format!(
         "[[source]]\nname = \"files\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n",
         data.display()
     ));
     env.ok(&["init"]);
+    env
+}
+
+#[test]
+fn backups_killed_at_random_moments_never_damage_the_repository() {
+    let env = tree_env(11, 24 << 20);
+    let data = env.path("data");
 
     // How long an uninterrupted backup of this tree takes here, to aim the kills.
     let started = Instant::now();
@@ -35,19 +43,10 @@ fn backups_killed_at_random_moments_never_damage_the_repository() {
             cairn_e2e::semi_compressible(&mut rng, 20 << 20),
         )
         .unwrap();
-        let mut child = env
-            .command(&["backup"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
         let delay = Duration::from_secs_f64(full.as_secs_f64() * rng.random_range(0.05..1.1));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        if kill_after(&env, &["backup"], delay) {
             killed += 1;
         }
-        child.wait().unwrap();
         let out = env.cairn(&["check", "--read-data"]);
         assert!(
             out.status.success(),
@@ -85,7 +84,7 @@ fn kill_after(env: &Env, args: &[&str], delay: Duration) -> bool {
     std::thread::sleep(delay);
     let killed = child.try_wait().unwrap().is_none();
     if killed {
-        child.kill().unwrap();
+        child.kill().unwrap(); // SIGKILL
     }
     child.wait().unwrap();
     killed
@@ -112,14 +111,8 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
     let rounds = env_number("CAIRN_KILL_ROUNDS").unwrap_or(12);
     eprintln!("kills: seed {seed}, {rounds} rounds (CAIRN_KILL_SEED={seed} replays)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let env = Env::new();
+    let env = tree_env(12, 8 << 20);
     let data = env.path("data");
-    generate_tree(&data, 12, 200, 8 << 20);
-    env.local_config(&format!(
-        "[[source]]\nname = \"files\"\nplugin = \"filesystem\"\n[source.options]\npath = \"{}\"\n",
-        data.display()
-    ));
-    env.ok(&["init"]);
     let change = |rng: &mut rand::rngs::StdRng, round: u64| {
         std::fs::write(
             data.join("media/large.bin"),

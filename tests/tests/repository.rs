@@ -3,6 +3,14 @@
 
 use cairn_e2e::{Env, assert_same_tree, dir_size, generate_tree, repo_objects, stderr};
 
+/// Restores `latest` into a new directory `into` and compares its `files` source with
+/// `expected`.
+fn assert_latest_restores(env: &Env, expected: &std::path::Path, into: &str) {
+    let target = env.path(into);
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(expected, &target.join("files"));
+}
+
 fn tree_env(files: usize, large: usize) -> Env {
     let env = Env::new();
     let data = env.path("data");
@@ -415,9 +423,7 @@ fn a_damaged_manifest_or_index_file_blocks_nothing_else() {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert!(stderr(&out).contains(&name), "{}", stderr(&out));
     env.ok(&["status"]);
-    let restored = env.path("restored");
-    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
-    assert_same_tree(&data, &restored.join("files"));
+    assert_latest_restores(&env, &data, "restored");
     env.ok(&["backup"]);
 
     let packs = repo_objects(&repo, "data").len();
@@ -443,9 +449,7 @@ fn a_damaged_manifest_or_index_file_blocks_nothing_else() {
     let out = env.cairn(&["backup"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("index/"), "{}", stderr(&out));
-    let again = env.path("again");
-    env.ok(&["restore", "latest", "--target", again.to_str().unwrap()]);
-    assert_same_tree(&data, &again.join("files"));
+    assert_latest_restores(&env, &data, "again");
 
     // `cairn repair` makes the repository whole again: the damaged index file is replaced
     // by one read from the packs, the damaged manifest removed; check and prune work.
@@ -471,9 +475,7 @@ fn a_damaged_manifest_or_index_file_blocks_nothing_else() {
     let listed: serde_json::Value =
         serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
-    let last = env.path("last");
-    env.ok(&["restore", "latest", "--target", last.to_str().unwrap()]);
-    assert_same_tree(&data, &last.join("files"));
+    assert_latest_restores(&env, &data, "last");
 }
 
 /// A pack damaged on disk: `repair packs` keeps every chunk that still opens, `repair
@@ -613,9 +615,7 @@ fn a_file_written_while_it_is_read_is_flagged_or_fails_never_stored_silently() {
             .all(|i| i["changed_while_read"] == false),
         "{listed}"
     );
-    let restored = env.path("restored");
-    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
-    assert_same_tree(&data, &restored.join("files"));
+    assert_latest_restores(&env, &data, "restored");
 }
 
 /// `cairn backup | head -1`, or a cron job whose mail pipe went away: the reader is gone
@@ -922,9 +922,7 @@ fn swapped_compiled_plugin_cache_entries_are_compiled_again() {
     std::fs::write(&entries[1], &a).unwrap();
 
     env.ok(&["backup"]);
-    let restored = env.path("restored");
-    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
-    assert_same_tree(&env.path("data"), &restored.join("files"));
+    assert_latest_restores(&env, &env.path("data"), "restored");
     // Compiled again, the entries are whole and valid once more.
     assert_ne!(std::fs::read(&entries[0]).unwrap(), b);
 }

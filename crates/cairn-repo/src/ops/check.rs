@@ -63,8 +63,30 @@ impl CheckReport {
     }
 }
 
-pub(super) fn name_matches_content(name: &str, bytes: &[u8]) -> bool {
-    name.rsplit('/').next() == Some(blake3::hash(bytes).to_hex().as_str())
+/// Reads a content-addressed metadata object from storage (never the cache) and opens it:
+/// bytes that do not hash to the name are damage, as is what fails to open.
+pub(super) async fn read_verified<T: serde::de::DeserializeOwned>(
+    repo: &Repository,
+    name: &str,
+    kind: MetaKind,
+) -> RepoResult<T> {
+    let bytes = repo.backend().get(name).await?;
+    if name.rsplit('/').next() != Some(blake3::hash(&bytes).to_hex().as_str()) {
+        return Err(RepoError::Corrupt(
+            "contents do not match the name (damaged)".into(),
+        ));
+    }
+    meta::open(repo.keys(), kind, &bytes)
+}
+
+/// Fails unless `bytes` hash to the pack's name, which proves them as written.
+pub(super) fn verify_pack(id: PackId, bytes: &[u8]) -> RepoResult<()> {
+    if PackId::of(bytes) != id {
+        return Err(RepoError::Corrupt(
+            "contents do not match the pack's name (damaged)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `repo`, telling `phase` what it is doing as it goes (for a progress line).
@@ -81,16 +103,7 @@ pub async fn run(
     let mut index_of_pack: HashMap<PackId, String> = HashMap::new();
     for (name, _) in backend.list("index/").await? {
         report.index_files += 1;
-        let opened = async {
-            let bytes = backend.get(&name).await?;
-            if !name_matches_content(&name, &bytes) {
-                return Err(RepoError::Corrupt(
-                    "contents do not match the name (damaged)".into(),
-                ));
-            }
-            meta::open::<IndexFile>(repo.keys(), MetaKind::Index, &bytes)
-        };
-        match opened.await {
+        match read_verified::<IndexFile>(repo, &name, MetaKind::Index).await {
             Ok(file) => {
                 for pack in &file.packs {
                     match (PackId::from_hex(&pack.id), pack.entries()) {
@@ -134,16 +147,8 @@ pub async fn run(
     let index = Arc::new(index);
     for (name, _) in backend.list("snapshots/").await? {
         report.snapshots += 1;
-        let manifest = async {
-            let bytes = backend.get(&name).await?;
-            if !name_matches_content(&name, &bytes) {
-                return Err(RepoError::Corrupt(
-                    "contents do not match the name (damaged)".into(),
-                ));
-            }
-            meta::open::<SourceSnapshot>(repo.keys(), MetaKind::Snapshot, &bytes)
-        };
-        let manifest = match manifest.await {
+        let manifest = match read_verified::<SourceSnapshot>(repo, &name, MetaKind::Snapshot).await
+        {
             Ok(m) => m,
             Err(e) => {
                 report.error(&name, e);
@@ -211,11 +216,7 @@ async fn read_pack(
     expected: Vec<ChunkId>,
 ) -> Result<(), RepoError> {
     let bytes = repo.backend().get(&id.object_name()).await?;
-    if PackId::of(&bytes) != id {
-        return Err(RepoError::Corrupt(
-            "contents do not match the pack's name (damaged)".into(),
-        ));
-    }
+    verify_pack(id, &bytes)?;
     let keys = repo.keys().clone();
     tokio::task::spawn_blocking(move || {
         let entries = pack::read_header(&keys, &bytes)?;

@@ -11,3 +11,20 @@ pub mod retention;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::HashMap;
+
+use crate::pack::PackId;
+use crate::{RepoResult, Repository};
+
+/// The packs storage holds, with their sizes (objects under `data/` that are not named
+/// like packs are left out).
+async fn stored_packs(repo: &Repository) -> RepoResult<HashMap<PackId, u64>> {
+    Ok(repo
+        .backend()
+        .list("data/")
+        .await?
+        .into_iter()
+        .filter_map(|(name, size)| Some((PackId::from_hex(name.rsplit('/').next()?).ok()?, size)))
+        .collect())
+}

@@ -93,13 +93,7 @@ pub async fn run(
             }
         }
     }
-    let stored: HashMap<PackId, u64> = repo
-        .backend()
-        .list("data/")
-        .await?
-        .into_iter()
-        .filter_map(|(name, size)| Some((PackId::from_hex(name.rsplit('/').next()?).ok()?, size)))
-        .collect();
+    let stored = super::stored_packs(repo).await?;
     let condemned: HashSet<PackId> = markers
         .iter()
         .flat_map(|(_, m)| m.packs.iter())

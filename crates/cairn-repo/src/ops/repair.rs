@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::check::name_matches_content;
+use super::check::{read_verified, verify_pack};
 use super::prune::{drop_from_index, upload};
+use super::stored_packs;
 use crate::chunker::Chunking;
 use crate::index::{IndexFile, IndexedPack};
-use crate::meta::{self, MetaKind};
+use crate::meta::MetaKind;
 use crate::pack::{self, ChunkKind, PackBuilder, PackEntry, PackId};
 use crate::read::ChunkReader;
 use crate::snapshot::SourceSnapshot;
@@ -84,14 +85,7 @@ pub async fn index(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<IndexRep
     for (&id, &size) in stored.iter().filter(|(id, _)| !indexed.contains(id)) {
         let name = id.object_name();
         let bytes = repo.backend().get(&name).await?;
-        let header = if PackId::of(&bytes) == id {
-            pack::read_header(repo.keys(), &bytes)
-        } else {
-            Err(RepoError::Corrupt(
-                "contents do not match the pack's name (damaged)".into(),
-            ))
-        };
-        match header {
+        match verify_pack(id, &bytes).and_then(|()| pack::read_header(repo.keys(), &bytes)) {
             Ok(entries) => {
                 report.packs_adopted.push(name);
                 adopted.push(IndexedPack::new(id, size, &entries));
@@ -330,14 +324,7 @@ pub async fn snapshots(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<Snap
         names.sort();
         for name in names {
             report.snapshots_checked += 1;
-            let bytes = repo.backend().get(&name).await?;
-            let opened = if name_matches_content(&name, &bytes) {
-                meta::open::<SourceSnapshot>(repo.keys(), MetaKind::Snapshot, &bytes)
-            } else {
-                Err(RepoError::Corrupt(
-                    "contents do not match the name (damaged)".into(),
-                ))
-            };
+            let opened = read_verified::<SourceSnapshot>(repo, &name, MetaKind::Snapshot).await;
             let manifest = match opened {
                 Ok(m) => m,
                 Err(e) if e.is_damage() => {
@@ -503,21 +490,16 @@ async fn read_index_files(
     let mut intact = Vec::new();
     let mut damaged = Vec::new();
     for (name, _) in repo.index_files().await? {
-        let bytes = repo.backend().get(&name).await?;
-        let opened = if name_matches_content(&name, &bytes) {
-            meta::open::<IndexFile>(repo.keys(), MetaKind::Index, &bytes).and_then(|file| {
+        let opened = read_verified::<IndexFile>(repo, &name, MetaKind::Index)
+            .await
+            .and_then(|file| {
                 // An index file whose pack or chunk ids do not parse is as unusable.
                 for pack in &file.packs {
                     PackId::from_hex(&pack.id)?;
                     pack.entries()?;
                 }
                 Ok(file)
-            })
-        } else {
-            Err(RepoError::Corrupt(
-                "contents do not match the name (damaged)".into(),
-            ))
-        };
+            });
         match opened {
             Ok(file) => intact.push((name, file)),
             Err(e) if e.is_damage() => damaged.push(Unreadable {
@@ -528,16 +510,6 @@ async fn read_index_files(
         }
     }
     Ok((intact, damaged))
-}
-
-async fn stored_packs(repo: &Repository) -> RepoResult<HashMap<PackId, u64>> {
-    Ok(repo
-        .backend()
-        .list("data/")
-        .await?
-        .into_iter()
-        .filter_map(|(name, size)| Some((PackId::from_hex(name.rsplit('/').next()?).ok()?, size)))
-        .collect())
 }
 
 fn sorted_names(packs: &HashSet<PackId>) -> Vec<String> {
