@@ -6,8 +6,10 @@
 //! removed when the plugin drops its handle, or when its store goes away after a trap.
 
 pub mod copy_tap;
+pub mod follow;
 mod host;
 mod vfs;
+pub mod wal;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,468 @@
+//! Following a live SQLite database's write-ahead log: every committed transaction read
+//! from the `-wal` file natively, in order, with no hole, and checkpoints kept under
+//! control, without writing anything into the database.
+//!
+//! # Why no frame is ever lost
+//!
+//! SQLite overwrites the log from its start (a *restart*, or the truncation of a
+//! `TRUNCATE` checkpoint) only once every frame is copied into the database, and only
+//! while no reader uses the log. The follower always holds a read transaction, opened
+//! after the frames before its snapshot were read ("rolling": the next one begins, the
+//! log is read to its end, then the previous one ends). SQLite gives a reader one of two
+//! kinds of lock:
+//! - a *read mark* (a slot from 1): no restart or truncation can happen while it is held,
+//!   so every frame stays in the file until read;
+//! - slot 0, given only when the whole log was already copied into the database when the
+//!   reader began: no checkpoint can copy anything while it is held, so the log can
+//!   restart only while it holds nothing more than what the reader saw, which the
+//!   follower read before it let go of the previous reader.
+//!
+//! Either way the log restarts at most once between two reads, and only at the point the
+//! follower had reached; a new generation seen while following simply continues the
+//! chain. Across a stop of the follower nothing is held, so [`Follower::resume`] accepts
+//! only the same generation still holding the point the chain reached.
+//!
+//! # Checkpoints
+//!
+//! A reader that always holds a read mark would let the log grow without end (no restart
+//! can happen). After each read the follower runs a PASSIVE checkpoint, which blocks no
+//! one. When the log holds more than [`QUIET_FRAMES`] frames, it makes a *quiet moment*:
+//! it takes the write lock with a bounded wait (`BEGIN IMMEDIATE`, rolled back: nothing is
+//! written), reads the last frames, copies them with a PASSIVE checkpoint and moves to a
+//! slot-0 reader, so that the app's next write restarts the log. Past `max-wal` bytes it
+//! runs a TRUNCATE checkpoint with a bounded wait. It never runs a RESTART checkpoint, and
+//! its connections never checkpoint on close.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+
+use super::wal::{self, Changes, WalHeader, WalPosition};
+
+/// A log longer than this (SQLite's own autocheckpoint default) gets a quiet moment.
+pub const QUIET_FRAMES: i64 = 1000;
+/// The longest the follower holds up the app's writers: waiting for the write lock, or a
+/// TRUNCATE waiting for the app's readers.
+pub const QUIET_WAIT: Duration = Duration::from_millis(200);
+/// How long a snapshot waits for the write lock before it gives up.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+
+/// Why following cannot go on from a point, in words for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("{path}: {what}: {error}")]
+    Sqlite {
+        path: String,
+        what: &'static str,
+        error: rusqlite::Error,
+    },
+    #[error(
+        "{0}: the database is not in WAL mode (journal_mode is {1}): continuous replication \
+         reads the write-ahead log; set `PRAGMA journal_mode=WAL` in the app that owns it"
+    )]
+    NotWal(String, String),
+    #[error(
+        "{path}: the app held the write lock for {secs}s without a break, so {what} could \
+         not begin; cairn tries again",
+        secs = SNAPSHOT_WAIT.as_secs()
+    )]
+    Busy { path: String, what: String },
+    #[error("{0}: {1}")]
+    Wal(String, wal::WalError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Where a chain stands: after `at`, or before the first frame of whichever generation of
+/// the log comes next (`None`: the log was empty).
+pub type Point = Option<WalPosition>;
+
+/// Whether a chain can go on from a point after the follower was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// It goes on; what was committed since the point.
+    Continues(Changes),
+    /// The chain cannot go on: a fresh snapshot must start a new one. Why, for the user.
+    Gap(String),
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// Frames read in a quiet moment: to be shipped like any other read.
+    pub tail: Changes,
+    pub quiet_moment: bool,
+    pub truncated: bool,
+    /// The log's frames and how many of them are in the database, after the last step.
+    pub log_frames: i64,
+    pub copied_frames: i64,
+}
+
+/// A live database being followed.
+pub struct Follower {
+    path: PathBuf,
+    wal_path: PathBuf,
+    /// Two readers taking turns holding the read transaction.
+    readers: [Connection; 2],
+    holding: usize,
+    checkpointer: Connection,
+    locker: Connection,
+    point: Point,
+}
+
+impl Follower {
+    /// Opens the live database at `path` and starts holding a read transaction. The chain
+    /// point is unknown until [`Follower::snapshot`] or [`Follower::resume`].
+    pub fn open(path: &Path) -> Result<Follower, FollowError> {
+        let what = path.to_string_lossy().into_owned();
+        let open = || -> Result<Connection, FollowError> {
+            // Read-write so that it can take the write lock and checkpoint; it writes
+            // nothing, and never checkpoints on close (which would truncate the log).
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| sqlite(&what, "opening", e))?;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                .map_err(|e| sqlite(&what, "configuring the connection", e))?;
+            Ok(conn)
+        };
+        let first = open()?;
+        let mode: String = first
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| sqlite(&what, "reading journal_mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(FollowError::NotWal(what, mode));
+        }
+        let follower = Follower {
+            wal_path: sibling(path, "-wal"),
+            path: path.to_path_buf(),
+            readers: [first, open()?],
+            holding: 0,
+            checkpointer: open()?,
+            locker: open()?,
+            point: None,
+        };
+        follower.begin_read(0)?;
+        Ok(follower)
+    }
+
+    pub fn point(&self) -> Point {
+        self.point
+    }
+
+    /// Whether the chain can go on from `point`, reached before the follower was stopped,
+    /// and if it can, what was committed since. Nothing was held while it was stopped, so
+    /// the check and the read happen under the write lock: no checkpoint can restart the
+    /// log between them.
+    pub fn resume(&mut self, point: Point) -> Result<Resume, FollowError> {
+        if !self.lock_writes(SNAPSHOT_WAIT)? {
+            return Err(self.busy("resuming"));
+        }
+        let verdict = self.resume_locked(point);
+        let unlocked = self.locker.execute_batch("ROLLBACK");
+        let verdict = verdict?;
+        unlocked.map_err(|e| self.err("releasing the write lock", e))?;
+        Ok(verdict)
+    }
+
+    fn resume_locked(&mut self, point: Point) -> Result<Resume, FollowError> {
+        let gap = match (point, self.header()?) {
+            (Some(at), Some(now)) if at.header == now => {
+                if wal::holds(&mut self.wal()?, at).map_err(|e| self.wal_err(e))? {
+                    self.point = point;
+                    return Ok(Resume::Continues(self.read_on()?));
+                }
+                "the write-ahead log no longer holds the point replication reached (it was \
+                 overwritten while cairn was stopped)"
+            }
+            (Some(_), _) => {
+                "the write-ahead log was checkpointed and restarted while cairn was stopped \
+                 (another process ran a checkpoint, or the app closed the database)"
+            }
+            (None, _) => {
+                "the write-ahead log was empty when replication stopped, so changes made since \
+                 cannot be told apart from a checkpoint"
+            }
+        };
+        Ok(Resume::Gap(gap.to_string()))
+    }
+
+    /// Copies the live database into `dest` (a new file) as of the end of its log, and
+    /// starts the chain there: the write lock is taken for as long as it takes to read the
+    /// log's last frames and begin a read transaction, then the copy is taken inside that
+    /// read transaction while the app writes on.
+    pub fn snapshot(&mut self, dest: &Path) -> Result<Point, FollowError> {
+        if !self.lock_writes(SNAPSHOT_WAIT)? {
+            return Err(self.busy("a snapshot"));
+        }
+        // No transaction commits now: the new reader's snapshot is the log's end.
+        let read = self.read_on();
+        let unlocked = self.locker.execute_batch("ROLLBACK");
+        read?;
+        unlocked.map_err(|e| self.err("releasing the write lock", e))?;
+        let mut out = Connection::open(dest)
+            .map_err(|e| sqlite(&dest.to_string_lossy(), "creating the copy", e))?;
+        out.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+            .map_err(|e| sqlite(&dest.to_string_lossy(), "preparing the copy", e))?;
+        {
+            // Inside the holding reader's open transaction: one step copies its snapshot.
+            let backup = Backup::new(&self.readers[self.holding], &mut out)
+                .map_err(|e| self.err("starting the copy", e))?;
+            loop {
+                match backup.step(-1).map_err(|e| self.err("copying", e))? {
+                    StepResult::Done => break,
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        Ok(self.point)
+    }
+
+    /// Reads the transactions committed since the last read, and moves the read
+    /// transaction to the log's new end.
+    pub fn read_on(&mut self) -> Result<Changes, FollowError> {
+        let next = 1 - self.holding;
+        self.begin_read(next)?;
+        let changes = self.read_log()?;
+        self.end_read(self.holding)?;
+        self.holding = next;
+        Ok(changes)
+    }
+
+    fn read_log(&mut self) -> Result<Changes, FollowError> {
+        let Some(header) = self.header()? else {
+            // No log yet, or an emptied one whose next generation has not begun.
+            return Ok(Changes::default());
+        };
+        let from = match self.point {
+            Some(at) if at.header == header => at,
+            // A new generation: by the locking argument above, the previous one ended at
+            // the point reached.
+            _ => WalPosition::start(header),
+        };
+        let read = wal::read_after(&mut self.wal()?, from).map_err(|e| self.wal_err(e))?;
+        if !read.changes.is_empty() || self.point.is_none_or(|at| at.header != header) {
+            self.point = Some(read.end);
+        }
+        Ok(read.changes)
+    }
+
+    /// Keeps the log short without blocking the app: a PASSIVE checkpoint, a quiet moment
+    /// when the log is long, a TRUNCATE with a bounded wait past `max_wal` bytes.
+    pub fn checkpoint(&mut self, max_wal: u64) -> Result<Checkpointed, FollowError> {
+        let mut done = Checkpointed::default();
+        (done.log_frames, done.copied_frames) = self.passive()?;
+        let long = done.log_frames > QUIET_FRAMES || self.wal_size()? > max_wal;
+        if long && self.lock_writes(QUIET_WAIT)? {
+            let quiet = self.quiet_moment(&mut done);
+            let unlocked = self.locker.execute_batch("ROLLBACK");
+            quiet?;
+            unlocked.map_err(|e| self.err("releasing the write lock", e))?;
+        }
+        if self.wal_size()? > max_wal {
+            // The TRUNCATE takes the write lock and waits for the app's readers through
+            // the busy handler: one that tries again at once, until the deadline.
+            SPIN_UNTIL.set(Some(std::time::Instant::now() + QUIET_WAIT));
+            self.checkpointer
+                .busy_handler(Some(spin))
+                .map_err(|e| self.err("busy handler", e))?;
+            let truncated =
+                self.checkpointer
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    });
+            SPIN_UNTIL.set(None);
+            let (busy, log, copied): (i64, i64, i64) =
+                truncated.map_err(|e| self.err("checkpointing (TRUNCATE)", e))?;
+            done.truncated = busy == 0;
+            (done.log_frames, done.copied_frames) = (log, copied);
+        }
+        Ok(done)
+    }
+
+    /// With the write lock held: read the last frames, copy them into the database, and
+    /// move to a reader that leaves the log free to restart.
+    fn quiet_moment(&mut self, done: &mut Checkpointed) -> Result<(), FollowError> {
+        done.quiet_moment = true;
+        done.tail.extend(self.read_on()?);
+        // The app's last commit may still be checkpointing (-1: busy); it cannot commit
+        // again while the lock is held, so wait for it, within the bound.
+        let deadline = std::time::Instant::now() + QUIET_WAIT;
+        loop {
+            (done.log_frames, done.copied_frames) = self.passive()?;
+            if done.log_frames >= 0 || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if done.log_frames >= 0 && done.log_frames == done.copied_frames {
+            // The whole log is in the database: the new reader gets slot 0.
+            done.tail.extend(self.read_on()?);
+        }
+        Ok(())
+    }
+
+    /// Takes the write lock within `wait`. SQLite's busy handler sleeps between tries and
+    /// loses every time to an app that begins its next transaction the moment it commits
+    /// the last; trying again at once, many times a millisecond, finds the gap.
+    fn lock_writes(&self, wait: Duration) -> Result<bool, FollowError> {
+        self.locker
+            .busy_timeout(Duration::ZERO)
+            .map_err(|e| self.err("busy_timeout", e))?;
+        let started = std::time::Instant::now();
+        let mut tries = 0u64;
+        loop {
+            tries += 1;
+            match self.locker.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => {
+                    tracing::trace!("write lock after {tries} tries in {:?}", started.elapsed());
+                    return Ok(true);
+                }
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                    if started.elapsed() > wait {
+                        tracing::debug!("no write lock after {tries} tries in {wait:?}");
+                        return Ok(false);
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(self.err("taking the write lock", e)),
+            }
+        }
+    }
+
+    fn passive(&self) -> Result<(i64, i64), FollowError> {
+        let (_busy, log, copied): (i64, i64, i64) = self
+            .checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err("checkpointing (PASSIVE)", e))?;
+        Ok((log, copied))
+    }
+
+    fn begin_read(&self, reader: usize) -> Result<(), FollowError> {
+        let conn = &self.readers[reader];
+        conn.execute_batch("BEGIN")
+            .map_err(|e| self.err("beginning a read", e))?;
+        // A deferred transaction takes its read lock at its first read.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| self.err("beginning a read", e))?;
+        Ok(())
+    }
+
+    fn end_read(&self, reader: usize) -> Result<(), FollowError> {
+        self.readers[reader]
+            .execute_batch("COMMIT")
+            .map_err(|e| self.err("ending a read", e))
+    }
+
+    /// The log's header, if it has a valid one.
+    fn header(&self) -> Result<Option<WalHeader>, FollowError> {
+        let mut bytes = [0u8; wal::WAL_HEADER];
+        let mut file = match File::open(&self.wal_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(FollowError::Io(
+                    self.wal_path.to_string_lossy().into_owned(),
+                    e,
+                ));
+            }
+        };
+        match std::io::Read::read_exact(&mut file, &mut bytes) {
+            Ok(()) => Ok(WalHeader::decode(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(FollowError::Io(
+                self.wal_path.to_string_lossy().into_owned(),
+                e,
+            )),
+        }
+    }
+
+    fn wal(&self) -> Result<File, FollowError> {
+        File::open(&self.wal_path)
+            .map_err(|e| FollowError::Io(self.wal_path.to_string_lossy().into_owned(), e))
+    }
+
+    fn wal_size(&self) -> Result<u64, FollowError> {
+        match std::fs::metadata(&self.wal_path) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(FollowError::Io(
+                self.wal_path.to_string_lossy().into_owned(),
+                e,
+            )),
+        }
+    }
+
+    fn busy(&self, what: &str) -> FollowError {
+        FollowError::Busy {
+            path: self.path.to_string_lossy().into_owned(),
+            what: what.to_string(),
+        }
+    }
+
+    fn err(&self, what: &'static str, error: rusqlite::Error) -> FollowError {
+        sqlite(&self.path.to_string_lossy(), what, error)
+    }
+
+    fn wal_err(&self, error: wal::WalError) -> FollowError {
+        FollowError::Wal(self.wal_path.to_string_lossy().into_owned(), error)
+    }
+}
+
+thread_local! {
+    /// Until when [`spin`] tells SQLite to try again.
+    static SPIN_UNTIL: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// A busy handler that yields and tries again until [`SPIN_UNTIL`] (SQLite's own sleeps
+/// for milliseconds between tries and so never finds a busy app's short gaps).
+fn spin(_tries: i32) -> bool {
+    let go_on = SPIN_UNTIL
+        .get()
+        .is_some_and(|until| std::time::Instant::now() < until);
+    if go_on {
+        std::thread::yield_now();
+    }
+    go_on
+}
+
+fn sqlite(path: &str, what: &'static str, error: rusqlite::Error) -> FollowError {
+    FollowError::Sqlite {
+        path: path.to_string(),
+        what,
+        error,
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Writes `changes` onto the database file at `db` (a restored snapshot): each page at
+/// its place, the file cut to the database's size after the last transaction.
+pub fn apply(db: &Path, page_size: u32, changes: &Changes) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(db)?;
+    for (&page, image) in &changes.pages {
+        file.write_all_at(image, u64::from(page - 1) * u64::from(page_size))?;
+    }
+    file.set_len(u64::from(changes.db_pages) * u64::from(page_size))?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests;
