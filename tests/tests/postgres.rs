@@ -341,3 +341,152 @@ fn tls_encrypts_and_verify_full_checks_the_certificate() {
         "{err}"
     );
 }
+
+#[test]
+fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_nothing() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE AGGREGATE public.group_concat(text) (SFUNC = textcat, STYPE = text); \
+         CREATE TABLE public.film (title text); \
+         CREATE VIEW public.film_list AS SELECT public.group_concat(title) AS titles FROM public.film",
+    );
+    let env = env_for(&pg, "app", "");
+    let err = env.fails(&["backup"], 1);
+    assert!(
+        err.contains("view public.film_list depends on aggregate public.group_concat(")
+            && err.contains("allow-uncaptured = [\"aggregate\"]")
+            && err.contains("Nothing was stored"),
+        "{err}"
+    );
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "snapshots"])).expect("snapshots JSON");
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
+
+    // Allowed by kind, the backup goes through, and says what a restore needs.
+    let env = env_for(&pg, "app", "allow-uncaptured = [\"aggregate\"]");
+    env.ok(&["backup"]);
+}
+
+/// A full `pg_dump` of `db`: schema, privileges, owners and every row (less the random
+/// `\restrict` keys pg_dump writes anew each time).
+fn full_dump(pg: &PgCluster, db: &str) -> Vec<String> {
+    let out = pg.output(&mut pg.client("pg_dump", db));
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The lines of `after` that `before` lacks and the other way round, for a failure message.
+fn changed_lines(before: &[String], after: &[String]) -> String {
+    let gone: Vec<&String> = before
+        .iter()
+        .filter(|l| !after.contains(l))
+        .take(10)
+        .collect();
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|l| !before.contains(l))
+        .take(10)
+        .collect();
+    format!("gone: {gone:#?}\nnew: {new:#?}")
+}
+
+#[test]
+fn a_clean_restore_that_fails_at_any_stage_leaves_the_target_as_it_was() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql_file("app", &fixture("postgres-rich.sql"));
+    let env = env_for(&pg, "app", "");
+    env.ok(&["backup"]);
+    pg.create_database("target");
+    let target = pg.url("target");
+    let restore = [
+        "restore", "latest", "--source", "app", "--target", &target, "--clean",
+    ];
+    env.ok(&restore[..6]);
+    // The target has moved on since: a row of its own, and ways for each stage to fail
+    // that a real server raises (event triggers the snapshot knows nothing of).
+    pg.psql(
+        "target",
+        "INSERT INTO public.users (email) VALUES ('only-in-target@example.com'); \
+         CREATE FUNCTION public.refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS \
+           $$BEGIN RAISE EXCEPTION 'injected failure at %', tg_tag; END$$; \
+         CREATE FUNCTION public.refuse_row() RETURNS trigger LANGUAGE plpgsql AS \
+           $$BEGIN RAISE EXCEPTION 'injected failure loading %', TG_TABLE_NAME; END$$; \
+         CREATE FUNCTION public.arm_tables() RETURNS event_trigger LANGUAGE plpgsql AS \
+           $$DECLARE r record; BEGIN FOR r IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() \
+             WHERE command_tag = 'CREATE TABLE' AND NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = objid) LOOP \
+             EXECUTE pg_catalog.format('CREATE TRIGGER injected BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.refuse_row()', r.object_identity); \
+           END LOOP; END$$",
+    );
+    let before = full_dump(&pg, "target");
+    let stages = [
+        (
+            "pre-data",
+            "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('CREATE VIEW') EXECUTE FUNCTION public.refuse_ddl()",
+        ),
+        (
+            "loading table data",
+            "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION public.arm_tables()",
+        ),
+        (
+            "building indexes",
+            "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION public.refuse_ddl()",
+        ),
+        (
+            "post-data",
+            "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('COMMENT') EXECUTE FUNCTION public.refuse_ddl()",
+        ),
+    ];
+    for (stage, trigger) in stages {
+        pg.psql("target", trigger);
+        let err = env.fails(&restore, 1);
+        assert!(
+            err.contains(stage)
+                && err.contains("injected failure")
+                && err.contains("nothing was changed"),
+            "{stage}: {err}"
+        );
+        pg.psql("target", "DROP EVENT TRIGGER injected");
+        let after = full_dump(&pg, "target");
+        assert!(
+            after == before,
+            "the failure at {stage} changed the target: {}",
+            changed_lines(&before, &after)
+        );
+    }
+
+    // A view of the user's on a restored table: refused before any change, named.
+    pg.psql(
+        "target",
+        "CREATE VIEW public.my_report AS SELECT count(*) AS n FROM public.users",
+    );
+    let before = full_dump(&pg, "target");
+    let err = env.fails(&restore, 1);
+    assert!(
+        err.contains("public.my_report")
+            && err.contains("does not hold")
+            && !err.contains("CASCADE"),
+        "{err}"
+    );
+    let after = full_dump(&pg, "target");
+    assert!(after == before, "{}", changed_lines(&before, &after));
+
+    // Without it, the clean restore replaces what the snapshot holds, and only that.
+    pg.psql("target", "DROP VIEW public.my_report");
+    env.ok(&restore);
+    assert_eq!(pg.table_digests("target"), pg.table_digests("app"));
+    assert_eq!(
+        pg.psql(
+            "target",
+            "SELECT count(*) FROM pg_proc WHERE proname = 'refuse_ddl'"
+        ),
+        "1",
+        "--clean dropped a function the snapshot does not hold"
+    );
+}

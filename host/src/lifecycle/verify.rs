@@ -45,6 +45,10 @@ pub struct VerifiedSource {
     pub name: String,
     pub plugin: String,
     pub passed: bool,
+    /// The plugin declined to restore at all, to protect what is there (the target is the
+    /// live system, the scratch database exists): nothing was restored or checked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     /// Why the verification could not run to the end (restore failed, plugin crashed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -108,9 +112,21 @@ pub async fn verify_source(
 ) -> VerifiedSource {
     let started = Instant::now();
     let outcome = checks_of(session, repo, manifest, scratch_url, keep).await;
-    let (checks, error) = match outcome {
-        Ok(checks) => (checks, None),
-        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    let (checks, error, refused) = match outcome {
+        Ok(checks) => (checks, None, false),
+        Err(e) => {
+            let refused = e
+                .downcast_ref::<crate::runtime::CallError>()
+                .and_then(|c| c.plugin_error())
+                .is_some_and(|p| {
+                    matches!(
+                        p,
+                        crate::runtime::PluginError::Denied(_)
+                            | crate::runtime::PluginError::AlreadyExists(_)
+                    )
+                });
+            (Vec::new(), Some(format!("{e:#}")), refused)
+        }
     };
     let passed = error.is_none() && !checks.is_empty() && checks.iter().all(|c| c.passed);
     if !passed {
@@ -120,6 +136,7 @@ pub async fn verify_source(
         name: manifest.source.clone(),
         plugin: manifest.plugin.clone(),
         passed,
+        refused,
         error,
         checks,
         duration_secs: started.elapsed().as_secs_f64(),

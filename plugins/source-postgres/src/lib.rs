@@ -42,6 +42,11 @@ struct Options {
     probes: Vec<String>,
     /// The scratch database `cairn verify` and `cairn drill` create and drop.
     scratch: Option<String>,
+    /// Kinds of object (`aggregate`, `operator`...) that captured objects may depend on
+    /// although cairn does not capture them: the backup then succeeds, and a restore
+    /// needs them created in the target first.
+    #[serde(default)]
+    allow_uncaptured: Vec<String>,
 }
 
 impl Options {
@@ -87,6 +92,11 @@ const SCHEMA: &str = r#"{
       "type": "string",
       "description": "The scratch database verify and drill restore into: postgres://user@host:port/cairn_scratch. cairn creates it and drops it afterwards. Never the live database.",
       "x-cairn-grant": "connect"
+    },
+    "allow-uncaptured": {
+      "type": "array",
+      "items": { "type": "string" },
+      "description": "Kinds of object (as PostgreSQL names them: aggregate, operator, operator class, cast, collation, text search configuration, foreign table, rule, policy...) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
     }
   }
 }"#;
@@ -176,6 +186,10 @@ impl Source for Postgres {
             })?;
         }
         let mut schema = catalog::read(&db, identity.server_version, &identity.database)?;
+        refuse_uncaptured(&catalog::uncaptured_dependencies(
+            &db,
+            &options.allow_uncaptured,
+        )?)?;
         let block_size: u64 = single_value(&db, "SELECT pg_catalog.current_setting('block_size')")?
             .parse()
             .unwrap_or(8192);
@@ -386,6 +400,30 @@ fn probe(db: &Connection, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
 
 /// Fails when `identity` is the database the snapshot was taken from: same cluster
 /// (system identifier) and same database name, however the URL spells the host.
+/// Fails a backup whose schema depends on objects it does not hold: its restore would
+/// fail, and a backup that cannot be restored must not say ok.
+fn refuse_uncaptured(found: &[catalog::Uncaptured]) -> Result<()> {
+    let Some(first) = found.first() else {
+        return Ok(());
+    };
+    let listed: Vec<String> = found
+        .iter()
+        .take(10)
+        .map(|u| format!("{} depends on {} {}", u.dependent, u.kind, u.identity))
+        .collect();
+    let more = found.len().saturating_sub(10);
+    Err(PluginError::permanent(format!(
+        "the database depends on objects cairn does not capture yet, so a restore of this snapshot would fail: {}{}. Nothing was stored. If you will create those objects in the target before restoring, allow the kind with `allow-uncaptured = [\"{}\"]` in the source's options",
+        listed.join("; "),
+        if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        },
+        first.kind
+    )))
+}
+
 fn refuse_live(reader: &ItemReader, identity: &ServerIdentity, why: &str) -> Result<()> {
     let recorded = reader.annotation_map();
     let live = recorded.get(SYSTEM_ID_KEY) == Some(&identity.system_identifier)

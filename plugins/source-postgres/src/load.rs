@@ -24,32 +24,64 @@ pub fn run(
     jobs: u32,
     clean: bool,
 ) -> Result<()> {
-    let database = db.identity().database;
     db.execute(
         "SET search_path = ''; SET check_function_bodies = false; \
          SET client_min_messages = warning; SET statement_timeout = 0",
     )?;
     if clean {
-        drop_existing(db, schema)?;
-    } else {
-        let found = db
-            .query(USER_OBJECTS)?
-            .first()
-            .and_then(|r| r.first().cloned().flatten())
-            .unwrap_or_default();
-        if found != "0" {
-            return Err(PluginError::permanent(format!(
-                "database `{database}` is not empty ({found} tables, views, sequences or functions): restore into an empty database, or pass --clean to drop the snapshot's objects there first"
-            )));
-        }
+        return clean_restore(db, reader, schema);
     }
-
-    in_transaction(db, &schema.pre_data)?;
-
+    let database = db.identity().database;
+    let found = db
+        .query(USER_OBJECTS)?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .unwrap_or_default();
+    if found != "0" {
+        return Err(PluginError::permanent(format!(
+            "database `{database}` is not empty ({found} tables, views, sequences or functions): restore into an empty database, or pass --clean to drop the snapshot's objects there first"
+        )));
+    }
+    in_transaction(db, &schema.pre_data)
+        .map_err(|e| e.context("restoring the schema (pre-data)"))?;
     db.open_workers(
         jobs,
         "SET search_path = ''; SET statement_timeout = 0; SET synchronous_commit = off",
     )?;
+    load_data(db, reader, schema)?;
+    build_indexes(db, schema)?;
+    post_data(db, schema)
+}
+
+/// `--clean` into a database in use: everything in one transaction on one connection
+/// (the drops, the schema, the data, the indexes and the rest), so that it all commits
+/// or the database is left exactly as it was. Slower than the parallel restore into an
+/// empty database, which has nothing to lose.
+fn clean_restore(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<()> {
+    db.execute("BEGIN")?;
+    let restored = (|| {
+        drop_existing(db, schema)?;
+        for statement in &schema.pre_data {
+            run_one(db, statement).map_err(|e| e.context("restoring the schema (pre-data)"))?;
+        }
+        load_data(db, reader, schema)?;
+        build_indexes(db, schema)?;
+        post_data(db, schema)
+    })();
+    match restored {
+        Ok(()) => db
+            .execute("COMMIT")
+            .map_err(|e| e.context("--clean: committing the restore")),
+        Err(e) => {
+            let _ = db.execute("ROLLBACK");
+            Err(e.context("--clean: nothing was changed, the database is as it was"))
+        }
+    }
+}
+
+/// The table data, by COPY IN on the workers (or the main connection when none are open),
+/// each piece's rows counted against the snapshot's.
+fn load_data(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<()> {
     let mut loads = Vec::new();
     let mut expected = Vec::new();
     for table in &schema.tables {
@@ -61,25 +93,34 @@ pub fn run(
             expected.push((table.name.as_str(), piece.rows));
         }
     }
-    let loaded = db.copy_in(loads)?;
+    let loaded = db
+        .copy_in(loads)
+        .map_err(|e| e.context("loading table data"))?;
     for ((table, want), got) in expected.iter().zip(&loaded) {
         if want != got {
             return Err(PluginError::permanent(format!(
-                "{table}: loaded {got} rows of a piece that held {want} at backup"
+                "loading table data: {table}: loaded {got} rows of a piece that held {want} at backup"
             )));
         }
     }
     host::info(format!(
-        "loaded {} rows into {} tables of `{database}`",
+        "loaded {} rows into {} tables of `{}`",
         loaded.iter().sum::<u64>(),
-        schema.tables.len()
+        schema.tables.len(),
+        db.identity().database
     ));
+    Ok(())
+}
 
+fn build_indexes(db: &Connection, schema: &Schema) -> Result<()> {
     let builds: Vec<String> = schema.indexes.iter().map(|s| s.create.clone()).collect();
     db.execute_parallel(&builds)
-        .map_err(|e| e.context("building indexes and key constraints"))?;
+        .map_err(|e| e.context("building indexes and key constraints"))
+}
+
+fn post_data(db: &Connection, schema: &Schema) -> Result<()> {
     for statement in &schema.post_data {
-        run_one(db, statement)?;
+        run_one(db, statement).map_err(|e| e.context("post-data"))?;
     }
     Ok(())
 }
@@ -106,21 +147,31 @@ fn run_one(db: &Connection, statement: &Statement) -> Result<()> {
     })
 }
 
-/// `--clean`: drops what the snapshot holds, where it exists, newest first.
+/// `--clean`: drops what the snapshot holds, where it exists, newest first, inside the
+/// restore's transaction. Never through `CASCADE`: an object of the target's that the
+/// snapshot does not hold and that depends on one it drops stops the restore, named, before
+/// anything commits. Schemas are not dropped (they are created if missing), so what else
+/// they hold stays.
 fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
-    let drops: Vec<Statement> = schema
-        .pre_data
-        .iter()
-        .rev()
-        .filter_map(|s| {
-            s.drop.as_ref().map(|d| Statement {
-                kind: s.kind.clone(),
-                name: s.name.clone(),
-                create: d.clone(),
-                drop: None,
-                key: None,
-            })
-        })
-        .collect();
-    in_transaction(db, &drops).map_err(|e| e.context("--clean"))
+    for statement in schema.pre_data.iter().rev() {
+        let Some(drop) = &statement.drop else {
+            continue;
+        };
+        if statement.kind == "schema" {
+            continue;
+        }
+        // Snapshots taken before drops were written without it still say CASCADE.
+        let drop = drop.strip_suffix(" CASCADE").unwrap_or(drop);
+        db.execute(drop).map_err(|e| {
+            let message = e.message().replace(
+                "; hint: Use DROP ... CASCADE to drop the dependent objects too.",
+                "",
+            );
+            PluginError::permanent(format!(
+                "--clean would drop {} {}, but the database has objects the snapshot does not hold that depend on it: {message}; drop or change those first, or restore into another database",
+                statement.kind, statement.name
+            ))
+        })?;
+    }
+    Ok(())
 }

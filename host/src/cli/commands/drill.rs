@@ -42,10 +42,10 @@ impl Report for DrillReport {
             lines.push(format!(
                 "{:<16} {:<8} {:>8.1}s {:>12} {:>10} {:>4}/{:<3}  {} ({})",
                 s.verified.name,
-                if s.verified.passed {
-                    "passed"
-                } else {
-                    "FAILED"
+                match (s.verified.passed, s.verified.refused) {
+                    (true, _) => "passed",
+                    (false, true) => "refused",
+                    (false, false) => "FAILED",
                 },
                 s.rto_secs,
                 human_age(s.rpo_secs),

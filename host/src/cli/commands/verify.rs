@@ -45,11 +45,15 @@ impl Report for VerifyReport {
             self.time.format("%Y-%m-%d %H:%M:%S UTC")
         )];
         for s in &self.sources {
-            let verdict = if s.passed { "passed" } else { "FAILED" };
-            lines.push(format!(
-                "  {:<16} {verdict}  restored and checked in {:.1}s",
-                s.name, s.duration_secs
-            ));
+            if s.refused {
+                lines.push(format!("  {:<16} refused  nothing was restored", s.name));
+            } else {
+                let verdict = if s.passed { "passed" } else { "FAILED" };
+                lines.push(format!(
+                    "  {:<16} {verdict}  restored and checked in {:.1}s",
+                    s.name, s.duration_secs
+                ));
+            }
             if let Some(e) = &s.error {
                 lines.push(format!("    error: {e}"));
             }
