@@ -348,15 +348,15 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     pg.create_database("app");
     pg.psql(
         "app",
-        "CREATE AGGREGATE public.group_concat(text) (SFUNC = textcat, STYPE = text); \
-         CREATE TABLE public.film (title text); \
-         CREATE VIEW public.film_list AS SELECT public.group_concat(title) AS titles FROM public.film",
+        "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
+         CREATE TABLE public.film (length integer); \
+         CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film",
     );
     let env = env_for(&pg, "app", "");
     let err = env.fails(&["backup"], 1);
     assert!(
-        err.contains("view public.film_list depends on aggregate public.group_concat(")
-            && err.contains("allow-uncaptured = [\"aggregate\"]")
+        err.contains("view public.film_list depends on operator public.===(integer,integer)")
+            && err.contains("allow-uncaptured = [\"operator\"]")
             && err.contains("Nothing was stored"),
         "{err}"
     );
@@ -365,7 +365,7 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
 
     // Allowed by kind, the backup goes through, and says what a restore needs.
-    let env = env_for(&pg, "app", "allow-uncaptured = [\"aggregate\"]");
+    let env = env_for(&pg, "app", "allow-uncaptured = [\"operator\"]");
     env.ok(&["backup"]);
 }
 

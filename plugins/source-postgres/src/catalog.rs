@@ -150,6 +150,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(extensions(db)?);
     objects.extend(types(db)?);
     objects.extend(functions(db)?);
+    objects.extend(aggregates(db)?);
     objects.extend(sequences(db)?);
     objects.extend(tables(db)?);
     objects.extend(checks(db)?);
@@ -240,6 +241,48 @@ fn functions(db: &Connection) -> Result<Vec<Statement>> {
         not_extension_member("pg_catalog.pg_proc", "p.oid")
     );
     statements(db, "function", &sql)
+}
+
+/// User-defined aggregates, written from `pg_aggregate` as pg_dump does (PostgreSQL has
+/// no deparser for them): every support function, state type and option.
+fn aggregates(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT p.oid::pg_catalog.regprocedure::text, \
+           pg_catalog.format('CREATE AGGREGATE %I.%I(%s) (%s)', n.nspname, p.proname, \
+             CASE WHEN p.pronargs = 0 THEN '*' ELSE pg_catalog.pg_get_function_arguments(p.oid) END, \
+             pg_catalog.concat_ws(', ', \
+               'SFUNC = ' || a.aggtransfn::pg_catalog.regproc, \
+               'STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL), \
+               CASE WHEN a.aggtransspace <> 0 THEN 'SSPACE = ' || a.aggtransspace END, \
+               CASE WHEN a.aggfinalfn <> 0 THEN 'FINALFUNC = ' || a.aggfinalfn::pg_catalog.regproc END, \
+               CASE WHEN a.aggfinalextra THEN 'FINALFUNC_EXTRA' END, \
+               CASE WHEN a.aggfinalfn <> 0 THEN 'FINALFUNC_MODIFY = ' || \
+                 CASE a.aggfinalmodify WHEN 's' THEN 'SHAREABLE' WHEN 'w' THEN 'READ_WRITE' ELSE 'READ_ONLY' END END, \
+               CASE WHEN a.aggcombinefn <> 0 THEN 'COMBINEFUNC = ' || a.aggcombinefn::pg_catalog.regproc END, \
+               CASE WHEN a.aggserialfn <> 0 THEN 'SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc END, \
+               CASE WHEN a.aggdeserialfn <> 0 THEN 'DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc END, \
+               CASE WHEN a.agginitval IS NOT NULL THEN 'INITCOND = ' || pg_catalog.quote_literal(a.agginitval) END, \
+               CASE WHEN a.aggmtransfn <> 0 THEN 'MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc \
+                 || ', MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc \
+                 || ', MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL) END, \
+               CASE WHEN a.aggmtransspace <> 0 THEN 'MSSPACE = ' || a.aggmtransspace END, \
+               CASE WHEN a.aggmfinalfn <> 0 THEN 'MFINALFUNC = ' || a.aggmfinalfn::pg_catalog.regproc END, \
+               CASE WHEN a.aggmfinalextra THEN 'MFINALFUNC_EXTRA' END, \
+               CASE WHEN a.aggmfinalfn <> 0 THEN 'MFINALFUNC_MODIFY = ' || \
+                 CASE a.aggmfinalmodify WHEN 's' THEN 'SHAREABLE' WHEN 'w' THEN 'READ_WRITE' ELSE 'READ_ONLY' END END, \
+               CASE WHEN a.aggminitval IS NOT NULL THEN 'MINITCOND = ' || pg_catalog.quote_literal(a.aggminitval) END, \
+               CASE WHEN a.aggsortop <> 0 THEN (SELECT pg_catalog.format('SORTOP = OPERATOR(%I.%s)', so.nspname, o.oprname) \
+                 FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace so ON so.oid = o.oprnamespace WHERE o.oid = a.aggsortop) END, \
+               CASE WHEN a.aggkind = 'h' THEN 'HYPOTHETICAL' END, \
+               CASE p.proparallel WHEN 's' THEN 'PARALLEL = SAFE' WHEN 'r' THEN 'PARALLEL = RESTRICTED' END)), \
+           pg_catalog.format('DROP AGGREGATE IF EXISTS %s', p.oid::pg_catalog.regprocedure), \
+           'pg_proc:' || p.oid \
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE {USER_SCHEMA} AND {} ORDER BY p.oid",
+        not_extension_member("pg_catalog.pg_proc", "p.oid")
+    );
+    statements(db, "aggregate", &sql)
 }
 
 /// `WHERE` terms selecting the user's relations of some kinds.
@@ -457,7 +500,7 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
              JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
            WHERE d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND {USER_SCHEMA} AND {types} \
          UNION ALL \
-           SELECT (CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END) || p.oid::pg_catalog.regprocedure::text, d.description, 3, p.oid, 0 \
+           SELECT (CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' WHEN 'a' THEN 'AGGREGATE ' ELSE 'FUNCTION ' END) || p.oid::pg_catalog.regprocedure::text, d.description, 3, p.oid, 0 \
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
            WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND {USER_SCHEMA} AND {procs} \
@@ -481,13 +524,11 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
 
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
-/// functions and procedures, tables, sequences, views, indexes, constraints, defaults,
+/// functions, procedures and aggregates, tables, sequences, views, indexes, constraints, defaults,
 /// triggers, comments; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
-           WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN \
-             (SELECT p.prokind = 'a' FROM pg_catalog.pg_proc p WHERE p.oid = {oid}) \
            WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
              (SELECT b.typtype IN ('b', 'r', 'm') FROM pg_catalog.pg_type t \
                 JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
@@ -497,6 +538,7 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
            WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN \
              (SELECT r.rulename <> '_RETURN' FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
            ELSE {class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
+             'pg_catalog.pg_proc'::pg_catalog.regclass, \
              'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
              'pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_description'::pg_catalog.regclass, \
              'pg_catalog.pg_largeobject'::pg_catalog.regclass, 'pg_catalog.pg_authid'::pg_catalog.regclass, \

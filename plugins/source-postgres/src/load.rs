@@ -161,8 +161,11 @@ fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
             continue;
         }
         // Snapshots taken before drops were written without it still say CASCADE.
-        let drop = drop.strip_suffix(" CASCADE").unwrap_or(drop);
-        db.execute(drop).map_err(|e| {
+        let drop = match drop.strip_suffix(" CASCADE;") {
+            Some(restricted) => format!("{restricted};"),
+            None => drop.clone(),
+        };
+        db.execute(&drop).map_err(|e| {
             let message = e.message().replace(
                 "; hint: Use DROP ... CASCADE to drop the dependent objects too.",
                 "",
