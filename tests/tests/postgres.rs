@@ -364,9 +364,15 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
         serde_json::from_str(&env.ok(&["--json", "snapshots"])).expect("snapshots JSON");
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
 
-    // Allowed by kind, the backup goes through, and says what a restore needs.
+    // Allowed by kind, the backup goes through, and says what it left out.
     let env = env_for(&pg, "app", "allow-uncaptured = [\"operator\"]");
-    env.ok(&["backup"]);
+    let out = env.cairn(&["backup"]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("not captured") && said.contains("1 operator (public.===(integer,integer))"),
+        "{said}"
+    );
 }
 
 /// A full `pg_dump` of `db`: schema, privileges, owners and every row (less the random

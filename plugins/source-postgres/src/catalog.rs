@@ -161,6 +161,8 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     let mut post_data = Vec::new();
     post_data.extend(foreign_keys(db)?);
     post_data.extend(triggers(db)?);
+    post_data.extend(row_security(db)?);
+    post_data.extend(policies(db)?);
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
@@ -453,6 +455,40 @@ fn triggers(db: &Connection) -> Result<Vec<Statement>> {
     statements(db, "trigger", &sql)
 }
 
+/// Row-level security switched on (and forced) per table, after the data is loaded: a
+/// table with forced row security takes no COPY.
+fn row_security(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT c.oid::pg_catalog.regclass::text, \
+           pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', c.oid::pg_catalog.regclass) \
+           || CASE WHEN c.relforcerowsecurity THEN pg_catalog.format('; ALTER TABLE %s FORCE ROW LEVEL SECURITY', c.oid::pg_catalog.regclass) ELSE '' END \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relrowsecurity AND {} ORDER BY c.oid",
+        user_relations("'r', 'p'")
+    );
+    statements(db, "row security", &sql)
+}
+
+/// Row-level security policies, for the roles they name (which must exist where the
+/// snapshot is restored, or the restore fails naming them).
+fn policies(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('%I ON %s', p.polname, c.oid::pg_catalog.regclass), \
+           pg_catalog.format('CREATE POLICY %I ON %s AS %s FOR %s TO %s', p.polname, c.oid::pg_catalog.regclass, \
+             CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END, \
+             CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END, \
+             (SELECT pg_catalog.string_agg(CASE WHEN r.role = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.role)) END, ', ' ORDER BY r.n) \
+              FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY r(role, n))) \
+           || CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')' ELSE '' END \
+           || CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')' ELSE '' END \
+         FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} ORDER BY p.oid",
+        user_relations("'r', 'p'")
+    );
+    statements(db, "policy", &sql)
+}
+
 /// Each sequence's position. Sequences are not transactional: like pg_dump, this reads
 /// their value at the time of the backup, which is at or after the snapshot's.
 fn sequence_values(db: &Connection) -> Result<Vec<Statement>> {
@@ -524,7 +560,7 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
 
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
-/// functions, procedures and aggregates, tables, sequences, views, indexes, constraints, defaults,
+/// functions, procedures and aggregates, tables, row-level security policies, sequences, views, indexes, constraints, defaults,
 /// triggers, comments; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
@@ -538,13 +574,67 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
            WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN \
              (SELECT r.rulename <> '_RETURN' FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
            ELSE {class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
-             'pg_catalog.pg_proc'::pg_catalog.regclass, \
+             'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass, \
              'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
              'pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_description'::pg_catalog.regclass, \
              'pg_catalog.pg_largeobject'::pg_catalog.regclass, 'pg_catalog.pg_authid'::pg_catalog.regclass, \
              'pg_catalog.pg_database'::pg_catalog.regclass) \
          END"
     )
+}
+
+/// The catalogs of object kinds this source does not capture, for [`uncaptured_objects`].
+const UNCAPTURED_CATALOGS: &[&str] = &[
+    "pg_operator",
+    "pg_opclass",
+    "pg_opfamily",
+    "pg_cast",
+    "pg_collation",
+    "pg_conversion",
+    "pg_ts_config",
+    "pg_ts_dict",
+    "pg_ts_parser",
+    "pg_ts_template",
+    "pg_foreign_data_wrapper",
+    "pg_foreign_server",
+    "pg_event_trigger",
+    "pg_publication",
+    "pg_statistic_ext",
+    "pg_transform",
+    "pg_language",
+    "pg_largeobject_metadata",
+];
+
+/// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
+/// will not have them, though nothing captured needs them. Foreign tables, rules other
+/// than views', and range and base types are among them.
+pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
+    let mut sets: Vec<String> = UNCAPTURED_CATALOGS
+        .iter()
+        .map(|c| format!("SELECT 'pg_catalog.{c}'::pg_catalog.regclass, oid FROM pg_catalog.{c}"))
+        .collect();
+    sets.push("SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, oid FROM pg_catalog.pg_class WHERE relkind = 'f'".into());
+    sets.push("SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, oid FROM pg_catalog.pg_rewrite WHERE rulename <> '_RETURN'".into());
+    sets.push("SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, oid FROM pg_catalog.pg_type WHERE typtype IN ('b', 'r') AND typelem = 0 AND typrelid = 0".into());
+    let sql = format!(
+        "SELECT o.type, o.identity FROM ({}) AS x(classid, objid), \
+           LATERAL pg_catalog.pg_identify_object(x.classid, x.objid, 0) o \
+         WHERE x.objid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype IN ('e', 'i') \
+             AND e.classid = x.classid AND e.objid = x.objid) \
+         ORDER BY 1, 2",
+        sets.join(" UNION ALL ")
+    );
+    let rows = db
+        .query(&sql)
+        .map_err(|e| e.context("listing objects cairn does not capture"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let mut values = row.into_iter().map(Option::unwrap_or_default);
+            Some((values.next()?, values.next()?))
+        })
+        .collect())
 }
 
 /// An object the snapshot holds that depends on one it does not: restoring the snapshot

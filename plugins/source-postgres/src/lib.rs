@@ -190,6 +190,7 @@ impl Source for Postgres {
             &db,
             &options.allow_uncaptured,
         )?)?;
+        warn_uncaptured(&catalog::uncaptured_objects(&db)?);
         let block_size: u64 = single_value(&db, "SELECT pg_catalog.current_setting('block_size')")?
             .parse()
             .unwrap_or(8192);
@@ -422,6 +423,42 @@ fn refuse_uncaptured(found: &[catalog::Uncaptured]) -> Result<()> {
         },
         first.kind
     )))
+}
+
+/// Says which objects the snapshot leaves out, by kind, so that nobody learns it from a
+/// restore.
+fn warn_uncaptured(found: &[(String, String)]) {
+    if found.is_empty() {
+        return;
+    }
+    let mut kinds: Vec<(String, Vec<String>)> = Vec::new();
+    for (kind, identity) in found {
+        match kinds.last_mut() {
+            Some((k, names)) if k == kind => names.push(identity.clone()),
+            _ => kinds.push((kind.clone(), vec![identity.clone()])),
+        }
+    }
+    let listed: Vec<String> = kinds
+        .iter()
+        .map(|(kind, names)| {
+            let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+            let more = names.len().saturating_sub(3);
+            format!(
+                "{} {kind} ({}{})",
+                names.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(", {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    host::warn(format!(
+        "not captured, so a restore will not have them: {}",
+        listed.join("; ")
+    ));
 }
 
 fn refuse_live(reader: &ItemReader, identity: &ServerIdentity, why: &str) -> Result<()> {
