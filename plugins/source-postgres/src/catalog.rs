@@ -609,21 +609,22 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
 /// will not have them, though nothing captured needs them. Foreign tables, rules other
 /// than views', and range and base types are among them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
-    let mut sets: Vec<String> = UNCAPTURED_CATALOGS
+    // The catalogs no kind of which is captured, and those where `uncaptured_kind` tells
+    // the kinds apart (foreign tables, rules other than views', range and base types).
+    let sets: Vec<String> = UNCAPTURED_CATALOGS
         .iter()
+        .chain(&["pg_class", "pg_rewrite", "pg_type"])
         .map(|c| format!("SELECT 'pg_catalog.{c}'::pg_catalog.regclass, oid FROM pg_catalog.{c}"))
         .collect();
-    sets.push("SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, oid FROM pg_catalog.pg_class WHERE relkind = 'f'".into());
-    sets.push("SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, oid FROM pg_catalog.pg_rewrite WHERE rulename <> '_RETURN'".into());
-    sets.push("SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, oid FROM pg_catalog.pg_type WHERE typtype IN ('b', 'r') AND typelem = 0 AND typrelid = 0".into());
     let sql = format!(
         "SELECT o.type, o.identity FROM ({}) AS x(classid, objid), \
            LATERAL pg_catalog.pg_identify_object(x.classid, x.objid, 0) o \
-         WHERE x.objid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' \
+         WHERE x.objid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' AND {} \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype IN ('e', 'i') \
              AND e.classid = x.classid AND e.objid = x.objid) \
          ORDER BY 1, 2",
-        sets.join(" UNION ALL ")
+        sets.join(" UNION ALL "),
+        uncaptured_kind("x.classid", "x.objid"),
     );
     let rows = db
         .query(&sql)
