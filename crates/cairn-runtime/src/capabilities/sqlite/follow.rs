@@ -26,12 +26,16 @@
 //!
 //! A reader that always holds a read mark would let the log grow without end (no restart
 //! can happen). After each read the follower runs a PASSIVE checkpoint, which blocks no
-//! one. When the log holds more than [`QUIET_FRAMES`] frames, it makes a *quiet moment*:
-//! it takes the write lock with a bounded wait (`BEGIN IMMEDIATE`, rolled back: nothing is
-//! written), reads the last frames, copies them with a PASSIVE checkpoint and moves to a
-//! slot-0 reader, so that the app's next write restarts the log. Past `max-wal` bytes it
-//! runs a TRUNCATE checkpoint with a bounded wait. It never runs a RESTART checkpoint, and
-//! its connections never checkpoint on close.
+//! one. When the log holds more than [`QUIET_FRAMES`] frames, it makes a *quiet moment*,
+//! moving to a slot-0 reader so that the app's next write restarts the log. First without
+//! the write lock: it reads to the log's end, copies the log into the database, and begins
+//! a reader at once, which works whenever the app commits nothing in between (a window as
+//! long as one of the app's transactions). Failing that, under the write lock taken with
+//! a bounded wait (`BEGIN IMMEDIATE`, rolled back: nothing is written). A restart reuses
+//! the file without shrinking it; when the file is past `max-wal` bytes, the quiet moment
+//! is taken under the lock and ends in a TRUNCATE checkpoint with a bounded wait, the lock
+//! handed over to it (see [`Follower::checkpoint`]). It never runs a RESTART checkpoint,
+//! and its connections never checkpoint on close.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,6 +54,8 @@ pub const QUIET_FRAMES: i64 = 1000;
 pub const QUIET_WAIT: Duration = Duration::from_millis(200);
 /// How long a snapshot waits for the write lock before it gives up.
 pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+/// How many times a quiet moment is tried without the write lock before it takes it.
+pub const QUIET_TRIES: usize = 4;
 
 /// Why following cannot go on from a point, in words for the user.
 #[derive(Debug, thiserror::Error)]
@@ -253,41 +259,75 @@ impl Follower {
     }
 
     /// Keeps the log short without blocking the app: a PASSIVE checkpoint, a quiet moment
-    /// when the log is long, a TRUNCATE with a bounded wait past `max_wal` bytes.
+    /// when the log is long, a TRUNCATE with a bounded wait when the file outgrew
+    /// `max_wal` bytes.
     pub fn checkpoint(&mut self, max_wal: u64) -> Result<Checkpointed, FollowError> {
         let mut done = Checkpointed::default();
         (done.log_frames, done.copied_frames) = self.passive()?;
-        let long = done.log_frames > QUIET_FRAMES || self.wal_size()? > max_wal;
-        if long && self.lock_writes(QUIET_WAIT)? {
-            let quiet = self.quiet_moment(&mut done);
-            let unlocked = self.locker.execute_batch("ROLLBACK");
-            quiet?;
-            unlocked.map_err(|e| self.err("releasing the write lock", e))?;
+        // A restart reuses the file from its start without shrinking it: only a TRUNCATE
+        // gives the disk back.
+        let oversized = self.wal_size()? > max_wal;
+        if done.log_frames <= QUIET_FRAMES && !oversized {
+            return Ok(done);
         }
-        if self.wal_size()? > max_wal {
-            // The TRUNCATE takes the write lock and waits for the app's readers through
-            // the busy handler: one that tries again at once, until the deadline.
-            SPIN_UNTIL.set(Some(std::time::Instant::now() + QUIET_WAIT));
-            self.checkpointer
-                .busy_handler(Some(spin))
-                .map_err(|e| self.err("busy handler", e))?;
-            let truncated =
-                self.checkpointer
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    });
-            SPIN_UNTIL.set(None);
-            let (busy, log, copied): (i64, i64, i64) =
-                truncated.map_err(|e| self.err("checkpointing (TRUNCATE)", e))?;
-            done.truncated = busy == 0;
+        // A quiet moment that holds no one up comes first; only a TRUNCATE needs the lock.
+        if !oversized && self.quiet_without_lock(&mut done)? {
+            return Ok(done);
+        }
+        if !self.lock_writes(QUIET_WAIT)? {
+            // No TRUNCATE this time, but the log can still restart.
+            if oversized {
+                self.quiet_without_lock(&mut done)?;
+            }
+            return Ok(done);
+        }
+        let all_copied = match self.quiet_moment(&mut done) {
+            Ok(all_copied) => all_copied,
+            Err(e) => {
+                let _ = self.locker.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        if all_copied && oversized {
+            self.truncate_handing_over(&mut done)?;
+            Ok(done)
+        } else {
+            self.locker
+                .execute_batch("ROLLBACK")
+                .map_err(|e| self.err("releasing the write lock", e))?;
+            Ok(done)
+        }
+    }
+
+    /// A quiet moment that holds no one up: moves the read transaction to the log's end,
+    /// copies the log into the database, and begins a reader at once. When the app
+    /// committed nothing in between (a window as long as one of its transactions, where
+    /// the write lock is free only between two of them), the new reader reads from the
+    /// database alone and the app's next write restarts the log. Whether it worked: the
+    /// second read found nothing new.
+    fn quiet_without_lock(&mut self, done: &mut Checkpointed) -> Result<bool, FollowError> {
+        for _ in 0..QUIET_TRIES {
+            done.tail.extend(self.read_on()?);
+            let (log, copied) = self.passive()?;
             (done.log_frames, done.copied_frames) = (log, copied);
+            if log < 0 || log != copied {
+                continue;
+            }
+            let more = self.read_on()?;
+            let quiet = more.is_empty();
+            done.tail.extend(more);
+            if quiet {
+                done.quiet_moment = true;
+                return Ok(true);
+            }
         }
-        Ok(done)
+        Ok(false)
     }
 
     /// With the write lock held: read the last frames, copy them into the database, and
-    /// move to a reader that leaves the log free to restart.
-    fn quiet_moment(&mut self, done: &mut Checkpointed) -> Result<(), FollowError> {
+    /// move to a reader that leaves the log free to restart. Whether the whole log is in
+    /// the database (the new reader reads from the database alone).
+    fn quiet_moment(&mut self, done: &mut Checkpointed) -> Result<bool, FollowError> {
         done.quiet_moment = true;
         done.tail.extend(self.read_on()?);
         // The app's last commit may still be checkpointing (-1: busy); it cannot commit
@@ -300,10 +340,51 @@ impl Follower {
             }
             std::thread::yield_now();
         }
-        if done.log_frames >= 0 && done.log_frames == done.copied_frames {
-            // The whole log is in the database: the new reader gets slot 0.
+        let all_copied = done.log_frames >= 0 && done.log_frames == done.copied_frames;
+        if all_copied {
             done.tail.extend(self.read_on()?);
         }
+        Ok(all_copied)
+    }
+
+    /// With the write lock held, the whole log in the database and the read transaction
+    /// on the database alone: a TRUNCATE checkpoint empties the file. It needs the write
+    /// lock itself, so the locker hands it over from inside the checkpoint's busy handler:
+    /// it lets go, and the checkpoint, trying again at once, takes it before an app
+    /// sleeping in its own busy handler wakes. The TRUNCATE then waits for the app's
+    /// readers, within the bound, holding the app's writers up that long at most.
+    fn truncate_handing_over(&mut self, done: &mut Checkpointed) -> Result<(), FollowError> {
+        // An in-memory connection holds the locker's place while the handler has it.
+        let stand_in = Connection::open_in_memory().map_err(|e| self.err("opening", e))?;
+        let locker = std::mem::replace(&mut self.locker, stand_in);
+        BUSY.with_borrow_mut(|busy| {
+            *busy = Busy {
+                until: Some(std::time::Instant::now() + QUIET_WAIT),
+                hand_over: Some(locker),
+                released: None,
+            }
+        });
+        let handler = self.checkpointer.busy_handler(Some(spin));
+        let truncated = handler.and_then(|()| {
+            self.checkpointer
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+        });
+        let busy = BUSY.take();
+        // The handler only borrows the locker, so it is always there to come back.
+        if let Some(locker) = busy.hand_over {
+            self.locker = locker;
+        }
+        // The checkpoint failed before it ever waited: the lock is still held.
+        let released = busy
+            .released
+            .unwrap_or_else(|| self.locker.execute_batch("ROLLBACK"));
+        released.map_err(|e| self.err("releasing the write lock", e))?;
+        let (busy, log, copied): (i64, i64, i64) =
+            truncated.map_err(|e| self.err("checkpointing (TRUNCATE)", e))?;
+        done.truncated = busy == 0;
+        (done.log_frames, done.copied_frames) = (log, copied);
         Ok(())
     }
 
@@ -418,21 +499,41 @@ impl Follower {
     }
 }
 
-thread_local! {
-    /// Until when [`spin`] tells SQLite to try again.
-    static SPIN_UNTIL: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+/// What [`spin`] does for the TRUNCATE checkpoint running on this thread.
+#[derive(Default)]
+struct Busy {
+    /// Until when it tells SQLite to try again.
+    until: Option<std::time::Instant>,
+    /// The locker, holding the write lock the checkpoint waits for.
+    hand_over: Option<Connection>,
+    /// Set once the locker let go (the checkpoint's first wait).
+    released: Option<rusqlite::Result<()>>,
 }
 
-/// A busy handler that yields and tries again until [`SPIN_UNTIL`] (SQLite's own sleeps
-/// for milliseconds between tries and so never finds a busy app's short gaps).
+thread_local! {
+    static BUSY: std::cell::RefCell<Busy> = std::cell::RefCell::default();
+}
+
+/// The TRUNCATE checkpoint's busy handler: at its first wait (for the write lock the
+/// locker holds) the locker lets go; then it yields and tries again at once until the
+/// deadline (SQLite's own handler sleeps for milliseconds between tries and so never
+/// finds a busy app's short gaps).
 fn spin(_tries: i32) -> bool {
-    let go_on = SPIN_UNTIL
-        .get()
-        .is_some_and(|until| std::time::Instant::now() < until);
-    if go_on {
-        std::thread::yield_now();
-    }
-    go_on
+    BUSY.with_borrow_mut(|busy| {
+        if busy.released.is_none()
+            && let Some(locker) = &busy.hand_over
+        {
+            busy.released = Some(locker.execute_batch("ROLLBACK"));
+            return true;
+        }
+        let go_on = busy
+            .until
+            .is_some_and(|until| std::time::Instant::now() < until);
+        if go_on {
+            std::thread::yield_now();
+        }
+        go_on
+    })
 }
 
 fn sqlite(path: &str, what: &'static str, error: rusqlite::Error) -> FollowError {
