@@ -259,9 +259,20 @@ impl PgCluster {
     /// `pg_dump --schema-only` without ownership, privileges, comments-as-headers or
     /// settings: what must match between a database and its restored copy.
     pub fn schema_dump(&self, db: &str) -> String {
+        self.dump_schema(db, &["--no-owner", "--no-privileges"])
+    }
+
+    /// `pg_dump --schema-only` with owners and privileges (for a copy restored in the same
+    /// cluster, where every role exists).
+    pub fn schema_dump_with_privileges(&self, db: &str) -> String {
+        self.dump_schema(db, &[])
+    }
+
+    fn dump_schema(&self, db: &str, options: &[&str]) -> String {
         let out = self
             .client("pg_dump", db)
-            .args(["--schema-only", "--no-owner", "--no-privileges"])
+            .arg("--schema-only")
+            .args(options)
             .output()
             .expect("pg_dump");
         assert!(

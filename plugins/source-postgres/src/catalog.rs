@@ -45,6 +45,14 @@ pub struct Statement {
     /// `catalog:oid` of the object, to order statements by dependency at backup time.
     #[serde(skip)]
     pub key: Option<String>,
+    /// Roles the statement names, which must exist where it is restored: without them the
+    /// restore leaves it out and says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// A role the restoring user must be a member of (to give an object to it, or to set
+    /// its default privileges); left out with a warning otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acts_as: Option<String>,
 }
 
 /// A table with storage (a plain table or a leaf partition) and its data pieces.
@@ -126,6 +134,8 @@ fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> 
                 create: terminated(&field(1).unwrap_or_default()),
                 drop: field(2).map(|d| terminated(&d)),
                 key: field(3),
+                roles: Vec::new(),
+                acts_as: None,
             }
         })
         .collect())
@@ -166,6 +176,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
+    post_data.extend(ownership_and_privileges(db)?);
     Ok(Schema {
         format: FORMAT,
         server_version,
@@ -558,10 +569,128 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
     statements(db, "comment", &sql)
 }
 
+/// The captured objects' owners, privileges (GRANT and REVOKE, per column too) and the
+/// default privileges, last: as pg_dump writes them, an object's ACL is rebuilt from
+/// nothing (`REVOKE ALL` from PUBLIC and the owner) then granted entry by entry, so the
+/// restored ACL is the same array. Identity and serial sequences follow their table's
+/// owner. Rows: (object, statement, roles it names, role the restorer acts as).
+fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "WITH objects(phase, oid, alter_kind, grant_kind, ident, owner, acl, owned_sequence, default_owner) AS ( \
+           SELECT 0, n.oid, 'SCHEMA', 'SCHEMA', pg_catalog.quote_ident(n.nspname), n.nspowner, n.nspacl, false, \
+             n.nspname = 'public' AND pg_catalog.pg_get_userbyid(n.nspowner) = 'pg_database_owner' \
+           FROM pg_catalog.pg_namespace n WHERE {USER_SCHEMA} AND {schemas} \
+         UNION ALL \
+           SELECT 1, t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, \
+             t.oid::pg_catalog.regtype::text, t.typowner, t.typacl, false, false \
+           FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+           WHERE {USER_SCHEMA} AND {types} \
+             AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')) \
+         UNION ALL \
+           SELECT 2, p.oid, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, \
+             CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure::text, p.proowner, p.proacl, false, false \
+           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+           WHERE {USER_SCHEMA} AND {procs} AND p.prokind IN ('f', 'p', 'w', 'a') \
+         UNION ALL \
+           SELECT 3, c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
+             CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::pg_catalog.regclass::text, c.relowner, c.relacl, \
+             c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+               AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')), false \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           WHERE {rels} \
+         ), \
+         grants AS ( \
+           SELECT o.phase, o.oid, o.grant_kind, o.ident, x.grantee, x.is_grantable, \
+             pg_catalog.string_agg(x.privilege_type, ', ' ORDER BY x.n) AS privileges, pg_catalog.min(x.n) AS n \
+           FROM objects o, pg_catalog.aclexplode(o.acl) WITH ORDINALITY x(grantor, grantee, privilege_type, is_grantable, n) \
+           GROUP BY o.phase, o.oid, o.grant_kind, o.ident, x.grantee, x.is_grantable \
+         ), \
+         columns AS ( \
+           SELECT c.oid, a.attnum, c.oid::pg_catalog.regclass::text AS ident, pg_catalog.quote_ident(a.attname) AS col, x.grantee, x.is_grantable, \
+             pg_catalog.string_agg(x.privilege_type, ', ' ORDER BY x.n) AS privileges, pg_catalog.min(x.n) AS n \
+           FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, \
+             pg_catalog.aclexplode(a.attacl) WITH ORDINALITY x(grantor, grantee, privilege_type, is_grantable, n) \
+           WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped AND {tables} \
+           GROUP BY c.oid, a.attnum, c.oid::pg_catalog.regclass::text, a.attname, x.grantee, x.is_grantable \
+         ), \
+         defaults AS ( \
+           SELECT d.oid, pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s', pg_catalog.pg_get_userbyid(d.defaclrole), \
+               CASE WHEN d.defaclnamespace <> 0 THEN pg_catalog.format(' IN SCHEMA %I', (SELECT ns.nspname FROM pg_catalog.pg_namespace ns WHERE ns.oid = d.defaclnamespace)) ELSE '' END) AS prefix, \
+             CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END AS objects, \
+             d.defaclrole, d.defaclnamespace, d.defaclacl \
+           FROM pg_catalog.pg_default_acl d \
+         ) \
+         SELECT name, sql, roles, acts_as, kind FROM ( \
+           SELECT o.phase, o.oid, 0 AS step, 0 AS n, o.ident AS name, \
+             pg_catalog.format('ALTER %s %s OWNER TO %I', o.alter_kind, o.ident, pg_catalog.pg_get_userbyid(o.owner)) AS sql, \
+             NULL AS roles, pg_catalog.pg_get_userbyid(o.owner) AS acts_as, 'owner' AS kind \
+           FROM objects o WHERE NOT o.owned_sequence AND NOT o.default_owner \
+         UNION ALL \
+           SELECT o.phase, o.oid, 1, 0, o.ident, pg_catalog.format('REVOKE ALL ON %s %s FROM PUBLIC', o.grant_kind, o.ident), NULL, NULL, 'privileges' \
+           FROM objects o WHERE o.acl IS NOT NULL \
+         UNION ALL \
+           SELECT o.phase, o.oid, 2, 0, o.ident, pg_catalog.format('REVOKE ALL ON %s %s FROM %I', o.grant_kind, o.ident, pg_catalog.pg_get_userbyid(o.owner)), \
+             pg_catalog.pg_get_userbyid(o.owner), NULL, 'privileges' \
+           FROM objects o WHERE o.acl IS NOT NULL \
+         UNION ALL \
+           SELECT g.phase, g.oid, 3, g.n, g.ident, pg_catalog.format('GRANT %s ON %s %s TO %s%s', g.privileges, g.grant_kind, g.ident, \
+               CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END, \
+               CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), \
+             CASE WHEN g.grantee <> 0 THEN pg_catalog.pg_get_userbyid(g.grantee) END, NULL, 'privileges' \
+           FROM grants g \
+         UNION ALL \
+           SELECT 4, k.oid, 4 + k.attnum, k.n, k.ident || '.' || k.col, \
+             pg_catalog.format('GRANT %s (%s) ON TABLE %s TO %s%s', k.privileges, k.col, k.ident, \
+               CASE WHEN k.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(k.grantee)) END, \
+               CASE WHEN k.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), \
+             CASE WHEN k.grantee <> 0 THEN pg_catalog.pg_get_userbyid(k.grantee) END, NULL, 'column privileges' \
+           FROM columns k \
+         UNION ALL \
+           SELECT 5, d.oid, 1, 0, d.prefix, pg_catalog.format('%s REVOKE ALL ON %s FROM PUBLIC', d.prefix, d.objects), NULL, pg_catalog.pg_get_userbyid(d.defaclrole), 'default privileges' \
+           FROM defaults d WHERE d.defaclnamespace = 0 \
+         UNION ALL \
+           SELECT 5, d.oid, 2, 0, d.prefix, pg_catalog.format('%s REVOKE ALL ON %s FROM %I', d.prefix, d.objects, pg_catalog.pg_get_userbyid(d.defaclrole)), \
+             NULL, pg_catalog.pg_get_userbyid(d.defaclrole), 'default privileges' \
+           FROM defaults d WHERE d.defaclnamespace = 0 \
+         UNION ALL \
+           SELECT 5, d.oid, 3, x.n, d.prefix, pg_catalog.format('%s GRANT %s ON %s TO %s%s', d.prefix, x.privilege_type, d.objects, \
+               CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END, \
+               CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), \
+             CASE WHEN x.grantee <> 0 THEN pg_catalog.pg_get_userbyid(x.grantee) END, pg_catalog.pg_get_userbyid(d.defaclrole), 'default privileges' \
+           FROM defaults d, pg_catalog.aclexplode(d.defaclacl) WITH ORDINALITY x(grantor, grantee, privilege_type, is_grantable, n) \
+         ) statements ORDER BY phase, oid, step, n",
+        schemas = not_extension_member("pg_catalog.pg_namespace", "n.oid"),
+        types = not_extension_member("pg_catalog.pg_type", "t.oid"),
+        procs = not_extension_member("pg_catalog.pg_proc", "p.oid"),
+        rels = user_relations("'r', 'p', 'v', 'm', 'S'"),
+        tables = user_relations("'r', 'p', 'v', 'm'"),
+    );
+    let rows = db
+        .query(&sql)
+        .map_err(|e| e.context("reading owners and privileges"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let field = |i: usize| row.get(i).cloned().flatten();
+            Statement {
+                kind: field(4).unwrap_or_default(),
+                name: field(0).unwrap_or_default(),
+                create: terminated(&field(1).unwrap_or_default()),
+                drop: None,
+                key: None,
+                roles: field(2).into_iter().collect(),
+                acts_as: field(3),
+            }
+        })
+        .collect())
+}
+
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
-/// functions, procedures and aggregates, tables, row-level security policies, sequences, views, indexes, constraints, defaults,
-/// triggers, comments; everything else is named by [`uncaptured_dependencies`].
+/// functions, procedures and aggregates, tables, row-level security policies, sequences,
+/// views, indexes, constraints, defaults, triggers, comments, owners and privileges;
+/// everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
@@ -827,6 +956,8 @@ mod tests {
             create: String::new(),
             drop: None,
             key: Some(key.into()),
+            roles: Vec::new(),
+            acts_as: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Loads a snapshot into a database: the pre-data objects in one transaction, the table
 //! data with parallel COPY IN, then indexes (in parallel), foreign keys, triggers,
-//! sequence values, materialized views and comments.
+//! sequence values, materialized views, comments, owners and privileges.
+
+use std::collections::BTreeMap;
 
 use cairn_sdk::postgres::{Connection, CopyIn};
 use cairn_sdk::{ItemReader, PluginError, Result, host};
@@ -118,11 +120,77 @@ fn build_indexes(db: &Connection, schema: &Schema) -> Result<()> {
         .map_err(|e| e.context("building indexes and key constraints"))
 }
 
+/// Foreign keys, triggers, row security, sequence values, comments, then owners and
+/// privileges. A statement naming a role the target lacks (or one the restoring user may
+/// not act as) is left out, and the restore says which, and why, once per role.
 fn post_data(db: &Connection, schema: &Schema) -> Result<()> {
+    let needs_roles = schema
+        .post_data
+        .iter()
+        .any(|s| !s.roles.is_empty() || s.acts_as.is_some());
+    let roles = if needs_roles {
+        target_roles(db)?
+    } else {
+        BTreeMap::new()
+    };
+    let mut left_out: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for statement in &schema.post_data {
+        if let Some(why) = unrestorable(statement, &roles) {
+            let names = left_out.entry(why).or_default();
+            if names.last() != Some(&statement.name.as_str()) {
+                names.push(&statement.name);
+            }
+            continue;
+        }
         run_one(db, statement).map_err(|e| e.context("post-data"))?;
     }
+    for (why, names) in left_out {
+        host::warn(format!(
+            "not restored, because {why}: the owner or privileges of {} ({}); create the role and restore again, or set them by hand",
+            plural(names.len(), "object"),
+            names.join(", ")
+        ));
+    }
     Ok(())
+}
+
+/// Every role of the target's cluster, and whether the restoring user is a member of it
+/// (may give objects to it and set its default privileges).
+fn target_roles(db: &Connection) -> Result<BTreeMap<String, bool>> {
+    let rows = db
+        .query("SELECT r.rolname, pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'MEMBER')::text FROM pg_catalog.pg_roles r")
+        .map_err(|e| e.context("reading the target's roles"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let name = row.first().cloned().flatten()?;
+            let member = row.get(1).cloned().flatten().as_deref() == Some("true");
+            Some((name, member))
+        })
+        .collect())
+}
+
+/// Why `statement` cannot run in the target, if it cannot.
+fn unrestorable(statement: &Statement, roles: &BTreeMap<String, bool>) -> Option<String> {
+    for role in statement.roles.iter().chain(&statement.acts_as) {
+        if !roles.contains_key(role) {
+            return Some(format!("role `{role}` does not exist here"));
+        }
+    }
+    match &statement.acts_as {
+        Some(role) if roles.get(role) == Some(&false) => Some(format!(
+            "the restoring user is not a member of role `{role}`"
+        )),
+        _ => None,
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Runs statements as one transaction: all of them, or none when one fails.
