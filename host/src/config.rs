@@ -65,12 +65,109 @@ pub struct SourceConfig {
     /// This source's retention, replacing the top-level `[retention]` for it.
     #[serde(default)]
     pub retention: Option<toml::Spanned<toml::Table>>,
+    /// Continuous replication (`cairn replicate`), for sources that offer it.
+    #[serde(default)]
+    pub replicate: Option<toml::Spanned<ReplicateConfig>>,
 }
 
 impl SourceConfig {
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
+
+    /// The source's replication settings, checked at load; the defaults without a
+    /// `[source.replicate]` table.
+    pub fn replication(&self) -> Replication {
+        self.replicate
+            .as_ref()
+            .and_then(|r| r.get_ref().resolve().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `[source.replicate]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReplicateConfig {
+    pub interval: Option<String>,
+    pub snapshot_every: Option<String>,
+    pub max_wal: Option<String>,
+}
+
+/// How a source is replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// How often what changed is read and stored.
+    pub interval: std::time::Duration,
+    /// How often a fresh snapshot starts a new chain, bounding how much a restore applies.
+    pub snapshot_every: std::time::Duration,
+    /// Bytes the source's own log may hold before cairn makes it shrink.
+    pub max_log: u64,
+}
+
+impl Default for Replication {
+    fn default() -> Replication {
+        Replication {
+            interval: std::time::Duration::from_secs(1),
+            snapshot_every: std::time::Duration::from_secs(24 * 3600),
+            max_log: 256 << 20,
+        }
+    }
+}
+
+impl ReplicateConfig {
+    fn resolve(&self) -> Result<Replication, String> {
+        let mut out = Replication::default();
+        let span = |key: &str, text: &Option<String>, slot: &mut std::time::Duration| {
+            if let Some(text) = text {
+                match parse_span(text) {
+                    Some(d) if !d.is_zero() => *slot = d,
+                    _ => {
+                        return Err(format!(
+                            "{key} = \"{text}\" is not a duration like \"1s\", \"30s\" or \"24h\""
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        span("interval", &self.interval, &mut out.interval)?;
+        span(
+            "snapshot-every",
+            &self.snapshot_every,
+            &mut out.snapshot_every,
+        )?;
+        if let Some(text) = &self.max_wal {
+            out.max_log = parse_size(text).ok_or_else(|| {
+                format!("max-wal = \"{text}\" is not a size like \"256MiB\" or \"1GiB\"")
+            })?;
+        }
+        if out.snapshot_every < out.interval {
+            return Err(
+                "snapshot-every is shorter than interval: every sync would start a new chain"
+                    .into(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// A size with a binary unit (`256MiB`, `1GiB`, `4096`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(scale).filter(|&n| n > 0)
 }
 
 /// Access granted to a plugin beyond what its options name.
@@ -212,6 +309,16 @@ impl Config {
                 }
             }
         }
+        for source in &config.sources {
+            if let Some(replicate) = &source.replicate
+                && let Err(message) = replicate.get_ref().resolve()
+            {
+                return Err(invalid(
+                    Some(replicate.span()),
+                    format!("source `{}`: [source.replicate]: {message}", source.name()),
+                ));
+            }
+        }
         for table in config
             .sources
             .iter()
@@ -351,6 +458,40 @@ path = "/srv/app/uploads"
                 .unwrap_err()
                 .to_string();
         assert!(err.starts_with("cairn.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn replication_settings_have_defaults_sizes_and_errors_with_a_line() {
+        assert_eq!(parse_size("256MiB"), Some(256 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0MiB"), None);
+        assert_eq!(parse_size("5MB"), None);
+        let base = "[repository]\nsink = \"local\"\n[repository.options]\npath = \"/r\"\n[[source]]\nname = \"db\"\nplugin = \"sqlite\"\n";
+        let config = parse(&format!(
+            "{base}[source.replicate]\ninterval = \"5s\"\nmax-wal = \"64MiB\"\n"
+        ))
+        .unwrap();
+        let replication = config.sources[0].replication();
+        assert_eq!(replication.interval, std::time::Duration::from_secs(5));
+        assert_eq!(replication.max_log, 64 << 20);
+        assert_eq!(
+            replication.snapshot_every,
+            Replication::default().snapshot_every
+        );
+        let err = parse(&format!("{base}[source.replicate]\nmax-wal = \"lots\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cairn.toml:8:") && err.contains("max-wal"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{base}[source.replicate]\ninterval = \"1h\"\nsnapshot-every = \"1m\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("shorter than interval"), "{err}");
     }
 
     mod damaged {

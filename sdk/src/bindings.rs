@@ -4,7 +4,9 @@
 #[cfg(feature = "source")]
 wit_bindgen::generate!({
     path: "wit",
-    world: "source-plugin",
+    // Every source exports `change-stream`: a source that does not follow its system
+    // leaves `Source::follow` and `Source::apply` at their defaults, which say so.
+    world: "following-source-plugin",
     pub_export_macro: true,
     export_macro_name: "__export_source_world",
     default_bindings_module: "cairn_sdk::bindings",

@@ -41,7 +41,7 @@ pub mod sqlite;
 pub mod testing;
 
 /// The version of the `cairn:plugin` WIT package this SDK builds against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 #[cfg(any(feature = "source", feature = "sink"))]
 pub use bindings::cairn::plugin::bulk::Blob;
@@ -60,6 +60,8 @@ pub use info::Info;
 #[cfg(feature = "source")]
 pub use bindings::cairn::plugin::backup_io::{BlobItem, ItemStream, ItemWriter, StoreAhead};
 #[cfg(feature = "source")]
+pub use bindings::cairn::plugin::change_io::{ChangeReader, ChangeWriter, FollowStep};
+#[cfg(feature = "source")]
 pub use bindings::cairn::plugin::restore_io::{ItemReader, RestoreFlags};
 #[cfg(feature = "source")]
 pub use source::Source;
@@ -75,6 +77,8 @@ pub mod __private {
     #[cfg(any(feature = "source", feature = "sink"))]
     pub use wit_bindgen;
 
+    #[cfg(feature = "source")]
+    pub use crate::bindings::exports::cairn::plugin::change_stream::Guest as ChangeStreamGuest;
     #[cfg(feature = "source")]
     pub use crate::bindings::exports::cairn::plugin::source::Guest as SourceGuest;
     #[cfg(feature = "source")]

@@ -2,7 +2,9 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Info, ItemReader, ItemWriter, Result, VerifyReport};
+use crate::{
+    ChangeReader, ChangeWriter, Info, ItemReader, ItemWriter, PluginError, Result, VerifyReport,
+};
 
 /// A plugin that captures a consistent copy of a system and puts it back.
 ///
@@ -26,6 +28,32 @@ pub trait Source {
 
     /// Restores into `scratch` and checks the copy; never touches the live system.
     fn verify(options: &Self::Options, reader: &ItemReader, scratch: &str) -> Result<VerifyReport>;
+
+    /// Continuous capture (optional): follows the system until `changes.wait()` says
+    /// stop, going on from `changes.resume_point()` when it can, otherwise writing a
+    /// snapshot into `items` between `changes.begin_snapshot()` and `begin_chain`, then
+    /// appending what changed at each sync. The default says the source does not offer it.
+    fn follow(
+        _options: &Self::Options,
+        _max_log: u64,
+        _items: &ItemWriter,
+        _changes: &ChangeWriter,
+    ) -> Result<()> {
+        Err(no_continuous_capture::<Self>())
+    }
+
+    /// Applies the segments `changes` hands out onto the snapshot restored at `target`,
+    /// and checks the result (for sources that implement [`Source::follow`]).
+    fn apply(_options: &Self::Options, _changes: &ChangeReader, _target: &str) -> Result<()> {
+        Err(no_continuous_capture::<Self>())
+    }
+}
+
+fn no_continuous_capture<T: Source + ?Sized>() -> PluginError {
+    PluginError::permanent(format!(
+        "the `{}` source does not offer continuous capture: back it up with `cairn backup`",
+        T::info().name
+    ))
 }
 
 /// Registers a [`Source`] implementation as the component's `source` export.
@@ -61,6 +89,24 @@ macro_rules! export_source {
                 scratch: String,
             ) -> Result<$crate::VerifyReport, $crate::PluginError> {
                 $crate::__private::source::verify::<$plugin>(&options, reader, &scratch)
+            }
+        }
+
+        impl $crate::__private::ChangeStreamGuest for __CairnSourceExport {
+            fn follow(
+                options: String,
+                max_log: u64,
+                items: &$crate::ItemWriter,
+                changes: &$crate::ChangeWriter,
+            ) -> Result<(), $crate::PluginError> {
+                $crate::__private::source::follow::<$plugin>(&options, max_log, items, changes)
+            }
+            fn apply(
+                options: String,
+                changes: &$crate::ChangeReader,
+                target: String,
+            ) -> Result<(), $crate::PluginError> {
+                $crate::__private::source::apply::<$plugin>(&options, changes, &target)
             }
         }
 
@@ -102,5 +148,18 @@ pub mod adapter {
         scratch: &str,
     ) -> Result<VerifyReport> {
         T::verify(&parsed::<T>(options)?, reader, scratch)
+    }
+
+    pub fn follow<T: Source>(
+        options: &str,
+        max_log: u64,
+        items: &ItemWriter,
+        changes: &ChangeWriter,
+    ) -> Result<()> {
+        T::follow(&parsed::<T>(options)?, max_log, items, changes)
+    }
+
+    pub fn apply<T: Source>(options: &str, changes: &ChangeReader, target: &str) -> Result<()> {
+        T::apply(&parsed::<T>(options)?, changes, target)
     }
 }

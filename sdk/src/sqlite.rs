@@ -15,5 +15,5 @@
 //! ```
 
 pub use crate::bindings::cairn::plugin::sqlite::{
-    CheckLevel, Database, journal_size, open, snapshot,
+    CheckLevel, Database, Followed, Follower, apply_changes, follow, journal_size, open, snapshot,
 };

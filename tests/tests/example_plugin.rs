@@ -74,7 +74,7 @@ fn plugin_list_shows_the_built_ins() {
     assert_eq!(find("local")["kind"], "sink");
     for p in listed.as_array().unwrap() {
         assert!(
-            p["version"].is_string() && p["wit_version"] == "0.1.0",
+            p["version"].is_string() && p["wit_version"] == "0.1.1",
             "{p}"
         );
     }

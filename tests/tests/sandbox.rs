@@ -139,10 +139,10 @@ fn a_plugin_built_for_another_wit_version_is_refused() {
     // Rewrite the package version in every import and export name (same length).
     let patched = replace_all(
         &wasm,
-        b"cairn:plugin/source@0.1.0",
+        b"cairn:plugin/source@0.1.1",
         b"cairn:plugin/source@0.9.0",
     );
-    let patched = replace_all(&patched, b"@0.1.0", b"@0.9.0");
+    let patched = replace_all(&patched, b"@0.1.1", b"@0.9.0");
     let env = Env::new();
     let path = env.path("old.wasm");
     std::fs::write(&path, patched).unwrap();
@@ -150,7 +150,7 @@ fn a_plugin_built_for_another_wit_version_is_refused() {
     let err = cairn_e2e::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("cairn:plugin@0.9.0") && err.contains("cairn:plugin@0.1.0"),
+        err.contains("cairn:plugin@0.9.0") && err.contains("cairn:plugin@0.1.1"),
         "names both versions: {err}"
     );
 }

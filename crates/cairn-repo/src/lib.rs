@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod changes;
 pub mod chunker;
 pub mod crypto;
 pub mod duration;

@@ -20,6 +20,8 @@ pub enum MetaKind {
     Run,
     /// A backup in progress (see [`crate::writers`]).
     Writer,
+    /// The start of a change chain (see [`crate::changes`]).
+    Chain,
 }
 
 impl MetaKind {
@@ -31,6 +33,7 @@ impl MetaKind {
             MetaKind::Prune => b"cairn prune",
             MetaKind::Run => b"cairn run",
             MetaKind::Writer => b"cairn writer",
+            MetaKind::Chain => b"cairn chain",
         }
     }
 }

@@ -176,6 +176,11 @@ impl Runtime {
             &mut source_linker,
             |s| s,
         )?;
+        // Continuous capture: only the following world imports it, harmless to others.
+        plugin_api::following::cairn::plugin::change_io::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<_>,
+        >(&mut source_linker, |s| s)?;
         let mut sink_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut sink_linker)?;
         plugin_api::sink::SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -331,6 +336,7 @@ fn plugin_kind(
 /// Arms the deadline for one call.
 fn arm(store: &mut Store<PluginState>, timeout: Duration) {
     store.data_mut().deadline = Instant::now() + timeout;
+    store.data_mut().budget = timeout;
     store.set_epoch_deadline(1);
 }
 

@@ -7,7 +7,9 @@ use wasmtime::Store;
 
 use super::{CallError, Plugin, QUICK_CALL, Runtime, guarded};
 use crate::pipeline::capture::{Capture, ItemWriter};
+use crate::pipeline::follow::{ChainStore, ChangeReader, ChangeSource, ChangeWriter};
 use crate::pipeline::replay::{ItemReader, Replay};
+use crate::plugin_api::following::FollowingSourcePlugin;
 use crate::plugin_api::source::SourcePlugin;
 use crate::plugin_api::{PluginInfo, VerifyReport};
 use crate::sandbox::grants::Grants;
@@ -165,5 +167,110 @@ impl SourceInstance {
             plugin: self.name.clone(),
             message: e.to_string(),
         }
+    }
+}
+
+/// A source plugin instantiated with continuous capture (`change-stream`).
+pub struct FollowingInstance {
+    store: Store<PluginState>,
+    bindings: FollowingSourcePlugin,
+    name: String,
+    memory_limit: usize,
+}
+
+impl Runtime {
+    /// Instantiates a source plugin that offers continuous capture; one built without it
+    /// (or for an earlier WIT) is refused, saying so.
+    pub async fn instantiate_following(
+        &self,
+        plugin: &Plugin,
+        name: &str,
+        grants: Arc<Grants>,
+    ) -> Result<FollowingInstance, CallError> {
+        let mut store = self.new_store(name, grants);
+        super::arm(&mut store, QUICK_CALL);
+        let bindings = FollowingSourcePlugin::instantiate_async(
+            &mut store,
+            &plugin.component,
+            &self.source_linker,
+        )
+        .await
+        .map_err(|e| CallError::Instantiate {
+            plugin: name.to_string(),
+            message: format!(
+                "it does not offer continuous capture (the `change-stream` interface): {e:#}"
+            ),
+        })?;
+        Ok(FollowingInstance {
+            store,
+            bindings,
+            name: name.to_string(),
+            memory_limit: self.memory_limit,
+        })
+    }
+}
+
+impl FollowingInstance {
+    /// Runs `follow` until the plugin returns (after `chain` said stop). `sync_budget`
+    /// bounds each sync, not the whole run: the deadline is renewed at every wait.
+    pub async fn follow(
+        &mut self,
+        options: &str,
+        max_log: u64,
+        chain: Box<dyn ChainStore>,
+        sync_budget: Duration,
+    ) -> Result<(), CallError> {
+        self.store.data_mut().chain = Some(chain);
+        let handles = (
+            self.store.data_mut().table.push(ItemWriter),
+            self.store.data_mut().table.push(ChangeWriter),
+        );
+        let result = match handles {
+            (Ok(items), Ok(changes)) => {
+                let api = self.bindings.cairn_plugin_change_stream();
+                super::arm(&mut self.store, sync_budget);
+                let outcome = api
+                    .call_follow(&mut self.store, options, max_log, items, changes)
+                    .await;
+                super::settle(&self.name, self.memory_limit, sync_budget, Ok(outcome))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(CallError::Instantiate {
+                plugin: self.name.clone(),
+                message: e.to_string(),
+            }),
+        };
+        self.store.data_mut().chain = None;
+        self.store.data_mut().capture = None;
+        result
+    }
+
+    /// Runs `apply` over `changes` onto the snapshot restored at `target`.
+    pub async fn apply(
+        &mut self,
+        options: &str,
+        changes: Box<dyn ChangeSource>,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.store.data_mut().changes_in = Some(changes);
+        let result = match self.store.data_mut().table.push(ChangeReader) {
+            Ok(reader) => {
+                let api = self.bindings.cairn_plugin_change_stream();
+                let store = &mut self.store;
+                guarded!(
+                    store,
+                    &self.name,
+                    self.memory_limit,
+                    timeout,
+                    api.call_apply(&mut *store, options, reader, target)
+                )
+            }
+            Err(e) => Err(CallError::Instantiate {
+                plugin: self.name.clone(),
+                message: e.to_string(),
+            }),
+        };
+        self.store.data_mut().changes_in = None;
+        result
     }
 }

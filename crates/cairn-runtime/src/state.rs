@@ -28,8 +28,15 @@ pub struct PluginState {
     roots: HashMap<PathBuf, Arc<cap_std::fs::Dir>>,
     /// When the current call must have returned; checked on every epoch tick.
     pub deadline: Instant,
+    /// How long the current call may take: a following source's call gets it anew each
+    /// time it waits for the next sync.
+    pub budget: std::time::Duration,
     pub capture: Option<Capture>,
     pub replay: Option<Replay>,
+    /// Where a following source's chains go, during `follow`.
+    pub chain: Option<Box<dyn crate::pipeline::follow::ChainStore>>,
+    /// The segments an `apply` reads.
+    pub changes_in: Option<Box<dyn crate::pipeline::follow::ChangeSource>>,
     pub progress: Option<ProgressHook>,
     /// Files handed over with `write-options.deferred`, being written.
     pub deferred: crate::capabilities::files::deferred::DeferredWrites,
@@ -84,8 +91,11 @@ impl PluginState {
             grants,
             roots: HashMap::new(),
             deadline: Instant::now(),
+            budget: std::time::Duration::ZERO,
             capture: None,
             replay: None,
+            chain: None,
+            changes_in: None,
             progress: None,
             deferred: Default::default(),
         }

@@ -76,6 +76,12 @@ pub enum Command {
     /// Restore drill: restore the newest snapshot of every source into scratch space, verify
     /// it, and report time to restore (RTO) and age of the newest restorable point (RPO).
     Drill(commands::drill::Args),
+    /// Continuous replication of the sources that offer it (sqlite), in the foreground
+    /// until SIGINT or SIGTERM: changes stored at every sync interval, a fresh snapshot
+    /// starting a new chain when needed. `cairn restore --at TIME` restores from it.
+    Replicate(commands::replicate::Args),
+    /// The points in time each source can be restored to, and the gaps between chains.
+    Timeline(commands::timeline::Args),
     /// Per source: newest snapshot, last backup, last success, last failure, last drill.
     Status,
     /// Manage the repository's passwords (key slots).

@@ -20,7 +20,7 @@ use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::write::{ChunkWriter, WriteStats};
 use crate::repo::writers::{self, Registration};
-use crate::runtime::pipeline::capture::{Capture, CaptureCounts};
+use crate::runtime::pipeline::capture::{Capture, CaptureCounts, Captured};
 
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
@@ -270,11 +270,11 @@ async fn run_registered(
 }
 
 /// What the manifests of one run share.
-struct Run<'a> {
-    snapshot: String,
-    time: chrono::DateTime<chrono::Utc>,
-    seq: u64,
-    tags: &'a [String],
+pub(crate) struct Run<'a> {
+    pub snapshot: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub seq: u64,
+    pub tags: &'a [String],
 }
 
 async fn capture_source(
@@ -308,7 +308,18 @@ async fn capture_source(
     result?;
     let captured = capture.finish().await?;
     writer.flush().await.context("storing the data")?;
-    let manifest = SourceSnapshot {
+    let counts = captured.counts;
+    Ok((counts, manifest_of(source, captured, run, started)))
+}
+
+/// The manifest of what a capture of `source` recorded in `run`.
+pub(crate) fn manifest_of(
+    source: &PreparedSource,
+    captured: Captured,
+    run: &Run<'_>,
+    started: Instant,
+) -> SourceSnapshot {
+    SourceSnapshot {
         version: 1,
         snapshot: run.snapshot.clone(),
         time: run.time,
@@ -326,14 +337,13 @@ async fn capture_source(
         duration_secs: started.elapsed().as_secs_f64(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         changed_while_read: captured.counts.files_changed_while_read,
-    };
-    Ok((captured.counts, manifest))
+    }
 }
 
 /// Writes a source's manifest, only while no prune has judged this backup dead: checked
 /// before (so nothing is written over deleted data) and after (a prune that evicted the
 /// backup in between may not have seen the manifest, so it is taken back).
-async fn commit(registration: &Registration, manifest: &SourceSnapshot) -> Result<()> {
+pub(crate) async fn commit(registration: &Registration, manifest: &SourceSnapshot) -> Result<()> {
     let repo = registration.repository();
     registration.confirm().await?;
     let name = repo

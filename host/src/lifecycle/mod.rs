@@ -7,8 +7,10 @@ pub mod drill;
 pub mod forget;
 pub mod history;
 pub mod progress;
+pub mod replicate;
 pub mod restore;
 pub mod status;
+pub mod timeline;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ use crate::runtime::sink::SinkPool;
 use crate::runtime::{Plugin, PluginInfo, PluginKind, Runtime};
 
 /// A source plugin ready to run, with its options and grants resolved.
+#[derive(Clone)]
 pub struct PreparedSource {
     pub name: String,
     pub plugin: Arc<Plugin>,

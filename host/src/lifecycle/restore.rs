@@ -13,11 +13,15 @@ use serde::Serialize;
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
+use crate::repo::changes;
 use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
+use crate::runtime::PluginError;
+use crate::runtime::pipeline::follow::ChangeSource;
 use crate::runtime::pipeline::replay::{Replay, RestoreFlags};
 use crate::runtime::plugin_api::RestoreTarget;
 use crate::runtime::sandbox::grants::Grants;
+use futures::future::BoxFuture;
 
 pub struct RestoreOptions {
     pub snapshot: String,
@@ -46,6 +50,19 @@ impl RestoreOptions {
 pub struct RestoreReport {
     pub snapshot: String,
     pub sources: Vec<RestoredSource>,
+    /// A point-in-time restore: the time asked for and the segments of changes applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<PointInTime>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PointInTime {
+    pub requested: chrono::DateTime<chrono::Utc>,
+    /// When the newest segment applied had been read: everything committed before this
+    /// (less one sync interval) is there, nothing committed after `requested`.
+    pub reached: chrono::DateTime<chrono::Utc>,
+    pub chain: String,
+    pub segments: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,7 +122,193 @@ pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreR
     Ok(RestoreReport {
         snapshot,
         sources: restored,
+        at: None,
     })
+}
+
+/// `TIME` of `--at`: RFC 3339, or `latest` (now: the newest point stored).
+pub fn parse_at(at: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if at == "latest" {
+        return Ok(chrono::Utc::now());
+    }
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .with_context(|| {
+            format!("--at {at}: not a time; give RFC 3339 (2026-12-06T14:30:00Z) or `latest`")
+        })
+}
+
+/// The segments a point-in-time restore applies, already read.
+struct Segments(std::vec::IntoIter<bytes::Bytes>);
+
+impl ChangeSource for Segments {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<bytes::Bytes>, PluginError>> {
+        let next = self.0.next();
+        Box::pin(async move { Ok(next) })
+    }
+}
+
+/// `cairn restore --source NAME --at TIME`: the newest chain that began at or before
+/// TIME, its snapshot restored beside the target, the chain's segments read at or before
+/// TIME applied and checked by the plugin, then renamed into place. Nothing is left at
+/// the target if any step fails.
+pub async fn run_at(
+    session: &Session,
+    options: &RestoreOptions,
+    at: &str,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let name = options
+        .source
+        .as_deref()
+        .context("--at restores one source: name it with --source")?;
+    let requested = parse_at(at)?;
+    let repo = session
+        .open_repository()
+        .await?
+        .load_readable_index()
+        .await?;
+    let snapshots = repo.readable_snapshots().await?;
+    let chains = changes::chains(&repo, Some(name)).await?;
+    let base_of = |chain: &changes::Chain| {
+        snapshots
+            .iter()
+            .map(|(_, m)| m)
+            .find(|m| m.snapshot == chain.start.base && m.source == name)
+    };
+    let Some((chain, manifest)) = chains
+        .iter()
+        .rev()
+        .filter(|c| c.start.time <= requested)
+        .find_map(|c| base_of(c).map(|m| (c, m)))
+    else {
+        let first = chains
+            .iter()
+            .find(|c| base_of(c).is_some())
+            .map(|c| c.start.time);
+        bail!(
+            "no chain of source `{name}` reaches back to {}: {} (see `cairn timeline --source {name}`)",
+            requested.format("%Y-%m-%d %H:%M:%S UTC"),
+            match first {
+                Some(t) => format!(
+                    "its first restorable point is {}",
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => "it has no chain; run `cairn replicate`".to_string(),
+            }
+        );
+    };
+    let (segments, reached) = segments_until(&repo, chain, requested).await?;
+    let mut prepared = prepare_for(session, manifest).await?;
+    anyhow::ensure!(
+        prepared.info.restore_target == RestoreTarget::File,
+        "--at restores sources that restore to a file (sqlite)"
+    );
+    let final_path = PathBuf::from(grant_target(
+        RestoreTarget::File,
+        &options.target,
+        options.force,
+        &mut prepared.grants,
+    )?);
+    anyhow::ensure!(
+        !final_path.is_dir(),
+        "{}: --at restores one database file; name the file to create",
+        final_path.display()
+    );
+    let temp = final_path.with_file_name(format!(".tmp-{:016x}", rand::random::<u64>()));
+    let applied = segments.len() as u64;
+    let rebuilt = async {
+        let grants = Arc::new(prepared.grants.clone());
+        let guest_temp = temp.to_string_lossy().into_owned();
+        let mut instance = session
+            .runtime
+            .instantiate_source(&prepared.plugin, &prepared.name, grants.clone())
+            .await?;
+        let replay = replay_of(&repo, manifest)
+            .await?
+            .with_flags(options.flags());
+        instance
+            .restore(&prepared.options, replay, &guest_temp, prepared.timeout)
+            .await
+            .context("restoring the chain's snapshot")?;
+        let mut following = session
+            .runtime
+            .instantiate_following(&prepared.plugin, &prepared.name, grants)
+            .await?;
+        following
+            .apply(
+                &prepared.options,
+                Box::new(Segments(segments.into_iter())),
+                &guest_temp,
+                prepared.timeout,
+            )
+            .await
+            .context("applying the chain's changes")?;
+        // SQLite would apply a stale log beside the target to the restored file.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = final_path.clone().into_os_string();
+            side.push(suffix);
+            match std::fs::remove_file(&side) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("removing {}", PathBuf::from(side).display())));
+                }
+                _ => {}
+            }
+        }
+        std::fs::rename(&temp, &final_path)
+            .with_context(|| format!("moving the restored database to {}", final_path.display()))
+    }
+    .await;
+    if rebuilt.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    rebuilt.with_context(|| {
+        format!(
+            "restoring source `{name}` as of {}",
+            requested.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    })?;
+    Ok(RestoreReport {
+        snapshot: manifest.snapshot.clone(),
+        sources: vec![RestoredSource {
+            name: name.to_string(),
+            target: final_path.to_string_lossy().into_owned(),
+            items: manifest.items,
+            bytes: manifest.bytes,
+            duration_secs: started.elapsed().as_secs_f64(),
+        }],
+        at: Some(PointInTime {
+            requested,
+            reached,
+            chain: chain.start.chain.clone(),
+            segments: applied,
+        }),
+    })
+}
+
+/// The chain's segments read at or before `until`, in order, read eight at a time, and
+/// the time the last of them was read (the chain's start with none).
+async fn segments_until(
+    repo: &Indexed,
+    chain: &changes::Chain,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<(Vec<bytes::Bytes>, chrono::DateTime<chrono::Utc>)> {
+    use futures::StreamExt;
+    let mut reads = futures::stream::iter(1..=chain.segments)
+        .map(|seq| changes::read_segment(repo.repo(), &chain.start.chain, seq))
+        .buffered(8);
+    let mut segments = Vec::new();
+    let mut reached = chain.start.time;
+    while let Some(segment) = reads.next().await {
+        let segment = segment.context("reading the chain's segments")?;
+        if segment.header.time > until {
+            break;
+        }
+        reached = segment.header.time;
+        segments.push(segment.changes);
+    }
+    Ok((segments, reached))
 }
 
 /// Grants a restore target and returns the guest path (or URL) handed to the plugin.

@@ -4,10 +4,10 @@
 //! the pages that changed. A copy that fails its integrity check, or a probe, is refused:
 //! the backup of this source fails and commits nothing.
 
-use cairn_sdk::sqlite::{self, CheckLevel};
+use cairn_sdk::sqlite::{self, CheckLevel, Followed};
 use cairn_sdk::{
-    CheckResult, Chunking, Info, ItemKind, ItemMeta, ItemReader, ItemWriter, PluginError,
-    RestoreTarget, Result, Source, VerifyReport, files, host,
+    ChangeReader, ChangeWriter, CheckResult, Chunking, FollowStep, Info, ItemKind, ItemMeta,
+    ItemReader, ItemWriter, PluginError, RestoreTarget, Result, Source, VerifyReport, files, host,
 };
 use serde::{Deserialize, Serialize};
 
@@ -230,12 +230,25 @@ impl Source for Sqlite {
         }
         Ok(VerifyReport { checks })
     }
+
+    fn follow(
+        options: &Options,
+        max_log: u64,
+        items: &ItemWriter,
+        changes: &ChangeWriter,
+    ) -> Result<()> {
+        follow_one(options, max_log, items, changes)
+    }
+
+    fn apply(options: &Options, changes: &ChangeReader, target: &str) -> Result<()> {
+        apply_all(options, changes, target)
+    }
 }
 
 /// Copies, stores, checks and probes one database. The check runs on a host thread while
 /// the copy is stored; an error from any step fails the backup of this source.
 fn backup_one(options: &Options, writer: &ItemWriter, live: &str, item: &str) -> Result<()> {
-    let mut meta = files::stat(live)?;
+    let meta = files::stat(live)?;
     let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
     // A store ahead that cannot start costs only its head start.
     let ahead = store_ahead_pays(live, meta.size, chunk)
@@ -245,9 +258,25 @@ fn backup_one(options: &Options, writer: &ItemWriter, live: &str, item: &str) ->
     // The copy is taken: from here on, reading the live file again would only compete
     // with storing the copy.
     drop(ahead);
+    store_copy(options, writer, &copy, meta, live, item)
+}
+
+/// Stores a copy of the live database `live` as item `item`, checks it while it is
+/// stored, and records what verify compares.
+fn store_copy(
+    options: &Options,
+    writer: &ItemWriter,
+    copy: &sqlite::Database,
+    mut meta: ItemMeta,
+    live: &str,
+    item: &str,
+) -> Result<()> {
     copy.begin_check(options.check.level());
     let page_size = copy.page_size();
-    let chunk = chunk.max(page_size);
+    let chunk = options
+        .chunk_size
+        .unwrap_or(DEFAULT_CHUNK_SIZE)
+        .max(page_size);
     meta.path = item.to_string();
     meta.kind = ItemKind::Data;
     meta.size = copy.size();
@@ -281,6 +310,92 @@ fn backup_one(options: &Options, writer: &ItemWriter, live: &str, item: &str) ->
     host::debug(format!(
         "{live}: {} pages of {page_size} bytes in chunks of {chunk}",
         copy.page_count()
+    ));
+    Ok(())
+}
+
+/// Continuous capture of one database: a chain goes on from where the last one reached
+/// when the log still holds that point, else begins with a fresh snapshot.
+fn follow_one(
+    options: &Options,
+    max_log: u64,
+    items: &ItemWriter,
+    changes: &ChangeWriter,
+) -> Result<()> {
+    let [(live, item)] = find_databases(&options.path)?.try_into().map_err(|_| {
+        PluginError::config(
+            "path",
+            "continuous replication follows one database: name its file, not a glob",
+        )
+    })?;
+    let follower = sqlite::follow(&live)?;
+    let mut new_chain = match changes.resume_point() {
+        None => Some("the first chain of this source".to_string()),
+        Some(point) => match follower.resume(&point)? {
+            Followed::Continues((since, end)) => {
+                append(changes, &since, &end)?;
+                None
+            }
+            Followed::Gap(why) => Some(why),
+        },
+    };
+    loop {
+        if let Some(why) = new_chain.take() {
+            changes.begin_snapshot()?;
+            let (copy, start) = follower.snapshot()?;
+            store_copy(options, items, &copy, files::stat(&live)?, &live, &item)?;
+            drop(copy);
+            changes.begin_chain(&start, &why)?;
+            host::info(format!("{live}: a new chain begins: {why}"));
+        }
+        match changes.wait() {
+            FollowStep::Snapshot => {
+                new_chain = Some("a scheduled snapshot (snapshot-every)".into())
+            }
+            step => {
+                match follower.sync(max_log)? {
+                    Followed::Continues((since, end)) => append(changes, &since, &end)?,
+                    Followed::Gap(why) => {
+                        host::warn(format!("{live}: {why}"));
+                        new_chain = Some(why);
+                    }
+                }
+                if step == FollowStep::Stop {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Appends what a sync read, if it read anything: an idle database stores nothing.
+fn append(changes: &ChangeWriter, since: &cairn_sdk::Blob, end: &str) -> Result<()> {
+    if since.size().unwrap_or(1) > 0 {
+        changes.append(since, end)?;
+    }
+    Ok(())
+}
+
+/// Applies a point-in-time restore's segments onto the restored snapshot at `target`, then
+/// checks the result.
+fn apply_all(options: &Options, changes: &ChangeReader, target: &str) -> Result<()> {
+    let mut applied = 0u64;
+    while let Some(segment) = changes.next()? {
+        sqlite::apply_changes(target, &segment)?;
+        applied += 1;
+    }
+    let copy = sqlite::open(target)?;
+    let problems = copy.check(options.check.level())?;
+    if !problems.is_empty() {
+        return Err(PluginError::permanent(format!(
+            "the database rebuilt from the snapshot and {applied} segments of changes fails {}: {}",
+            options.check.pragma(),
+            problems.join("; ")
+        )));
+    }
+    host::info(format!(
+        "applied {applied} segments of changes; {}: ok",
+        options.check.pragma()
     ));
     Ok(())
 }

@@ -11,7 +11,7 @@ pub mod version;
 mod leaf {
     wasmtime::component::bindgen!({
         path: "../../sdk/wit",
-        inline: "package cairn:host-types; world types { import cairn:plugin/types@0.1.0; }",
+        inline: "package cairn:host-types; world types { import cairn:plugin/types@0.1.1; }",
     });
 }
 
@@ -31,8 +31,32 @@ pub mod source {
             "cairn:plugin/backup-io.store-ahead": crate::pipeline::store_ahead::StoreAhead,
             "cairn:plugin/restore-io.item-reader": crate::pipeline::replay::ItemReader,
             "cairn:plugin/sqlite.database": crate::capabilities::sqlite::Database,
+            "cairn:plugin/sqlite.follower": crate::capabilities::sqlite::Followed,
             "cairn:plugin/postgres.connection": crate::capabilities::postgres::Connection,
             "cairn:plugin/postgres.copy-out": crate::capabilities::postgres::CopyOut,
+        },
+    });
+}
+
+/// The source world with continuous capture: the same imports (mapped onto the source
+/// world's, so a blob is one type) plus `change-io`, and the `change-stream` export.
+pub mod following {
+    wasmtime::component::bindgen!({
+        path: "../../sdk/wit",
+        world: "following-source-plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "cairn:plugin/types": super::types,
+            "cairn:plugin/bulk": super::source::cairn::plugin::bulk,
+            "cairn:plugin/host": super::source::cairn::plugin::host,
+            "cairn:plugin/files": super::source::cairn::plugin::files,
+            "cairn:plugin/sqlite": super::source::cairn::plugin::sqlite,
+            "cairn:plugin/postgres": super::source::cairn::plugin::postgres,
+            "cairn:plugin/backup-io": super::source::cairn::plugin::backup_io,
+            "cairn:plugin/restore-io": super::source::cairn::plugin::restore_io,
+            "cairn:plugin/change-io.change-writer": crate::pipeline::follow::ChangeWriter,
+            "cairn:plugin/change-io.change-reader": crate::pipeline::follow::ChangeReader,
         },
     });
 }
@@ -53,6 +77,7 @@ pub mod sink {
     });
 }
 
+pub use following::cairn::plugin::change_io;
 pub use sink::cairn::plugin::object_store;
 pub use source::cairn::plugin::{backup_io, bulk, files, host, postgres, restore_io, sqlite};
 pub use types::{

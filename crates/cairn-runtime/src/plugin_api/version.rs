@@ -3,7 +3,7 @@
 
 /// The WIT package version this host implements (`sdk/wit/`). The one place it is
 /// written in the host; a test checks it against the WIT files and the SDK's constant.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 pub const WIT_PACKAGE: &str = "cairn:plugin";
 
 /// Whether this host runs a plugin built for WIT `version`: the same major and minor

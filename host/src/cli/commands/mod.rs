@@ -12,9 +12,11 @@ pub mod ls;
 pub mod plugin;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod restore;
 mod snapshots;
 mod status;
+pub mod timeline;
 pub mod verify;
 
 use std::path::Path;
@@ -41,6 +43,8 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
         Command::Prune(args) => emit(json, &prune::run(cli, args).await?),
         Command::Repair(cmd) => emit(json, &repair::run(cli, cmd).await?),
         Command::Drill(args) => emit(json, &drill::run(cli, args).await?),
+        Command::Replicate(args) => emit(json, &replicate::run(cli, args).await?),
+        Command::Timeline(args) => emit(json, &timeline::run(cli, args).await?),
         Command::Status => emit(json, &status::run(cli).await?),
         Command::Key(cmd) => emit(json, &key::run(cli, cmd).await?),
         Command::Plugin(cmd) => emit(json, &plugin::run(cli, cmd).await?),

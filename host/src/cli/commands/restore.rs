@@ -10,8 +10,14 @@ use crate::lifecycle::restore::{self, RestoreReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A snapshot id (or a unique prefix of one), or `latest`.
-    pub snapshot: String,
+    /// A snapshot id (or a unique prefix of one), or `latest`. Leave it out with --at.
+    #[arg(required_unless_present = "at", conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the source as it was at TIME (RFC 3339, or `latest` for the newest point
+    /// stored), from its continuous replication: the newest chain's snapshot at or
+    /// before TIME and the changes after it up to TIME. Needs --source.
+    #[arg(long, value_name = "TIME", requires = "source")]
+    pub at: Option<String>,
     /// Where to restore: a directory, a file, or a URL, depending on the source.
     #[arg(long)]
     pub target: String,
@@ -32,7 +38,7 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<RestoreReport> {
     let options = restore::RestoreOptions {
-        snapshot: args.snapshot.clone(),
+        snapshot: args.snapshot.clone().unwrap_or_default(),
         target: args.target.clone(),
         source: args.source.clone(),
         force: args.force,
@@ -40,12 +46,16 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<RestoreReport> {
         into_live: args.into_live,
         progress: !cli.global.json,
     };
-    restore::run(&session(cli)?, &options).await
+    match &args.at {
+        Some(at) => restore::run_at(&session(cli)?, &options, at).await,
+        None => restore::run(&session(cli)?, &options).await,
+    }
 }
 
 impl Report for RestoreReport {
     fn text(&self) -> String {
-        self.sources
+        let mut lines: Vec<String> = self
+            .sources
             .iter()
             .map(|s| {
                 format!(
@@ -57,7 +67,16 @@ impl Report for RestoreReport {
                     s.duration_secs
                 )
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        if let Some(at) = &self.at {
+            lines.push(format!(
+                "  as of {} (asked for {}): snapshot {} and {} segments of changes",
+                at.reached.format("%Y-%m-%d %H:%M:%S UTC"),
+                at.requested.format("%Y-%m-%d %H:%M:%S UTC"),
+                &self.snapshot[..8.min(self.snapshot.len())],
+                at.segments
+            ));
+        }
+        lines.join("\n")
     }
 }

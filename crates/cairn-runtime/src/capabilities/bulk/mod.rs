@@ -152,6 +152,21 @@ impl Blob {
         }
     }
 
+    /// The remaining contents of a blob the plugin keeps (a borrowed one): shared bytes
+    /// without copying, the rest read to the end.
+    pub async fn read_all(&mut self) -> Result<Bytes, BlobError> {
+        if let Blob::Shared { data, pos } = self {
+            let out = data.slice(*pos..);
+            *pos = data.len();
+            return Ok(out);
+        }
+        let mut out = BytesMut::with_capacity(self.size().unwrap_or(0) as usize);
+        while let Some(piece) = self.next_piece(FILE_PIECE).await? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out.freeze())
+    }
+
     /// Takes the whole (remaining) contents; for memory blobs without copying.
     pub async fn into_bytes(mut self) -> Result<Bytes, BlobError> {
         if let Blob::Shared { data, pos } = self {

@@ -56,6 +56,8 @@ pub const QUIET_WAIT: Duration = Duration::from_millis(200);
 pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 /// How many times a quiet moment is tried without the write lock before it takes it.
 pub const QUIET_TRIES: usize = 4;
+/// Past this many times `max-wal` of log, the follower stops holding the log back (a gap).
+pub const LET_GO: u64 = 4;
 
 /// Why following cannot go on from a point, in words for the user.
 #[derive(Debug, thiserror::Error)]
@@ -101,20 +103,24 @@ pub enum Resume {
 pub struct Checkpointed {
     /// Frames read in a quiet moment: to be shipped like any other read.
     pub tail: Changes,
+    /// The read transaction moved to the database alone: the log restarts at the next write.
     pub quiet_moment: bool,
     pub truncated: bool,
     /// The log's frames and how many of them are in the database, after the last step.
     pub log_frames: i64,
     pub copied_frames: i64,
+    /// The follower let go of the log, which outgrew every checkpoint: why. The chain
+    /// cannot go on; a new snapshot must begin the next one.
+    pub gap: Option<String>,
 }
 
 /// A live database being followed.
 pub struct Follower {
     path: PathBuf,
     wal_path: PathBuf,
-    /// Two readers taking turns holding the read transaction.
+    /// Two readers taking turns holding the read transaction; none after letting go.
     readers: [Connection; 2],
-    holding: usize,
+    holding: Option<usize>,
     checkpointer: Connection,
     locker: Connection,
     point: Point,
@@ -144,16 +150,17 @@ impl Follower {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(FollowError::NotWal(what, mode));
         }
-        let follower = Follower {
+        let mut follower = Follower {
             wal_path: sibling(path, "-wal"),
             path: path.to_path_buf(),
             readers: [first, open()?],
-            holding: 0,
+            holding: None,
             checkpointer: open()?,
             locker: open()?,
             point: None,
         };
         follower.begin_read(0)?;
+        follower.holding = Some(0);
         Ok(follower)
     }
 
@@ -217,7 +224,8 @@ impl Follower {
             .map_err(|e| sqlite(&dest.to_string_lossy(), "preparing the copy", e))?;
         {
             // Inside the holding reader's open transaction: one step copies its snapshot.
-            let backup = Backup::new(&self.readers[self.holding], &mut out)
+            let holding = self.holding.unwrap_or(0);
+            let backup = Backup::new(&self.readers[holding], &mut out)
                 .map_err(|e| self.err("starting the copy", e))?;
             loop {
                 match backup.step(-1).map_err(|e| self.err("copying", e))? {
@@ -232,12 +240,25 @@ impl Follower {
     /// Reads the transactions committed since the last read, and moves the read
     /// transaction to the log's new end.
     pub fn read_on(&mut self) -> Result<Changes, FollowError> {
-        let next = 1 - self.holding;
+        let next = self.holding.map_or(0, |held| 1 - held);
         self.begin_read(next)?;
         let changes = self.read_log()?;
-        self.end_read(self.holding)?;
-        self.holding = next;
+        if let Some(held) = self.holding {
+            self.end_read(held)?;
+        }
+        self.holding = Some(next);
         Ok(changes)
+    }
+
+    /// Stops holding anything, so that SQLite's own checkpoints can restart the log: the
+    /// chain cannot go on from here (frames may be overwritten unread), and the next read
+    /// starts from nothing.
+    fn let_go(&mut self) -> Result<(), FollowError> {
+        if let Some(held) = self.holding.take() {
+            self.end_read(held)?;
+        }
+        self.point = None;
+        Ok(())
     }
 
     fn read_log(&mut self) -> Result<Changes, FollowError> {
@@ -263,25 +284,46 @@ impl Follower {
     /// `max_wal` bytes.
     pub fn checkpoint(&mut self, max_wal: u64) -> Result<Checkpointed, FollowError> {
         let mut done = Checkpointed::default();
+        self.keep_short(max_wal, &mut done)?;
+        // The log of the current generation, as far as it was read (to its end).
+        let log = self.point.map_or(0, |at| {
+            u64::from(at.frame) * (u64::from(at.header.page_size) + wal::FRAME_HEADER as u64)
+        });
+        // A quiet moment this time leaves the log free to restart at the app's next write.
+        if !done.quiet_moment && log > max_wal * LET_GO {
+            // An app that never lets go of the write lock would have the log grow until
+            // the disk fills. Its disk comes first: cairn lets go, and a new chain begins.
+            self.let_go()?;
+            done.gap = Some(format!(
+                "the write-ahead log reached {} MiB, {LET_GO} times max-wal, because the app \
+                 wrote without a pause long enough for cairn's checkpoints; cairn let SQLite \
+                 checkpoint it",
+                log >> 20
+            ));
+        }
+        Ok(done)
+    }
+
+    fn keep_short(&mut self, max_wal: u64, done: &mut Checkpointed) -> Result<(), FollowError> {
         (done.log_frames, done.copied_frames) = self.passive()?;
         // A restart reuses the file from its start without shrinking it: only a TRUNCATE
         // gives the disk back.
         let oversized = self.wal_size()? > max_wal;
         if done.log_frames <= QUIET_FRAMES && !oversized {
-            return Ok(done);
+            return Ok(());
         }
         // A quiet moment that holds no one up comes first; only a TRUNCATE needs the lock.
-        if !oversized && self.quiet_without_lock(&mut done)? {
-            return Ok(done);
+        if !oversized && self.quiet_without_lock(done)? {
+            return Ok(());
         }
         if !self.lock_writes(QUIET_WAIT)? {
             // No TRUNCATE this time, but the log can still restart.
             if oversized {
-                self.quiet_without_lock(&mut done)?;
+                self.quiet_without_lock(done)?;
             }
-            return Ok(done);
+            return Ok(());
         }
-        let all_copied = match self.quiet_moment(&mut done) {
+        let all_copied = match self.quiet_moment(done) {
             Ok(all_copied) => all_copied,
             Err(e) => {
                 let _ = self.locker.execute_batch("ROLLBACK");
@@ -289,13 +331,13 @@ impl Follower {
             }
         };
         if all_copied && oversized {
-            self.truncate_handing_over(&mut done)?;
-            Ok(done)
+            self.truncate_handing_over(done)?;
+            Ok(())
         } else {
             self.locker
                 .execute_batch("ROLLBACK")
                 .map_err(|e| self.err("releasing the write lock", e))?;
-            Ok(done)
+            Ok(())
         }
     }
 
@@ -328,7 +370,6 @@ impl Follower {
     /// move to a reader that leaves the log free to restart. Whether the whole log is in
     /// the database (the new reader reads from the database alone).
     fn quiet_moment(&mut self, done: &mut Checkpointed) -> Result<bool, FollowError> {
-        done.quiet_moment = true;
         done.tail.extend(self.read_on()?);
         // The app's last commit may still be checkpointing (-1: busy); it cannot commit
         // again while the lock is held, so wait for it, within the bound.
@@ -341,6 +382,7 @@ impl Follower {
             std::thread::yield_now();
         }
         let all_copied = done.log_frames >= 0 && done.log_frames == done.copied_frames;
+        done.quiet_moment = all_copied;
         if all_copied {
             done.tail.extend(self.read_on()?);
         }

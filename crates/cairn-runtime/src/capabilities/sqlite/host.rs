@@ -16,7 +16,12 @@ impl PluginState {
     /// The host path of a granted guest path, refusing a symlink that leads out of the
     /// grant (SQLite opens paths natively, not through the grant's directory handle).
     fn native_path(&mut self, guest_path: &str) -> Result<PathBuf, PluginError> {
-        let (_, resolved) = self.resolve(guest_path, false)?;
+        self.native_path_for(guest_path, false)
+    }
+
+    /// [`Self::native_path`] of a path the grant must let the plugin write.
+    fn native_path_for(&mut self, guest_path: &str, write: bool) -> Result<PathBuf, PluginError> {
+        let (_, resolved) = self.resolve(guest_path, write)?;
         let path = resolved.root.join(&resolved.relative);
         let real = path.canonicalize().map_err(|e| io_error(guest_path, e))?;
         let root = resolved
@@ -64,6 +69,36 @@ impl sqlite::Host for PluginState {
             Err(e) => Err(e),
         };
         self.push_made(made)
+    }
+
+    async fn follow(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<Followed>, PluginError>> {
+        let made = match self.native_path(&path) {
+            Ok(live) => blocking(move || Followed::open(&live)).await,
+            Err(e) => Err(e),
+        };
+        self.push_made(made)
+    }
+
+    async fn apply_changes(
+        &mut self,
+        path: String,
+        changes: Resource<Blob>,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        let encoded = match self.table.get_mut(&changes)?.read_all().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Ok(Err(PluginError::Permanent(format!(
+                    "reading the changes: {e}"
+                ))));
+            }
+        };
+        Ok(match self.native_path_for(&path, true) {
+            Ok(target) => blocking(move || apply_changes(&target, &encoded)).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn journal_size(&mut self, path: String) -> wasmtime::Result<Result<u64, PluginError>> {
@@ -156,6 +191,65 @@ impl sqlite::HostDatabase for PluginState {
                 tokio::task::spawn_blocking(move || drop(held));
             }
         }
+        Ok(())
+    }
+}
+
+impl PluginState {
+    /// What a follower read, as the plugin receives it: the changes as a blob, or a gap.
+    fn followed(
+        &mut self,
+        outcome: Result<Result<(Vec<u8>, String), String>, PluginError>,
+    ) -> wasmtime::Result<Result<sqlite::Followed, PluginError>> {
+        Ok(match outcome {
+            Ok(Ok((changes, point))) => {
+                let blob = self.table.push(Blob::from_bytes(changes.into()))?;
+                Ok(sqlite::Followed::Continues((blob, point)))
+            }
+            Ok(Err(why)) => Ok(sqlite::Followed::Gap(why)),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+impl sqlite::HostFollower for PluginState {
+    async fn resume(
+        &mut self,
+        follower: Resource<Followed>,
+        point: String,
+    ) -> wasmtime::Result<Result<sqlite::Followed, PluginError>> {
+        let resumed = self.table.get(&follower)?.resume(point).await;
+        self.followed(resumed)
+    }
+
+    async fn snapshot(
+        &mut self,
+        follower: Resource<Followed>,
+    ) -> wasmtime::Result<Result<(Resource<Database>, String), PluginError>> {
+        let taken = self
+            .table
+            .get(&follower)?
+            .snapshot(std::env::temp_dir())
+            .await;
+        Ok(match taken {
+            Ok((db, point)) => Ok((self.table.push(db)?, point)),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn sync(
+        &mut self,
+        follower: Resource<Followed>,
+        max_wal: u64,
+    ) -> wasmtime::Result<Result<sqlite::Followed, PluginError>> {
+        let synced = self.table.get(&follower)?.sync(max_wal).await;
+        self.followed(synced)
+    }
+
+    async fn drop(&mut self, follower: Resource<Followed>) -> wasmtime::Result<()> {
+        let followed = self.table.delete(follower)?;
+        // Its connections close on a blocking thread: closing may wait on SQLite locks.
+        tokio::task::spawn_blocking(move || drop(followed));
         Ok(())
     }
 }

@@ -239,6 +239,15 @@ pub fn snapshot(
             "{what}: the copy came out empty (0 pages): is this the right database file?"
         )));
     }
+    held_copy(copy, (page_size, page_count), known)
+}
+
+/// A snapshot copy in a temporary file as the plugin holds it (the file goes with it).
+fn held_copy(
+    copy: tempfile::TempPath,
+    (page_size, page_count): (u32, u64),
+    known: Option<Arc<KnownChunks>>,
+) -> Result<Database, PluginError> {
     let size = std::fs::metadata(&copy)
         .map_err(|e| io_error("the snapshot copy", e))?
         .len();
@@ -345,6 +354,140 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Err(PluginError::Permanent(format!("SQLite task failed: {e}"))))
+}
+
+/// A live database a plugin follows (`sqlite.follower`): the follower, used on blocking
+/// threads one call at a time, and the page size its changes are encoded with.
+pub struct Followed {
+    follower: Arc<std::sync::Mutex<follow::Follower>>,
+}
+
+fn follow_error(e: follow::FollowError) -> PluginError {
+    match e {
+        follow::FollowError::Busy { .. } => PluginError::Retryable(e.to_string()),
+        follow::FollowError::NotWal(..) => PluginError::Permanent(e.to_string()),
+        other => PluginError::Permanent(other.to_string()),
+    }
+}
+
+/// A point as the plugin carries it.
+fn encode_point(point: follow::Point) -> String {
+    serde_json::to_string(&point).expect("a WAL position always serialises")
+}
+
+fn decode_point(point: &str) -> Result<follow::Point, PluginError> {
+    serde_json::from_str(point)
+        .map_err(|e| PluginError::Permanent(format!("not a SQLite log position: {e}")))
+}
+
+/// Changes encoded for a segment, with the page size of the log they were read from
+/// (empty when there are none).
+fn encode_changes(changes: &wal::Changes, point: follow::Point) -> Vec<u8> {
+    match point {
+        Some(at) if !changes.is_empty() => changes.encode(at.header.page_size),
+        _ => Vec::new(),
+    }
+}
+
+impl Followed {
+    pub fn open(path: &Path) -> Result<Followed, PluginError> {
+        Ok(Followed {
+            follower: Arc::new(std::sync::Mutex::new(
+                follow::Follower::open(path).map_err(follow_error)?,
+            )),
+        })
+    }
+
+    fn with<T: Send + 'static, W>(
+        &self,
+        work: W,
+    ) -> impl Future<Output = Result<T, PluginError>> + use<T, W>
+    where
+        W: FnOnce(&mut follow::Follower) -> Result<T, PluginError> + Send + 'static,
+    {
+        let follower = self.follower.clone();
+        blocking(move || {
+            let mut follower = follower.lock().map_err(|_| {
+                PluginError::Permanent("an earlier call on this follower panicked".into())
+            })?;
+            work(&mut follower)
+        })
+    }
+
+    /// Whether the chain goes on from `point`: if so, what changed since (encoded) and the
+    /// point reached; if not, why.
+    pub async fn resume(
+        &self,
+        point: String,
+    ) -> Result<Result<(Vec<u8>, String), String>, PluginError> {
+        self.with(move |follower| {
+            let point = decode_point(&point)?;
+            Ok(match follower.resume(point).map_err(follow_error)? {
+                follow::Resume::Continues(changes) => Ok((
+                    encode_changes(&changes, follower.point()),
+                    encode_point(follower.point()),
+                )),
+                follow::Resume::Gap(why) => Err(why),
+            })
+        })
+        .await
+    }
+
+    /// A copy in a temporary file as of the end of the log, and that point.
+    pub async fn snapshot(&self, temp_dir: PathBuf) -> Result<(Database, String), PluginError> {
+        self.with(move |follower| {
+            let copy = tempfile::Builder::new()
+                .prefix(".cairn-sqlite-")
+                .suffix(".db")
+                .tempfile_in(&temp_dir)
+                .map_err(|e| io_error(&temp_dir.to_string_lossy(), e))?
+                .into_temp_path();
+            // The backup API writes a fresh file; it must not find one there.
+            std::fs::remove_file(&copy).map_err(|e| io_error(&copy.to_string_lossy(), e))?;
+            let point = follower.snapshot(&copy).map_err(follow_error)?;
+            let geometry = page_geometry(&open_immutable(&copy)?, "the snapshot copy")?;
+            Ok((held_copy(copy, geometry, None)?, encode_point(point)))
+        })
+        .await
+    }
+
+    /// What was committed since the last read, encoded (empty if nothing), and the point
+    /// reached, after a checkpoint that keeps the log under `max_wal` bytes; or the gap,
+    /// when the log outgrew every checkpoint and the follower had to let go of it.
+    pub async fn sync(
+        &self,
+        max_wal: u64,
+    ) -> Result<Result<(Vec<u8>, String), String>, PluginError> {
+        self.with(move |follower| {
+            let mut changes = follower.read_on().map_err(follow_error)?;
+            let checkpointed = follower.checkpoint(max_wal).map_err(follow_error)?;
+            if let Some(gap) = checkpointed.gap {
+                return Ok(Err(gap));
+            }
+            changes.extend(checkpointed.tail);
+            Ok(Ok((
+                encode_changes(&changes, follower.point()),
+                encode_point(follower.point()),
+            )))
+        })
+        .await
+    }
+}
+
+/// Writes encoded changes onto the database file at `path`.
+pub fn apply_changes(path: &Path, encoded: &[u8]) -> Result<(), PluginError> {
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    let (page_size, changes) = wal::Changes::decode(encoded).map_err(PluginError::Permanent)?;
+    let (copy_page_size, _) = page_geometry(&open_immutable(path)?, &path.to_string_lossy())?;
+    if copy_page_size != page_size {
+        return Err(PluginError::Permanent(format!(
+            "{}: the changes are of {page_size}-byte pages, the database has {copy_page_size}-byte pages",
+            path.display()
+        )));
+    }
+    follow::apply(path, page_size, &changes).map_err(|e| io_error(&path.to_string_lossy(), e))
 }
 
 /// Bytes of the `-wal` and `-journal` files beside `database`; a missing one counts 0.

@@ -143,6 +143,63 @@ impl Changes {
     }
 }
 
+/// The first bytes of an encoded [`Changes`].
+const CHANGES_MAGIC: &[u8; 8] = b"cairnwl1";
+
+impl Changes {
+    /// The changes as a segment's bytes: a header (magic, page size, database pages,
+    /// transactions, frames, page count), then each page's number and image, in order.
+    pub fn encode(&self, page_size: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(36 + self.pages.len() * (4 + page_size as usize));
+        out.extend_from_slice(CHANGES_MAGIC);
+        out.extend_from_slice(&page_size.to_le_bytes());
+        out.extend_from_slice(&self.db_pages.to_le_bytes());
+        out.extend_from_slice(&self.transactions.to_le_bytes());
+        out.extend_from_slice(&self.frames.to_le_bytes());
+        out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
+        for (page, image) in &self.pages {
+            out.extend_from_slice(&page.to_le_bytes());
+            out.extend_from_slice(image);
+        }
+        out
+    }
+
+    /// Decodes [`Changes::encode`]'s bytes; returns the page size too.
+    pub fn decode(bytes: &[u8]) -> Result<(u32, Changes), String> {
+        let bad = |what: &str| Err(format!("not SQLite changes written by cairn: {what}"));
+        if bytes.len() < 36 || &bytes[..8] != CHANGES_MAGIC {
+            return bad("no header");
+        }
+        let le32 = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let le64 = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+        let page_size = le32(8);
+        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+            return bad("page size");
+        }
+        let count = le32(32) as usize;
+        let record = 4 + page_size as usize;
+        if bytes.len() - 36 != count.saturating_mul(record) {
+            return bad("length");
+        }
+        let mut changes = Changes {
+            pages: BTreeMap::new(),
+            db_pages: le32(12),
+            transactions: le64(16),
+            frames: le64(24),
+        };
+        for piece in bytes[36..].chunks_exact(record) {
+            let page = u32::from_le_bytes([piece[0], piece[1], piece[2], piece[3]]);
+            if page == 0 || page > changes.db_pages {
+                return bad("page number");
+            }
+            changes.pages.insert(page, piece[4..].to_vec());
+        }
+        Ok((page_size, changes))
+    }
+}
+
 /// What a log holds after a position.
 pub struct LogRead {
     pub changes: Changes,
@@ -439,7 +496,29 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn changes_survive_their_encoding() {
+        let bytes = log([1, 2], 1024, &[vec![(1, 7), (3, 8)], vec![(2, 9)]]);
+        let read = read_after(&mut Cursor::new(&bytes), start_of(&bytes)).expect("read");
+        let (page_size, decoded) = Changes::decode(&read.changes.encode(1024)).expect("decode");
+        assert_eq!((page_size, decoded), (1024, read.changes));
+        assert!(Changes::decode(b"cairnwl1").is_err());
+    }
+
     proptest! {
+        /// Any bytes a segment holds decode to changes or an error, never a panic.
+        #[test]
+        fn damaged_changes_decode_without_panicking(
+            damaged in cairn_repo::fuzz::damaged({
+                let mut c = Changes { db_pages: 3, transactions: 1, frames: 2, ..Changes::default() };
+                c.pages.insert(1, vec![1; 512]);
+                c.pages.insert(3, vec![3; 512]);
+                c.encode(512)
+            })
+        ) {
+            let _ = Changes::decode(&damaged);
+        }
+
         /// Whatever bytes storage or another process leaves in a `-wal` file, reading it
         /// answers with transactions or a typed error, and never reads past what validates.
         #[test]

@@ -1,0 +1,451 @@
+//! `cairn replicate`: continuous capture of the sources that offer it, until asked to
+//! stop. Each source's changes are stored at every sync interval as the next segment of
+//! its chain; a fresh snapshot begins a new chain when the last one cannot go on (its
+//! point is gone from the source's log) or when `snapshot-every` comes round.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::backup::{Run, commit, manifest_of};
+use super::{PreparedSource, Session};
+use crate::config::Replication;
+use crate::repo::Repository;
+use crate::repo::changes::{self, ChainStart, SegmentHeader};
+use crate::repo::snapshot::{new_snapshot_id, next_seq};
+use crate::repo::write::ChunkWriter;
+use crate::repo::writers::{self, Registration};
+use crate::runtime::PluginError;
+use crate::runtime::pipeline::capture::Capture;
+use crate::runtime::pipeline::follow::{ChainStore, FollowStep};
+
+/// The tag of the snapshots that begin chains.
+pub const CHAIN_TAG: &str = "replicate";
+
+pub struct ReplicateOptions {
+    /// The sources to follow; all that have `[source.replicate]` when empty.
+    pub sources: Vec<String>,
+    /// Turns true when the run must stop (SIGINT, SIGTERM): each source stores what is
+    /// left and returns.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReplicateReport {
+    pub sources: Vec<ReplicatedSource>,
+}
+
+impl ReplicateReport {
+    pub fn ok(&self) -> bool {
+        self.sources.iter().all(|s| s.error.is_none())
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReplicatedSource {
+    pub name: String,
+    /// Chains this run began, and why the last began.
+    pub chains_begun: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_chain_reason: Option<String>,
+    /// Whether the run went on from the chain a previous run left.
+    pub resumed: bool,
+    pub segments: u64,
+    /// Bytes of segments stored (encrypted and compressed).
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub async fn run(session: &Session, options: &ReplicateOptions) -> Result<ReplicateReport> {
+    let selected: Vec<_> = session
+        .config
+        .sources
+        .iter()
+        .filter(|s| match options.sources.is_empty() {
+            true => s.replicate.is_some(),
+            false => options.sources.iter().any(|n| n == s.name()),
+        })
+        .collect();
+    for name in &options.sources {
+        session
+            .config
+            .source(name)
+            .with_context(|| format!("no source `{name}` in {}", session.config.path.display()))?;
+    }
+    anyhow::ensure!(
+        !selected.is_empty(),
+        "no source is replicated: add a [source.replicate] table to a source that offers it (sqlite), or name one with --source"
+    );
+    let repo = session.open_repository().await?;
+    let runs = selected.into_iter().map(|source| {
+        let (repo, stop) = (repo.clone(), options.stop.clone());
+        async move {
+            let stats = Arc::new(Mutex::new(ReplicatedSource {
+                name: source.name().to_string(),
+                ..Default::default()
+            }));
+            let outcome = follow_source(
+                session,
+                repo,
+                source.name(),
+                source.replication(),
+                stop,
+                stats.clone(),
+            )
+            .await;
+            let mut report = stats.lock().map(|s| s.clone()).unwrap_or_default();
+            if let Err(e) = outcome {
+                tracing::error!(source = %report.name, "replication stopped: {e:#}");
+                report.error = Some(format!("{e:#}"));
+            }
+            report
+        }
+    });
+    Ok(ReplicateReport {
+        sources: futures::future::join_all(runs).await,
+    })
+}
+
+async fn follow_source(
+    session: &Session,
+    repo: Arc<Repository>,
+    name: &str,
+    settings: Replication,
+    stop: tokio::sync::watch::Receiver<bool>,
+    stats: Arc<Mutex<ReplicatedSource>>,
+) -> Result<()> {
+    let source = session
+        .config
+        .source(name)
+        .context("the source left the config")?;
+    let prepared = session.prepare_source(source).await?;
+    let mut instance = session
+        .runtime
+        .instantiate_following(
+            &prepared.plugin,
+            &prepared.name,
+            Arc::new(prepared.grants.clone()),
+        )
+        .await?;
+    let chain = RepoChain::new(repo, prepared.clone(), settings, stats).await?;
+    let (requests, served) = tokio::sync::mpsc::channel(1);
+    let handle = ChainHandle {
+        requests,
+        resume: chain.resume.clone(),
+        settings,
+        stop,
+        stopping: false,
+        next_snapshot: chain.next_snapshot.clone(),
+    };
+    // The repository's work runs here, in the command's task, while the plugin follows:
+    // the follower's calls only pass requests over.
+    let (followed, ()) = tokio::join!(
+        instance.follow(
+            &prepared.options,
+            settings.max_log,
+            Box::new(handle),
+            prepared.timeout
+        ),
+        chain.serve(served)
+    );
+    followed?;
+    Ok(())
+}
+
+/// What the follower asks of the repository.
+enum Request {
+    BeginSnapshot(Reply<Capture>),
+    BeginChain(Box<Capture>, String, String, Reply<()>),
+    Append(Bytes, String, Reply<()>),
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, PluginError>>;
+
+/// The [`ChainStore`] a follower writes through: requests to the [`RepoChain`] serving
+/// them, and the schedule of syncs and snapshots.
+struct ChainHandle {
+    requests: tokio::sync::mpsc::Sender<Request>,
+    resume: Option<String>,
+    settings: Replication,
+    stop: tokio::sync::watch::Receiver<bool>,
+    stopping: bool,
+    next_snapshot: Arc<Mutex<tokio::time::Instant>>,
+}
+
+impl ChainHandle {
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> Request,
+    ) -> BoxFuture<'static, Result<T, PluginError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let requests = self.requests.clone();
+        let request = request(reply);
+        Box::pin(async move {
+            let gone =
+                || PluginError::Permanent("the repository side of replication stopped".into());
+            requests.send(request).await.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+}
+
+impl ChainStore for ChainHandle {
+    fn resume_point(&self) -> Option<String> {
+        self.resume.clone()
+    }
+
+    fn begin_snapshot(&mut self) -> BoxFuture<'_, Result<Capture, PluginError>> {
+        self.ask(Request::BeginSnapshot)
+    }
+
+    fn begin_chain(
+        &mut self,
+        capture: Capture,
+        start: String,
+        reason: String,
+    ) -> BoxFuture<'_, Result<(), PluginError>> {
+        self.resume = None;
+        self.ask(|reply| Request::BeginChain(Box::new(capture), start, reason, reply))
+    }
+
+    fn append(&mut self, changes: Bytes, end: String) -> BoxFuture<'_, Result<(), PluginError>> {
+        self.ask(|reply| Request::Append(changes, end, reply))
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, FollowStep> {
+        Box::pin(async move {
+            if self.stopping || *self.stop.borrow() {
+                self.stopping = true;
+                return FollowStep::Stop;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.interval) => {}
+                _ = self.stop.changed() => {
+                    self.stopping = true;
+                    return FollowStep::Stop;
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if let Ok(mut next) = self.next_snapshot.lock()
+                && now >= *next
+            {
+                *next = now + self.settings.snapshot_every;
+                return FollowStep::Snapshot;
+            }
+            FollowStep::Sync
+        })
+    }
+}
+
+/// A source's chains in the repository, as its follower writes them.
+struct RepoChain {
+    repo: Arc<Repository>,
+    source: PreparedSource,
+    settings: Replication,
+    next_snapshot: Arc<Mutex<tokio::time::Instant>>,
+    /// The chain being written and its next segment's number.
+    chain: Option<(String, u64)>,
+    resume: Option<String>,
+    base: Option<Base>,
+    stats: Arc<Mutex<ReplicatedSource>>,
+}
+
+/// A chain's base snapshot being captured.
+struct Base {
+    registration: Registration,
+    writer: Arc<ChunkWriter>,
+    snapshot: String,
+    time: chrono::DateTime<Utc>,
+    seq: u64,
+    started: Instant,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> PluginError {
+    PluginError::Permanent(format!("{what}: {e:#}"))
+}
+
+impl RepoChain {
+    /// Finds where the source's newest chain ended, if its base snapshot is still there.
+    async fn new(
+        repo: Arc<Repository>,
+        source: PreparedSource,
+        settings: Replication,
+        stats: Arc<Mutex<ReplicatedSource>>,
+    ) -> Result<RepoChain> {
+        let chains = changes::chains(&repo, Some(&source.name))
+            .await
+            .context("listing the source's chains")?;
+        let snapshots = repo.readable_snapshots().await?;
+        let newest = chains.last().filter(|c| {
+            snapshots
+                .iter()
+                .any(|(_, m)| m.snapshot == c.start.base && m.source == source.name)
+        });
+        let (chain, resume, age) = match newest {
+            Some(c) => {
+                let resume = match c.segments {
+                    0 => c.start.start.clone(),
+                    last => {
+                        changes::read_segment(&repo, &c.start.chain, last)
+                            .await
+                            .context("reading the chain's last segment")?
+                            .header
+                            .end
+                    }
+                };
+                let age = (Utc::now() - c.start.time).to_std().unwrap_or_default();
+                (
+                    Some((c.start.chain.clone(), c.segments + 1)),
+                    Some(resume),
+                    age,
+                )
+            }
+            None => (None, None, std::time::Duration::ZERO),
+        };
+        let wait = settings.snapshot_every.saturating_sub(age);
+        Ok(RepoChain {
+            repo,
+            source,
+            settings,
+            next_snapshot: Arc::new(Mutex::new(tokio::time::Instant::now() + wait)),
+            chain,
+            resume,
+            base: None,
+            stats,
+        })
+    }
+
+    fn stats(&self, update: impl FnOnce(&mut ReplicatedSource)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            update(&mut stats);
+        }
+    }
+
+    async fn start_base(&mut self) -> Result<Capture> {
+        let registration = Registration::register(&self.repo, writers::DEFAULT_HEARTBEAT)
+            .await
+            .context("registering the snapshot in the repository")?;
+        let indexed = self.repo.load_index_for_backup(&registration).await?;
+        let writer = Arc::new(ChunkWriter::start(&indexed)?);
+        let parents = self.repo.readable_snapshots().await?;
+        let capture = Capture::new(writer.clone(), self.repo.config().chunker, Vec::new());
+        self.base = Some(Base {
+            registration,
+            writer,
+            snapshot: new_snapshot_id(),
+            time: Utc::now(),
+            seq: next_seq(parents.iter().map(|(_, m)| m)),
+            started: Instant::now(),
+        });
+        Ok(capture)
+    }
+
+    async fn finish_base(&mut self, capture: Capture, start: String, reason: String) -> Result<()> {
+        let base = self
+            .base
+            .take()
+            .context("begin-chain without begin-snapshot")?;
+        let captured = capture.finish().await?;
+        base.writer
+            .flush()
+            .await
+            .context("storing the snapshot's data")?;
+        let tags = [CHAIN_TAG.to_string()];
+        let run = Run {
+            snapshot: base.snapshot.clone(),
+            time: base.time,
+            seq: base.seq,
+            tags: &tags,
+        };
+        let manifest = manifest_of(&self.source, captured, &run, base.started);
+        commit(&base.registration, &manifest).await?;
+        if let Err(e) = base.registration.release().await {
+            tracing::warn!(
+                "removing the snapshot's registration (the next backup removes it): {e}"
+            );
+        }
+        // The base holds everything committed before its copy ended, which was before now.
+        let start = ChainStart {
+            version: 1,
+            chain: changes::new_chain_id(),
+            source: self.source.name.clone(),
+            base: manifest.snapshot.clone(),
+            time: Utc::now(),
+            start,
+            reason: reason.clone(),
+            hostname: crate::repo::machine::hostname(),
+        };
+        changes::write_chain_start(&self.repo, &start).await?;
+        tracing::info!(source = %self.source.name, "chain {} begins at snapshot {}: {reason}", &start.chain[..8], manifest.short_id());
+        self.chain = Some((start.chain, 1));
+        if let Ok(mut next) = self.next_snapshot.lock() {
+            *next = tokio::time::Instant::now() + self.settings.snapshot_every;
+        }
+        self.stats(|s| {
+            s.chains_begun += 1;
+            s.last_chain_reason = Some(reason);
+        });
+        Ok(())
+    }
+
+    async fn store(&mut self, changes: Bytes, end: String) -> Result<()> {
+        let (chain, seq) = self
+            .chain
+            .as_mut()
+            .context("append before any chain began")?;
+        let header = SegmentHeader {
+            version: 1,
+            chain: chain.clone(),
+            seq: *seq,
+            time: Utc::now(),
+            end,
+        };
+        let size = changes::write_segment(&self.repo, &header, &changes).await?;
+        *seq += 1;
+        let resumed = self.resume.take().is_some();
+        self.stats(|s| {
+            s.segments += 1;
+            s.bytes += size;
+            s.resumed |= resumed && s.chains_begun == 0;
+        });
+        Ok(())
+    }
+}
+
+impl RepoChain {
+    /// Answers the follower's requests until it is done.
+    async fn serve(mut self, mut requests: tokio::sync::mpsc::Receiver<Request>) {
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::BeginSnapshot(reply) => {
+                    let _ = reply.send(
+                        self.start_base()
+                            .await
+                            .map_err(|e| failed("starting the snapshot", e)),
+                    );
+                }
+                Request::BeginChain(capture, start, reason, reply) => {
+                    self.resume = None;
+                    let _ = reply.send(
+                        self.finish_base(*capture, start, reason)
+                            .await
+                            .map_err(|e| failed("committing the chain's snapshot", e)),
+                    );
+                }
+                Request::Append(changes, end, reply) => {
+                    let _ = reply.send(
+                        self.store(changes, end)
+                            .await
+                            .map_err(|e| failed("storing a segment", e)),
+                    );
+                }
+            }
+        }
+    }
+}
