@@ -390,6 +390,120 @@ fn a_log_checkpointed_while_cairn_was_stopped_starts_a_new_chain_no_restore_cros
     assert_eq!(rows_at(&env, &rfc3339(stopped), "stopped"), 200);
     assert_eq!(rows_at(&env, &rfc3339(in_gap), "in-gap"), 200);
     assert_eq!(rows_at(&env, "latest", "after"), 400);
+
+    // Damaged segments: verify and restore at a point past them fail naming one, and
+    // leave nothing at the target.
+    let segments: Vec<PathBuf> = cairn_e2e::repo_objects(&env.path("repo"), "changes")
+        .into_iter()
+        .filter(|p| !p.ends_with("000000000000"))
+        .collect();
+    assert!(!segments.is_empty(), "the first chain stored no segment");
+    for segment in &segments {
+        let mut bytes = std::fs::read(segment).expect("read segment");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(segment, bytes).expect("damage segment");
+    }
+    let at = rfc3339(stopped);
+    let out = env.cairn(&["verify", "--source", "db", "--at", &at]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAILED") && said.contains("changes/") && said.contains("damaged"),
+        "{said}"
+    );
+    let target = env.path("damaged.db");
+    let err = env.fails(
+        &[
+            "restore",
+            "--source",
+            "db",
+            "--at",
+            &at,
+            "--target",
+            &target.to_string_lossy(),
+        ],
+        1,
+    );
+    assert!(err.contains("changes/") && err.contains("damaged"), "{err}");
+    assert!(
+        !target.exists(),
+        "a failed restore left a file at the target"
+    );
+}
+
+#[test]
+fn forget_keeps_the_base_of_a_chain_it_still_needs_and_prune_deletes_one_it_does_not() {
+    let (env, db) = replicated_env();
+    let app = Connection::open(&db).expect("app");
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
+                .expect("insert");
+        }
+    };
+    insert(1, 100);
+    let child = replicate(&env);
+    std::thread::sleep(Duration::from_millis(2500));
+    insert(101, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before_backup = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(100));
+    // A plain backup while the chain goes on past it.
+    env.ok(&["backup"]);
+    insert(201, 300);
+    std::thread::sleep(Duration::from_millis(2500));
+    terminate(child);
+
+    // Keeping only the newest snapshot keeps the chain's base too: the chain reaches it,
+    // and every point back to it stays restorable.
+    let kept = env.ok(&["forget", "--keep-last", "1"]);
+    assert!(kept.contains("base of change chain"), "{kept}");
+    assert_eq!(rows_at(&env, &rfc3339(before_backup), "kept"), 200);
+    assert_eq!(rows_at(&env, "latest", "latest"), 300);
+    let verified = env.ok(&["verify", "--source", "db", "--at", "latest"]);
+    assert!(
+        verified.contains("point in time") && verified.contains("passed"),
+        "{verified}"
+    );
+
+    // Once a newer snapshot is the oldest kept and the chain ended before it, the chain
+    // goes with its base, and prune deletes its objects.
+    insert(301, 400);
+    env.ok(&["backup"]);
+    let said = env.ok(&["forget", "--keep-last", "1", "--prune", "--grace", "0s"]);
+    assert!(
+        said.contains("change chains whose snapshot was forgotten"),
+        "{said}"
+    );
+    assert!(
+        cairn_e2e::repo_objects(&env.path("repo"), "changes").is_empty(),
+        "chain objects left behind"
+    );
+    let sources = timeline(&env);
+    assert!(
+        sources.as_array().is_none_or(|s| s
+            .iter()
+            .all(|s| s["ranges"].as_array().is_none_or(Vec::is_empty))),
+        "{sources}"
+    );
+    let err = env.fails(
+        &[
+            "restore",
+            "--source",
+            "db",
+            "--at",
+            &rfc3339(before_backup),
+            "--target",
+            &env.path("gone.db").to_string_lossy(),
+        ],
+        1,
+    );
+    assert!(err.contains("no chain"), "{err}");
+    let out = env.cairn(&["verify", "--source", "db", "--at", &rfc3339(before_backup)]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("no chain"), "{said}");
 }
 
 #[test]

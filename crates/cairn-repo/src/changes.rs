@@ -225,6 +225,37 @@ pub async fn chains(repo: &Repository, source: Option<&str>) -> RepoResult<Vec<C
     Ok(chains)
 }
 
+/// The last point in time `chain` can be restored to: its last segment's, or its base's
+/// when it has none yet.
+pub async fn chain_end(repo: &Repository, chain: &Chain) -> RepoResult<DateTime<Utc>> {
+    Ok(match chain.segments {
+        0 => chain.start.time,
+        last => {
+            read_segment(repo, &chain.start.chain, last)
+                .await?
+                .header
+                .time
+        }
+    })
+}
+
+/// Deletes every object of `chain`, its start last: a deletion cut short leaves a chain
+/// that the next one finishes. How many objects were deleted.
+pub async fn delete_chain(repo: &Repository, chain: &str) -> RepoResult<usize> {
+    let mut names: Vec<String> = repo
+        .backend()
+        .list(&format!("{PREFIX}{chain}/"))
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    for name in &names {
+        repo.backend().delete(name).await?;
+    }
+    Ok(names.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,15 +48,7 @@ pub async fn run(session: &Session, source: Option<&str>) -> Result<TimelineRepo
         {
             continue;
         }
-        let to = match chain.segments {
-            0 => start.time,
-            last => {
-                changes::read_segment(&repo, &start.chain, last)
-                    .await?
-                    .header
-                    .time
-            }
-        };
+        let to = changes::chain_end(&repo, &chain).await?;
         let range = Range {
             from: start.time,
             to,

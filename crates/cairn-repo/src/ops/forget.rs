@@ -2,13 +2,16 @@
 //! keep. Data stays until `cairn prune` (or `forget --prune`) collects it.
 //!
 //! A policy that would remove every snapshot of a source is refused for that source, and
-//! so is a source whose backup failed in the same run (the caller leaves it out).
+//! so is a source whose backup failed in the same run (the caller leaves it out). A
+//! snapshot that begins a change chain reaching the oldest snapshot the policy keeps is
+//! kept with it, so that every point in time back to that snapshot stays restorable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::ops::retention::{Candidate, Policy};
+use crate::changes;
+use crate::ops::retention::{Candidate, Policy, Verdict};
 use crate::snapshot::SourceSnapshot;
 use crate::{RepoResult, Repository};
 
@@ -97,6 +100,42 @@ pub async fn run(repo: &Repository, options: &ForgetOptions<'_>) -> RepoResult<F
     Ok(report)
 }
 
+/// The snapshots the policy would remove that begin a change chain reaching the oldest
+/// snapshot it keeps, and why each stays: every point in time back to that snapshot stays
+/// restorable, and a chain restores nothing without its base.
+async fn chain_bases(
+    repo: &Repository,
+    source: &str,
+    manifests: &[(String, SourceSnapshot)],
+    verdicts: &[Verdict],
+) -> RepoResult<HashMap<String, String>> {
+    let oldest_kept = manifests
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v.keep)
+        .map(|((_, m), _)| m.time)
+        .min();
+    let mut bases = HashMap::new();
+    // A policy that keeps nothing is refused whole; chains change nothing about that.
+    let Some(oldest_kept) = oldest_kept else {
+        return Ok(bases);
+    };
+    for chain in changes::chains(repo, Some(source)).await? {
+        let end = changes::chain_end(repo, &chain).await?;
+        if end >= oldest_kept {
+            bases.insert(
+                chain.start.base.clone(),
+                format!(
+                    "base of change chain {} (points in time up to {})",
+                    &chain.start.chain[..chain.start.chain.len().min(8)],
+                    end.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            );
+        }
+    }
+    Ok(bases)
+}
+
 async fn judge(
     repo: &Repository,
     source: &str,
@@ -113,6 +152,7 @@ async fn judge(
         })
         .collect();
     let verdicts = policy.apply(&candidates);
+    let chain_bases = chain_bases(repo, source, &manifests, &verdicts).await?;
     let mut outcome = SourceRetention {
         source: source.to_string(),
         policy: policy.describe(),
@@ -122,12 +162,16 @@ async fn judge(
     };
     let mut doomed = Vec::new();
     for ((name, manifest), verdict) in manifests.iter().zip(verdicts).rev() {
-        let judged = Judged {
+        let mut judged = Judged {
             snapshot: manifest.snapshot.clone(),
             time: manifest.time,
             reasons: verdict.reasons,
         };
-        if verdict.keep {
+        let base_of = chain_bases.get(&manifest.snapshot);
+        if let Some(reason) = base_of.filter(|_| !verdict.keep) {
+            judged.reasons.push(reason.clone());
+        }
+        if verdict.keep || base_of.is_some() {
             outcome.kept.push(judged);
         } else {
             outcome.removed.push(judged);

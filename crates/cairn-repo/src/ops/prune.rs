@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::changes;
 use crate::crypto::ChunkId;
 use crate::index::{IndexFile, IndexedPack};
 use crate::meta::{self, MetaKind};
@@ -60,6 +61,36 @@ pub struct PruneReport {
     /// Backups judged dead (silent for three heartbeats) and evicted: they cannot commit.
     pub writers_evicted: Vec<String>,
     pub index_files_rewritten: usize,
+    /// Change chains whose base snapshot was forgotten (they restore nothing), deleted
+    /// with their objects.
+    pub chains_deleted: usize,
+    pub change_objects_deleted: usize,
+}
+
+/// Deletes the change chains whose base snapshot is gone. Chains are listed before
+/// snapshots: a chain's start is written after its base, so a chain seen here has a base
+/// the snapshot listing sees, unless it was forgotten.
+async fn prune_chains(repo: &Repository, dry_run: bool) -> RepoResult<(usize, usize)> {
+    let chains = changes::chains(repo, None).await?;
+    if chains.is_empty() {
+        return Ok((0, 0));
+    }
+    let bases: HashSet<String> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .map(|(_, m)| m.snapshot)
+        .collect();
+    let (mut deleted, mut objects) = (0, 0);
+    for chain in chains.iter().filter(|c| !bases.contains(&c.start.base)) {
+        deleted += 1;
+        objects += if dry_run {
+            chain.segments as usize + 1
+        } else {
+            changes::delete_chain(repo, &chain.start.chain).await?
+        };
+    }
+    Ok((deleted, objects))
 }
 
 pub async fn run(
@@ -203,6 +234,8 @@ pub async fn run(
     for (name, _) in &due {
         repo.backend().delete(name).await?;
     }
+    let (chains, objects) = prune_chains(repo, options.dry_run).await?;
+    (report.chains_deleted, report.change_objects_deleted) = (chains, objects);
     if !condemn.is_empty() {
         let marker = PruneMarker {
             version: 1,

@@ -66,6 +66,12 @@ impl Report for PruneReport {
                 self.blocking_backups.join(", ")
             ));
         }
+        if self.chains_deleted > 0 {
+            lines.push(format!(
+                "{prefix}deleted {} change chains whose snapshot was forgotten ({} objects)",
+                self.chains_deleted, self.change_objects_deleted
+            ));
+        }
         for writer in &self.writers_evicted {
             lines.push(format!(
                 "{writer}: evicted a backup silent for three heartbeats (on another machine); it cannot commit, and its data goes with later prunes"

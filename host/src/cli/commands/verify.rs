@@ -9,11 +9,17 @@ use crate::lifecycle::verify::{self, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A snapshot id (or a unique prefix of one), or `latest`.
-    pub snapshot: String,
+    /// A snapshot id (or a unique prefix of one), or `latest`. Leave it out with --at.
+    #[arg(required_unless_present = "at", conflicts_with = "at")]
+    pub snapshot: Option<String>,
     /// Verify only this source.
     #[arg(long)]
     pub source: Option<String>,
+    /// Verify the replicated source's point in time TIME (RFC 3339, or `latest` for the
+    /// newest point stored) instead of a snapshot: restored as `restore --at` would, into
+    /// scratch space, and checked there. Needs --source.
+    #[arg(long, value_name = "TIME", requires = "source")]
+    pub at: Option<String>,
     /// The scratch database for sources restored to a server (never the live one).
     #[arg(long, value_name = "URL")]
     pub scratch: Option<String>,
@@ -23,8 +29,11 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<VerifyReport> {
+    if let (Some(at), Some(source)) = (&args.at, &args.source) {
+        return verify::run_at(&session(cli)?, source, at, !cli.global.json).await;
+    }
     let options = verify::VerifyOptions {
-        snapshot: args.snapshot.clone(),
+        snapshot: args.snapshot.clone().unwrap_or_default(),
         source: args.source.clone(),
         scratch: args.scratch.clone(),
         keep: args.keep,
@@ -39,11 +48,18 @@ impl Report for VerifyReport {
     }
 
     fn text(&self) -> String {
-        let mut lines = vec![format!(
-            "snapshot {} of {}",
-            &self.snapshot[..8.min(self.snapshot.len())],
-            self.time.format("%Y-%m-%d %H:%M:%S UTC")
-        )];
+        let mut lines = vec![match &self.at {
+            Some(at) => format!(
+                "point in time {} (asked for {})",
+                at.reached.format("%Y-%m-%d %H:%M:%S UTC"),
+                at.requested.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => format!(
+                "snapshot {} of {}",
+                &self.snapshot[..8.min(self.snapshot.len())],
+                self.time.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        }];
         for s in &self.sources {
             if s.refused {
                 lines.push(format!("  {:<16} refused  nothing was restored", s.name));

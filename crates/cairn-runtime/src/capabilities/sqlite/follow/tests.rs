@@ -126,8 +126,7 @@ fn a_copy_at_every_read_is_exactly_a_prefix_of_what_the_writer_committed() {
     // Each round: (reading began, reading and checkpoint done, what was read, or the
     // fresh snapshot a gap made the follower take).
     let mut rounds: Vec<(Instant, Instant, Result<Changes, PathBuf>)> = Vec::new();
-    let (mut generations, mut quiet, mut truncated, mut largest_wal, mut gaps) =
-        (0, 0, 0, 0u64, 0);
+    let (mut generations, mut quiet, mut truncated, mut largest_wal, mut gaps) = (0, 0, 0, 0u64, 0);
     let mut header = follower.point().map(|p| p.header);
     for round in 0..60 {
         std::thread::sleep(Duration::from_millis(if round % 3 == 0 { 5 } else { 40 }));
