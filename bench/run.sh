@@ -20,3 +20,4 @@ target/release/sqlite_vs_backup
 target/release/s3_vs_restic
 target/release/postgres_vs_pg_dump
 target/release/items_rss
+target/release/replicate_lag

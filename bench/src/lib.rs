@@ -241,3 +241,30 @@ pub fn print_vs_restic(rows: &[(&str, Measured, Measured)]) {
         );
     }
 }
+
+/// An `events` table (id, kind, time, body) with an index on time, filled to `size_mib`.
+pub fn events_database(path: &Path, size_mib: u64) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE events(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, created INTEGER NOT NULL, body TEXT NOT NULL);
+         CREATE INDEX events_created ON events(created);",
+    )?;
+    // About 600 bytes a row with its index entry.
+    let rows = size_mib * 1024 * 1024 / 600;
+    let batch = 100_000;
+    let mut done = 0;
+    while done < rows {
+        let n = batch.min(rows - done);
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+             INSERT INTO events(kind, created, body)
+             SELECT 'kind-' || (abs(random()) % 20), 1700000000 + {done} + x,
+                    hex(randomblob(140)) || ' user signed in from a device in the office ' || x || printf('%.*c', 200, 'x')
+             FROM c;"
+        ))?;
+        done += n;
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, Timer, cairn_exe, du, measure, median, rounds, warm};
+use cairn_bench::{Measured, Timer, cairn_exe, du, events_database, measure, median, rounds, warm};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -28,7 +28,7 @@ fn main() -> Result<()> {
         std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
     )?;
     let db = dir.path().join("app.db");
-    create_database(&db, size_mib)?;
+    events_database(&db, size_mib)?;
     let db_bytes = std::fs::metadata(&db)?.len();
     let version = Command::new("sqlite3")
         .arg("--version")
@@ -144,33 +144,6 @@ fn main() -> Result<()> {
         db_bytes as f64 / (1 << 20) as f64,
         repo_bytes as f64 / db_bytes as f64
     );
-    Ok(())
-}
-
-/// An `events` table (id, kind, time, body) with an index on time, filled to `size_mib`.
-fn create_database(path: &Path, size_mib: u64) -> Result<()> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL;
-         CREATE TABLE events(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, created INTEGER NOT NULL, body TEXT NOT NULL);
-         CREATE INDEX events_created ON events(created);",
-    )?;
-    // About 600 bytes a row with its index entry.
-    let rows = size_mib * 1024 * 1024 / 600;
-    let batch = 100_000;
-    let mut done = 0;
-    while done < rows {
-        let n = batch.min(rows - done);
-        conn.execute_batch(&format!(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
-             INSERT INTO events(kind, created, body)
-             SELECT 'kind-' || (abs(random()) % 20), 1700000000 + {done} + x,
-                    hex(randomblob(140)) || ' user signed in from a device in the office ' || x || printf('%.*c', 200, 'x')
-             FROM c;"
-        ))?;
-        done += n;
-    }
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     Ok(())
 }
 

@@ -1,0 +1,338 @@
+//! Continuous replication of a live SQLite database (`cairn replicate`, 1 s interval, the
+//! local sink), in one run on the same database:
+//! - a writer's throughput at full speed alone, then with `cairn replicate` following;
+//! - the lag from each commit to durable in the sink, p50 and p99, under a steady writer
+//!   (`RATE` transactions a second for `SECS`): each commit is matched to the first
+//!   segment read after it, durable when that segment's object was written;
+//! - objects written (one request each; replication lists nothing after it starts) per
+//!   hour, for an idle database and for the steady writer;
+//! - a restore at the newest point (the chain's snapshot and every segment since) against
+//!   a plain restore of that snapshot.
+//!
+//! Run:
+//!
+//!     cargo build --release -p cairn -p cairn-bench
+//!     target/release/replicate_lag [SIZE_MIB [SECS [RATE]]]
+//!
+//! Defaults: a 1024 MiB database, an hour (3600 s) of writes at 200 transactions a
+//! second, each inserting an event and updating a random older one, with
+//! `synchronous=NORMAL` (what most apps on WAL set). The full-speed
+//! phases run `$BENCH_FULL_SECS` (default 20) each, the idle one `$BENCH_IDLE_SECS`
+//! (default 60).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use cairn_bench::{Timer, cairn_exe, events_database, measure};
+use rand::Rng;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: u64| -> Result<u64> {
+        args.get(i).map_or(Ok(default), |a| {
+            a.parse()
+                .context("usage: replicate_lag [SIZE_MIB [SECS [RATE]]]")
+        })
+    };
+    let (size_mib, secs, rate) = (number(0, 1024)?, number(1, 3600)?, number(2, 200)?);
+    let full_secs = env_secs("BENCH_FULL_SECS", 20)?;
+    let idle_secs = env_secs("BENCH_IDLE_SECS", 60)?;
+    let cairn = cairn_exe()?;
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )?;
+    let db = dir.path().join("app.db");
+    events_database(&db, size_mib)?;
+    let rows = count_rows(&db)?;
+    println!(
+        "# database {:.0} MiB, {rows} rows; writes of {secs} s at {rate} tx/s; full-speed phases {full_secs} s, idle {idle_secs} s",
+        std::fs::metadata(&db)?.len() as f64 / (1 << 20) as f64,
+    );
+    let work = dir.path().join("cairn");
+    let cairn = Cairn::new(&cairn, &work, &db)?;
+
+    let alone = Writer::run(&db, rows, None, full_secs)?;
+    let mut replicating = cairn.replicate()?;
+    wait_for_chain(&cairn.repo, Duration::from_secs(600))?;
+    let idle_written = objects_written_during(&cairn.repo, Duration::from_secs(idle_secs))?;
+    let followed = Writer::run(&db, rows, None, full_secs)?;
+    let before_steady = count_objects(&cairn.repo.join("changes"));
+    let steady = Writer::run(&db, rows, Some(rate), secs)?;
+    let steady_written = count_objects(&cairn.repo.join("changes")) - before_steady;
+    stop(&mut replicating)?;
+
+    println!("writer alone           {:>9.0} tx/s", alone.per_second());
+    println!(
+        "writer, replicated     {:>9.0} tx/s   {:.3}x of alone (target at least 0.95x)",
+        followed.per_second(),
+        followed.per_second() / alone.per_second()
+    );
+    let lags = lags(&cairn, &steady.commits)?;
+    println!(
+        "lag commit -> durable  p50 {:.2} s   p99 {:.2} s   max {:.2} s   ({} commits; target p99 under 2 s)",
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.99),
+        percentile(&lags, 1.0),
+        lags.len()
+    );
+    println!(
+        "objects written/hour   idle {:.0}   steady {:.0}",
+        idle_written as f64 * 3600.0 / idle_secs as f64,
+        steady_written as f64 * 3600.0 / secs as f64
+    );
+
+    let timer = Timer::from_env(dir.path())?;
+    let at = timer.time(&mut cairn.command(&[
+        "restore",
+        "--source",
+        "app",
+        "--at",
+        "latest",
+        "--target",
+        &dir.path().join("at.db").to_string_lossy(),
+    ]))?;
+    let base = base_snapshot(&cairn)?;
+    let plain = timer.time(&mut cairn.command(&[
+        "restore",
+        &base,
+        "--source",
+        "app",
+        "--target",
+        &dir.path().join("plain.db").to_string_lossy(),
+    ]))?;
+    println!(
+        "restore at latest      {:>7.1} s   {:.2}x a plain restore of its snapshot ({:.1} s), {} s of writes after it",
+        at.time.as_secs_f64(),
+        at.time.as_secs_f64() / plain.time.as_secs_f64(),
+        plain.time.as_secs_f64(),
+        secs + full_secs
+    );
+    Ok(())
+}
+
+fn env_secs(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name} must be seconds")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn count_rows(db: &Path) -> Result<i64> {
+    let conn = rusqlite::Connection::open(db)?;
+    Ok(conn.query_row("SELECT max(id) FROM events", [], |r| r.get(0))?)
+}
+
+/// What a writer did: when each transaction committed, and for how long it ran.
+struct Written {
+    commits: Vec<SystemTime>,
+    took: Duration,
+}
+
+impl Written {
+    fn per_second(&self) -> f64 {
+        self.commits.len() as f64 / self.took.as_secs_f64()
+    }
+}
+
+struct Writer;
+
+impl Writer {
+    /// Commits transactions for `secs`, each inserting an event and updating a random
+    /// older one (pages all over the database change), at `rate` a second or as fast as
+    /// it can.
+    fn run(db: &Path, rows: i64, rate: Option<u64>, secs: u64) -> Result<Written> {
+        let conn = rusqlite::Connection::open(db)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // What most apps on WAL set: commits are not synced one by one.
+        conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+        let mut rng = rand::rng();
+        let started = Instant::now();
+        let end = started + Duration::from_secs(secs);
+        let mut commits = Vec::new();
+        let mut insert = conn.prepare(
+            "INSERT INTO events(kind, created, body) VALUES ('write', ?1, hex(randomblob(140)) || ' written by the benchmark')",
+        )?;
+        let mut update = conn.prepare("UPDATE events SET kind = 'updated' WHERE id = ?1")?;
+        while Instant::now() < end {
+            if let Some(rate) = rate {
+                let due = started + Duration::from_secs_f64(commits.len() as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            insert.execute([commits.len() as i64])?;
+            update.execute([rng.random_range(1..=rows)])?;
+            conn.execute_batch("COMMIT")?;
+            commits.push(SystemTime::now());
+        }
+        Ok(Written {
+            commits,
+            took: started.elapsed(),
+        })
+    }
+}
+
+struct Cairn {
+    exe: PathBuf,
+    work: PathBuf,
+    config: PathBuf,
+    repo: PathBuf,
+}
+
+impl Cairn {
+    fn new(exe: &Path, work: &Path, db: &Path) -> Result<Cairn> {
+        std::fs::create_dir_all(work.join("tmp"))?;
+        let repo = work.join("repo");
+        let config = work.join("cairn.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n[source.replicate]\ninterval = \"1s\"\n",
+                repo.display(),
+                db.display()
+            ),
+        )?;
+        let made = Cairn {
+            exe: exe.to_path_buf(),
+            work: work.to_path_buf(),
+            config,
+            repo,
+        };
+        measure(&mut made.command(&["init"]))?;
+        measure(&mut made.command(&["plugin", "inspect", "sqlite"]))?;
+        Ok(made)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("CAIRN_PASSWORD", "bench")
+            .env("CAIRN_CACHE_DIR", self.work.join("cache"))
+            .env("TMPDIR", self.work.join("tmp"));
+        cmd
+    }
+
+    fn replicate(&self) -> Result<Child> {
+        self.command(&["replicate"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting cairn replicate")
+    }
+}
+
+fn stop(child: &mut Child) -> Result<()> {
+    // SAFETY: kill(2) on a child's pid, which is ours until we wait for it.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "cairn replicate exited with {status}");
+    Ok(())
+}
+
+/// Waits until the first chain's start is stored: the snapshot is taken.
+fn wait_for_chain(repo: &Path, within: Duration) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if count_objects(&repo.join("changes")) > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("no chain began within {within:?}")
+}
+
+fn objects_written_during(repo: &Path, span: Duration) -> Result<u64> {
+    let before = count_objects(repo);
+    std::thread::sleep(span);
+    Ok(count_objects(repo) - before)
+}
+
+/// Files under `dir`, writes in progress left out.
+fn count_objects(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_objects(&e.path())
+            } else {
+                u64::from(!e.file_name().to_string_lossy().starts_with(".tmp"))
+            }
+        })
+        .sum()
+}
+
+/// Each commit's lag: from its commit to when the first segment read after it was
+/// written to the sink (its object's modification time).
+fn lags(cairn: &Cairn, commits: &[SystemTime]) -> Result<Vec<f64>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let config = cairn::config::Config::load(&cairn.config)?;
+    let session = cairn::lifecycle::Session::new(config, Some(b"bench".to_vec()))?;
+    let segments: Vec<(SystemTime, SystemTime)> = runtime.block_on(async {
+        let repo = session.open_repository().await?;
+        let mut segments = Vec::new();
+        for chain in cairn::repo::changes::chains(&repo, Some("app")).await? {
+            for seq in 1..=chain.segments {
+                let segment =
+                    cairn::repo::changes::read_segment(&repo, &chain.start.chain, seq).await?;
+                let object = cairn
+                    .repo
+                    .join(cairn::repo::changes::segment_name(&chain.start.chain, seq));
+                let written = std::fs::metadata(&object)
+                    .and_then(|m| m.modified())
+                    .with_context(|| format!("{}", object.display()))?;
+                segments.push((SystemTime::from(segment.header.time), written));
+            }
+        }
+        anyhow::Ok(segments)
+    })?;
+    let mut segments = segments;
+    segments.sort();
+    let mut lags = Vec::with_capacity(commits.len());
+    let mut next = 0;
+    for &commit in commits {
+        while next < segments.len() && segments[next].0 < commit {
+            next += 1;
+        }
+        let Some(&(_, written)) = segments.get(next) else {
+            break;
+        };
+        lags.push(
+            written
+                .duration_since(commit)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+    }
+    anyhow::ensure!(
+        !lags.is_empty(),
+        "no segment holds the steady writer's commits"
+    );
+    Ok(lags)
+}
+
+fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
+    let mut v = sorted_or_not.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+/// The snapshot the newest chain starts from.
+fn base_snapshot(cairn: &Cairn) -> Result<String> {
+    let out = cairn.command(&["--json", "timeline"]).output()?;
+    anyhow::ensure!(out.status.success(), "cairn timeline failed");
+    let sources: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    sources[0]["ranges"]
+        .as_array()
+        .and_then(|r| r.last())
+        .and_then(|r| r["snapshot"].as_str())
+        .map(str::to_string)
+        .context("no range in the timeline")
+}
