@@ -2,7 +2,8 @@
 //! commits numbered transactions at full speed: restores at many instants are exactly
 //! a prefix of what was committed, within the sync interval; a log checkpointed away
 //! while cairn was stopped starts a new chain that no restore crosses; SIGKILL at random
-//! moments loses nothing durable; nothing of cairn's lands in or beside the database.
+//! moments loses nothing durable; nothing of cairn's lands in or beside the database;
+//! restores at points of a chain stored through the S3 sink.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use cairn_e2e::s3::S3Server;
 use cairn_e2e::{Env, source_section, stderr};
 use rand::Rng;
 use rusqlite::Connection;
@@ -504,6 +506,46 @@ fn forget_keeps_the_base_of_a_chain_it_still_needs_and_prune_deletes_one_it_does
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("no chain"), "{said}");
+}
+
+#[test]
+fn replication_through_s3_restores_each_point() {
+    let server = S3Server::start("replicas");
+    let env = Env::new().with_vars(&S3Server::credentials());
+    let db = live_database(&env);
+    env.write_config(&format!(
+        "{}{}[source.replicate]\ninterval = \"1s\"\n",
+        server.repository_config("replicas", "app"),
+        source_section("db", "sqlite", &db, "")
+    ));
+    env.ok(&["init"]);
+    let app = Connection::open(&db).expect("app");
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
+                .expect("insert");
+        }
+    };
+    insert(1, 100);
+    let child = replicate(&env);
+    std::thread::sleep(Duration::from_millis(2500));
+    insert(101, 200);
+    std::thread::sleep(Duration::from_millis(2000));
+    let between = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(100));
+    insert(201, 300);
+    std::thread::sleep(Duration::from_millis(2000));
+    terminate(child);
+
+    let stored = cairn_e2e::repo_objects(&server.bucket_dir("replicas").join("app"), "changes");
+    assert!(
+        stored.len() >= 2,
+        "a chain and its segments in the bucket: {stored:?}"
+    );
+    assert_eq!(rows_at(&env, &rfc3339(between), "between"), 200);
+    assert_eq!(rows_at(&env, "latest", "latest"), 300);
+    let verified = env.ok(&["verify", "--source", "db", "--at", "latest"]);
+    assert!(verified.contains("passed"), "{verified}");
 }
 
 #[test]
