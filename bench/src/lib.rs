@@ -268,3 +268,51 @@ pub fn events_database(path: &Path, size_mib: u64) -> anyhow::Result<()> {
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     Ok(())
 }
+
+/// A cairn repository on local disk for one contender, its config, plugin cache and
+/// scratch space under `work`, backing up one SQLite database as source `app`.
+pub struct LocalCairn {
+    pub exe: std::path::PathBuf,
+    pub work: std::path::PathBuf,
+    pub config: std::path::PathBuf,
+    pub repo: std::path::PathBuf,
+}
+
+impl LocalCairn {
+    /// Writes the config (`extra` goes after the source's `path` option: more options, or
+    /// a `[source.replicate]` table), initialises the repository and compiles the plugins
+    /// into the cache first, as any second run would find them.
+    pub fn sqlite(exe: &Path, work: &Path, db: &Path, extra: &str) -> anyhow::Result<LocalCairn> {
+        std::fs::create_dir_all(work.join("tmp"))?;
+        let repo = work.join("repo");
+        let config = work.join("cairn.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n{extra}",
+                repo.display(),
+                db.display()
+            ),
+        )?;
+        let made = LocalCairn {
+            exe: exe.to_path_buf(),
+            work: work.to_path_buf(),
+            config,
+            repo,
+        };
+        measure(&mut made.command(&["init"]))?;
+        measure(&mut made.command(&["plugin", "inspect", "sqlite"]))?;
+        Ok(made)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("CAIRN_PASSWORD", "bench")
+            .env("CAIRN_CACHE_DIR", self.work.join("cache"))
+            .env("TMPDIR", self.work.join("tmp"));
+        cmd
+    }
+}

@@ -20,6 +20,10 @@ use rusqlite::Connection;
 /// loaded 2-core machine (the issue's `TIME - interval - slack`).
 const SLACK: Duration = Duration::from_millis(2500);
 
+/// The tests' `max-wal`: small, so that a test build following a writer that never pauses
+/// lets go of the log (a gap, a new chain) before the log fills the disk.
+const MAX_WAL: &str = "16MiB";
+
 /// A transaction of the writer: the last number it inserted, when it began and when its
 /// COMMIT returned.
 #[derive(Clone, Copy)]
@@ -45,7 +49,7 @@ fn replicated_env() -> (Env, PathBuf) {
     let env = Env::new();
     let db = live_database(&env);
     env.local_config(&format!(
-        "{}[source.replicate]\ninterval = \"1s\"\n",
+        "{}[source.replicate]\ninterval = \"1s\"\nmax-wal = \"{MAX_WAL}\"\n",
         source_section("db", "sqlite", &db, "")
     ));
     env.ok(&["init"]);
@@ -249,6 +253,14 @@ fn assert_bounds(log: &[Committed], at: SystemTime, rows: i64) {
     }
 }
 
+/// Rows `from..=to`, one transaction each, as an app between requests writes them.
+fn insert_rows(app: &Connection, from: i64, to: i64) {
+    for n in from..=to {
+        app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
+            .expect("insert");
+    }
+}
+
 fn timeline(env: &Env) -> serde_json::Value {
     serde_json::from_str(&env.ok(&["--json", "timeline"])).expect("timeline JSON")
 }
@@ -341,12 +353,7 @@ fn restores_at_many_instants_hold_exactly_what_was_committed_by_then() {
 fn a_log_checkpointed_while_cairn_was_stopped_starts_a_new_chain_no_restore_crosses() {
     let (env, db) = replicated_env();
     let app = Connection::open(&db).expect("app");
-    let insert = |from: i64, to: i64| {
-        for n in from..=to {
-            app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
-                .expect("insert");
-        }
-    };
+    let insert = |from: i64, to: i64| insert_rows(&app, from, to);
     insert(1, 100);
     let child = replicate(&env);
     std::thread::sleep(Duration::from_millis(2500));
@@ -438,12 +445,7 @@ fn a_log_checkpointed_while_cairn_was_stopped_starts_a_new_chain_no_restore_cros
 fn forget_keeps_the_base_of_a_chain_it_still_needs_and_prune_deletes_one_it_does_not() {
     let (env, db) = replicated_env();
     let app = Connection::open(&db).expect("app");
-    let insert = |from: i64, to: i64| {
-        for n in from..=to {
-            app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
-                .expect("insert");
-        }
-    };
+    let insert = |from: i64, to: i64| insert_rows(&app, from, to);
     insert(1, 100);
     let child = replicate(&env);
     std::thread::sleep(Duration::from_millis(2500));
@@ -520,12 +522,7 @@ fn replication_through_s3_restores_each_point() {
     ));
     env.ok(&["init"]);
     let app = Connection::open(&db).expect("app");
-    let insert = |from: i64, to: i64| {
-        for n in from..=to {
-            app.execute("INSERT INTO log (n, pad) VALUES (?1, x'00')", [n])
-                .expect("insert");
-        }
-    };
+    let insert = |from: i64, to: i64| insert_rows(&app, from, to);
     insert(1, 100);
     let child = replicate(&env);
     std::thread::sleep(Duration::from_millis(2500));

@@ -20,12 +20,12 @@
 //! phases run `$BENCH_FULL_SECS` (default 20) each, the idle one `$BENCH_IDLE_SECS`
 //! (default 60).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use cairn_bench::{Timer, cairn_exe, events_database, measure};
+use cairn_bench::{LocalCairn, Timer, cairn_exe, events_database};
 use rand::Rng;
 
 fn main() -> Result<()> {
@@ -51,10 +51,15 @@ fn main() -> Result<()> {
         std::fs::metadata(&db)?.len() as f64 / (1 << 20) as f64,
     );
     let work = dir.path().join("cairn");
-    let cairn = Cairn::new(&cairn, &work, &db)?;
+    let cairn = LocalCairn::sqlite(
+        &cairn,
+        &work,
+        &db,
+        "[source.replicate]\ninterval = \"1s\"\n",
+    )?;
 
     let alone = Writer::run(&db, rows, None, full_secs)?;
-    let mut replicating = cairn.replicate()?;
+    let mut replicating = replicate(&cairn)?;
     wait_for_chain(&cairn.repo, Duration::from_secs(600))?;
     let idle_written = objects_written_during(&cairn.repo, Duration::from_secs(idle_secs))?;
     let followed = Writer::run(&db, rows, None, full_secs)?;
@@ -175,54 +180,13 @@ impl Writer {
     }
 }
 
-struct Cairn {
-    exe: PathBuf,
-    work: PathBuf,
-    config: PathBuf,
-    repo: PathBuf,
-}
-
-impl Cairn {
-    fn new(exe: &Path, work: &Path, db: &Path) -> Result<Cairn> {
-        std::fs::create_dir_all(work.join("tmp"))?;
-        let repo = work.join("repo");
-        let config = work.join("cairn.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n[source.replicate]\ninterval = \"1s\"\n",
-                repo.display(),
-                db.display()
-            ),
-        )?;
-        let made = Cairn {
-            exe: exe.to_path_buf(),
-            work: work.to_path_buf(),
-            config,
-            repo,
-        };
-        measure(&mut made.command(&["init"]))?;
-        measure(&mut made.command(&["plugin", "inspect", "sqlite"]))?;
-        Ok(made)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("CAIRN_PASSWORD", "bench")
-            .env("CAIRN_CACHE_DIR", self.work.join("cache"))
-            .env("TMPDIR", self.work.join("tmp"));
-        cmd
-    }
-
-    fn replicate(&self) -> Result<Child> {
-        self.command(&["replicate"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting cairn replicate")
-    }
+/// Starts `cairn replicate` in the background.
+fn replicate(cairn: &LocalCairn) -> Result<Child> {
+    cairn
+        .command(&["replicate"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting cairn replicate")
 }
 
 fn stop(child: &mut Child) -> Result<()> {
@@ -270,7 +234,7 @@ fn count_objects(dir: &Path) -> u64 {
 
 /// Each commit's lag: from its commit to when the first segment read after it was
 /// written to the sink (its object's modification time).
-fn lags(cairn: &Cairn, commits: &[SystemTime]) -> Result<Vec<f64>> {
+fn lags(cairn: &LocalCairn, commits: &[SystemTime]) -> Result<Vec<f64>> {
     let runtime = tokio::runtime::Runtime::new()?;
     let config = cairn::config::Config::load(&cairn.config)?;
     let session = cairn::lifecycle::Session::new(config, Some(b"bench".to_vec()))?;
@@ -325,7 +289,7 @@ fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
 }
 
 /// The snapshot the newest chain starts from.
-fn base_snapshot(cairn: &Cairn) -> Result<String> {
+fn base_snapshot(cairn: &LocalCairn) -> Result<String> {
     let out = cairn.command(&["--json", "timeline"]).output()?;
     anyhow::ensure!(out.status.success(), "cairn timeline failed");
     let sources: serde_json::Value = serde_json::from_slice(&out.stdout)?;

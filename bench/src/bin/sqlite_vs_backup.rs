@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use cairn_bench::{Measured, Timer, cairn_exe, du, events_database, measure, median, rounds, warm};
+use cairn_bench::{
+    LocalCairn, Measured, Timer, cairn_exe, du, events_database, median, rounds, warm,
+};
 
 fn main() -> Result<()> {
     let size_mib: u64 = match std::env::args().nth(1) {
@@ -147,53 +149,25 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// A cairn repository backing up the database with one check level.
+/// A cairn repository backing up the database with one check level, and how its backups
+/// are timed.
 struct CairnRepo {
-    cairn: PathBuf,
-    work: PathBuf,
-    config: PathBuf,
+    cairn: LocalCairn,
     repo: PathBuf,
     timer: Timer,
 }
 
 impl CairnRepo {
     fn new(cairn: &Path, work: &Path, db: &Path, check: &str, timer: &Timer) -> Result<Self> {
-        std::fs::create_dir_all(work.join("tmp"))?;
-        let repo = work.join("repo");
-        let config = work.join("cairn.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\ncheck = \"{check}\"\n",
-                repo.display(),
-                db.display()
-            ),
-        )?;
-        let made = CairnRepo {
-            cairn: cairn.to_path_buf(),
-            work: work.to_path_buf(),
-            config,
-            repo,
+        let cairn = LocalCairn::sqlite(cairn, work, db, &format!("check = \"{check}\"\n"))?;
+        Ok(CairnRepo {
+            repo: cairn.repo.clone(),
+            cairn,
             timer: timer.clone(),
-        };
-        measure(&mut made.command(&["init"]))?;
-        // Compile the plugins into the cache first, as any second run would find them.
-        measure(&mut made.command(&["plugin", "inspect", "sqlite"]))?;
-        Ok(made)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.cairn);
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("CAIRN_PASSWORD", "bench")
-            .env("CAIRN_CACHE_DIR", self.work.join("cache"))
-            .env("TMPDIR", self.work.join("tmp"));
-        cmd
+        })
     }
 
     fn backup(&self) -> Result<Measured> {
-        self.timer.time(&mut self.command(&["backup"]))
+        self.timer.time(&mut self.cairn.command(&["backup"]))
     }
 }

@@ -291,17 +291,65 @@ impl Follower {
         });
         // A quiet moment this time leaves the log free to restart at the app's next write.
         if !done.quiet_moment && log > max_wal * LET_GO {
-            // An app that never lets go of the write lock would have the log grow until
-            // the disk fills. Its disk comes first: cairn lets go, and a new chain begins.
-            self.let_go()?;
-            done.gap = Some(format!(
+            done.gap = Some(self.let_go_of(format!(
                 "the write-ahead log reached {} MiB, {LET_GO} times max-wal, because the app \
-                 wrote without a pause long enough for cairn's checkpoints; cairn let SQLite \
-                 checkpoint it",
+                 wrote without a pause long enough for cairn's checkpoints",
                 log >> 20
-            ));
+            ))?);
         }
         Ok(done)
+    }
+
+    /// Lets go of the log, before reading it, when it holds more that the follower has not
+    /// read than `LET_GO` times `max_wal` (from the wal-index header): a writer faster
+    /// than the follower reads would otherwise keep it behind for ever while the log
+    /// fills the disk. The gap, when it let go.
+    pub fn outgrown(&mut self, max_wal: u64) -> Result<Option<String>, FollowError> {
+        let (Some(index), Some(header)) = (self.index_header()?, self.header()?) else {
+            return Ok(None);
+        };
+        // A new generation began right where the point is (see the module comment).
+        let unread = match self.point {
+            Some(at) if index.salt == at.header.salt => index.max_frame.saturating_sub(at.frame),
+            _ => index.max_frame,
+        };
+        let bytes = u64::from(unread) * (u64::from(header.page_size) + wal::FRAME_HEADER as u64);
+        if bytes <= max_wal * LET_GO {
+            return Ok(None);
+        }
+        self.let_go_of(format!(
+            "the write-ahead log held {} MiB cairn had not read yet, {LET_GO} times max-wal, \
+             because the app wrote faster than cairn reads",
+            bytes >> 20
+        ))
+        .map(Some)
+    }
+
+    /// Lets go, for a reason: an app that never pauses long enough would have the log
+    /// grow until the disk fills. Its disk comes first: SQLite checkpoints the log, and a
+    /// new chain begins.
+    fn let_go_of(&mut self, why: String) -> Result<String, FollowError> {
+        self.let_go()?;
+        Ok(format!("{why}; cairn let SQLite checkpoint it"))
+    }
+
+    /// The wal-index header at the start of `-shm`, when it can be read whole.
+    fn index_header(&self) -> Result<Option<wal::IndexHeader>, FollowError> {
+        let shm = sibling(&self.path, "-shm");
+        let mut bytes = [0u8; 96];
+        let read = File::open(&shm).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+        match read {
+            Ok(()) => Ok(wal::IndexHeader::decode(&bytes)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(FollowError::Io(shm.to_string_lossy().into_owned(), e)),
+        }
     }
 
     fn keep_short(&mut self, max_wal: u64, done: &mut Checkpointed) -> Result<(), FollowError> {

@@ -459,6 +459,9 @@ impl Followed {
         max_wal: u64,
     ) -> Result<Result<(Vec<u8>, String), String>, PluginError> {
         self.with(move |follower| {
+            if let Some(gap) = follower.outgrown(max_wal).map_err(follow_error)? {
+                return Ok(Err(gap));
+            }
             let mut changes = follower.read_on().map_err(follow_error)?;
             let checkpointed = follower.checkpoint(max_wal).map_err(follow_error)?;
             if let Some(gap) = checkpointed.gap {

@@ -214,9 +214,17 @@ pub struct LogRead {
 pub fn read_after(file: &mut (impl Read + Seek), from: WalPosition) -> Result<LogRead, WalError> {
     let header = from.header;
     let page_size = header.page_size as usize;
-    file.seek(SeekFrom::Start(header.frame_offset(from.frame + 1)))
+    // Only what the file held when the read began: a writer faster than the reader would
+    // otherwise keep it reading for ever.
+    let file_end = file
+        .seek(SeekFrom::End(0))
         .map_err(|e| WalError::Io(e.to_string()))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let first = header.frame_offset(from.frame + 1);
+    file.seek(SeekFrom::Start(first))
+        .map_err(|e| WalError::Io(e.to_string()))?;
+    let frames_in_file = file_end.saturating_sub(first) / (FRAME_HEADER + page_size) as u64;
+    let mut reader = std::io::Read::take(file, frames_in_file * (FRAME_HEADER + page_size) as u64);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut reader);
     let mut frame = vec![0u8; FRAME_HEADER + page_size];
     let mut changes = Changes::default();
     let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -334,7 +342,8 @@ impl IndexHeader {
             max_frame: ne(16),
             db_pages: ne(20),
             frame_checksum: [ne(24), ne(28)],
-            salt: [ne(32), ne(36)],
+            // Copied from the log's header as they are there: big-endian.
+            salt: [be32(shm, 32), be32(shm, 36)],
         })
     }
 }

@@ -318,3 +318,36 @@ fn a_database_not_in_wal_mode_is_refused_naming_the_pragma() {
         "the journal mode was changed"
     );
 }
+
+#[test]
+fn a_log_that_outgrows_the_follower_unread_is_let_go_before_it_is_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = live_database(dir.path());
+    let app = Connection::open(&path).expect("app");
+    app.execute_batch("PRAGMA wal_autocheckpoint=0")
+        .expect("no autocheckpoint");
+    let copy = dir.path().join("copy.db");
+    let mut follower = Follower::open(&path).expect("follow");
+    follower.snapshot(&copy).expect("snapshot");
+    for n in 1..=300 {
+        app.execute("INSERT INTO log (n, pad) VALUES (?1, zeroblob(3000))", [n])
+            .expect("insert");
+    }
+    // All of the log is unread: within four times its size, past four times an eighth.
+    let log = std::fs::metadata(sibling(&path, "-wal"))
+        .expect("log")
+        .len();
+    assert_eq!(follower.outgrown(log).expect("outgrown"), None);
+    let gap = follower
+        .outgrown(log / 8)
+        .expect("outgrown")
+        .expect("a gap");
+    assert!(gap.contains("had not read yet"), "{gap}");
+    // The follower holds nothing now: the app's own checkpoint empties the log.
+    let (busy, _, _): (i64, i64, i64) = app
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("truncate");
+    assert_eq!(busy, 0, "the follower still holds the log");
+}
