@@ -36,6 +36,14 @@
 //! is taken under the lock and ends in a TRUNCATE checkpoint with a bounded wait, the lock
 //! handed over to it (see [`Follower::checkpoint`]). It never runs a RESTART checkpoint,
 //! and its connections never checkpoint on close.
+//!
+//! # Locks belong to the process
+//!
+//! The read transaction protects the log only while the app's process sees its lock, a
+//! POSIX lock on `-shm`. Closing *any* descriptor of that file in this process drops every
+//! such lock at once, so the follower never opens `-shm` (nor the database) itself: it reads
+//! the wal-index header through SQLite's own mapping. Only `-wal`, which carries no lock,
+//! is read through descriptors of its own.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -273,6 +281,13 @@ impl Follower {
             _ => WalPosition::start(header),
         };
         let read = wal::read_after(&mut self.wal()?, from).map_err(|e| self.wal_err(e))?;
+        tracing::trace!(
+            "read salt {:08x} frames {}..{}: {} transactions",
+            header.salt[0],
+            from.frame,
+            read.end.frame,
+            read.changes.transactions
+        );
         if !read.changes.is_empty() || self.point.is_none_or(|at| at.header != header) {
             self.point = Some(read.end);
         }
@@ -333,22 +348,52 @@ impl Follower {
         Ok(format!("{why}; cairn let SQLite checkpoint it"))
     }
 
-    /// The wal-index header at the start of `-shm`, when it can be read whole.
+    /// The wal-index header at the start of `-shm`, read where SQLite reads it: the shared
+    /// memory our connections have mapped. Never through a descriptor of our own: closing
+    /// one drops every POSIX lock this process holds on the file, the follower's read lock
+    /// among them, and the app would then restart the log under the follower unseen
+    /// (<https://www.sqlite.org/howtocorrupt.html>, 2.2).
     fn index_header(&self) -> Result<Option<wal::IndexHeader>, FollowError> {
-        let shm = sibling(&self.path, "-shm");
-        let mut bytes = [0u8; 96];
-        let read = File::open(&shm).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-        match read {
-            Ok(()) => Ok(wal::IndexHeader::decode(&bytes)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                Ok(None)
+        use rusqlite::ffi;
+        use std::ffi::c_void;
+        // It began a read when the follower opened: its wal-index is mapped.
+        let conn = &self.readers[0];
+        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: the connection is open and used by this thread alone (the follower is
+        // `&self` here and never shared between threads at once); FILE_POINTER writes
+        // the main database's `sqlite3_file` pointer into `file`.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                conn.handle(),
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                (&raw mut file).cast::<c_void>(),
+            )
+        };
+        if rc != ffi::SQLITE_OK || file.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: `file` is the connection's open database file; SQLite's own method
+        // returns the first 32 KiB region of the wal-index it mapped, which stays mapped
+        // while the connection is open. Its bytes change under us: they are read volatile, and
+        // the header is trusted only when its two copies agree.
+        unsafe {
+            let methods = (*file).pMethods;
+            if methods.is_null() || (*methods).iVersion < 2 {
+                return Ok(None);
             }
-            Err(e) => Err(FollowError::Io(shm.to_string_lossy().into_owned(), e)),
+            let Some(map) = (*methods).xShmMap else {
+                return Ok(None);
+            };
+            let mut region: *mut c_void = std::ptr::null_mut();
+            if map(file, 0, 32768, 0, &raw mut region) != ffi::SQLITE_OK || region.is_null() {
+                return Ok(None);
+            }
+            let mut bytes = [0u8; 96];
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                *byte = std::ptr::read_volatile(region.cast::<u8>().add(i));
+            }
+            Ok(wal::IndexHeader::decode(&bytes))
         }
     }
 
@@ -407,6 +452,7 @@ impl Follower {
             let quiet = more.is_empty();
             done.tail.extend(more);
             if quiet {
+                tracing::trace!("quiet moment without the lock");
                 done.quiet_moment = true;
                 return Ok(true);
             }
@@ -430,6 +476,11 @@ impl Follower {
             std::thread::yield_now();
         }
         let all_copied = done.log_frames >= 0 && done.log_frames == done.copied_frames;
+        tracing::trace!(
+            "quiet moment under the lock: log {}, copied {}",
+            done.log_frames,
+            done.copied_frames
+        );
         done.quiet_moment = all_copied;
         if all_copied {
             done.tail.extend(self.read_on()?);
@@ -475,6 +526,7 @@ impl Follower {
             truncated.map_err(|e| self.err("checkpointing (TRUNCATE)", e))?;
         done.truncated = busy == 0;
         (done.log_frames, done.copied_frames) = (log, copied);
+        tracing::trace!("TRUNCATE: busy {busy}, log {log}, copied {copied}");
         Ok(())
     }
 

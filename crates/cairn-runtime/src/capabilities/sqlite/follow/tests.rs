@@ -351,3 +351,78 @@ fn a_log_that_outgrows_the_follower_unread_is_let_go_before_it_is_read() {
         .expect("truncate");
     assert_eq!(busy, 0, "the follower still holds the log");
 }
+
+/// Whether another process sees a read lock on the log held by this one. SQLite's locks
+/// are POSIX locks on `-shm` (its read locks are bytes 123 to 127), which only another
+/// process can test: a forked child asks with `F_GETLK` and answers in its exit status.
+fn read_lock_seen_from_another_process(db: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let shm = std::ffi::CString::new(sibling(db, "-shm").as_os_str().as_bytes()).expect("path");
+    // SAFETY: the child only calls async-signal-safe functions (open, fcntl, _exit) on
+    // memory prepared before the fork, and the parent waits for it.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let fd = libc::open(shm.as_ptr(), libc::O_RDWR);
+            let mut lock: libc::flock = std::mem::zeroed();
+            lock.l_type = libc::F_WRLCK as _;
+            lock.l_whence = libc::SEEK_SET as _;
+            lock.l_start = 123;
+            lock.l_len = 5;
+            let asked = fd >= 0 && libc::fcntl(fd, libc::F_GETLK, &raw mut lock) == 0;
+            libc::_exit(if asked && i32::from(lock.l_type) == libc::F_RDLCK {
+                0
+            } else {
+                1
+            });
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid, "waitpid");
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+}
+
+/// The follower's read transaction is what keeps the app from restarting the log before
+/// it is read. A descriptor of `-shm` opened and closed by the follower would drop it for
+/// every other process (POSIX locks belong to the process, and go with any close).
+#[test]
+fn the_apps_process_sees_the_followers_read_lock_through_every_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = live_database(dir.path());
+    let app = Connection::open(&path).expect("app");
+    let insert = |from: i64| {
+        for n in from..from + 100 {
+            app.execute("INSERT INTO log (n, pad) VALUES (?1, zeroblob(3000))", [n])
+                .expect("insert");
+        }
+    };
+    let mut follower = Follower::open(&path).expect("follow");
+    assert!(read_lock_seen_from_another_process(&path), "after open");
+    follower
+        .snapshot(&dir.path().join("copy.db"))
+        .expect("snapshot");
+    assert!(read_lock_seen_from_another_process(&path), "after snapshot");
+    insert(1);
+    assert_eq!(follower.outgrown(1 << 30).expect("outgrown"), None);
+    assert!(read_lock_seen_from_another_process(&path), "after outgrown");
+    follower.read_on().expect("read");
+    assert!(read_lock_seen_from_another_process(&path), "after a read");
+    insert(101);
+    // A small max-wal: a quiet moment and a TRUNCATE, ending on a reader of the database
+    // alone (slot 0 is one of the bytes asked about).
+    let done = follower.checkpoint(4096).expect("checkpoint");
+    assert!(done.quiet_moment, "{done:?}");
+    assert!(
+        read_lock_seen_from_another_process(&path),
+        "after a checkpoint"
+    );
+    assert_eq!(follower.outgrown(1 << 30).expect("outgrown"), None);
+    assert!(
+        read_lock_seen_from_another_process(&path),
+        "after outgrown again"
+    );
+    // The log restarted once, at the point reached: the chain goes on.
+    insert(201);
+    assert_eq!(follower.read_on().expect("read").transactions, 100);
+}
