@@ -33,6 +33,10 @@ pub struct AheadTask {
     pub fixed_chunk: Option<u32>,
     stop: AtomicBool,
     thread: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The live file, kept open until the task goes (after the copy's connection closed):
+    /// closing a descriptor drops every POSIX lock this process holds on the file, the
+    /// copy's SQLite locks among them (<https://www.sqlite.org/howtocorrupt.html>, 2.2).
+    file: Mutex<Option<std::fs::File>>,
 }
 
 impl StoreAhead {
@@ -49,12 +53,17 @@ impl StoreAhead {
             fixed_chunk,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
+            file: Mutex::new(None),
         });
         let running = task.clone();
         let handle = tokio::runtime::Handle::current();
         let thread = tokio::task::spawn_blocking(move || {
-            let (read, new) = store(&running.stop, &handle, file, content);
+            let mut file = file;
+            let (read, new) = store(&running.stop, &handle, &mut file, content);
             tracing::debug!("{what}: read {read} bytes ahead, {new} of them new");
+            if let Ok(mut kept) = running.file.lock() {
+                *kept = Some(file);
+            }
         });
         *task.thread.lock().expect("store-ahead lock") = Some(thread);
         StoreAhead { task }
@@ -92,7 +101,7 @@ impl Drop for StoreAhead {
 fn store(
     stop: &AtomicBool,
     runtime: &tokio::runtime::Handle,
-    mut file: std::fs::File,
+    file: &mut std::fs::File,
     mut content: ContentWriter,
 ) -> (u64, u64) {
     // Where the last new chunk was found (roughly: reads are checked whole).
@@ -105,7 +114,7 @@ fn store(
         if stop.load(Ordering::Relaxed) || read.0 - new_at >= KNOWN_RUN {
             return read;
         }
-        match runtime.block_on(content.read_once(&mut file, READ_SIZE)) {
+        match runtime.block_on(content.read_once(file, READ_SIZE)) {
             Ok(Ok(0)) => {
                 // The last, shorter chunk of the file is also the last of a copy of the
                 // same length.
@@ -148,11 +157,13 @@ mod tests {
     async fn store_ahead(writer: &Arc<ChunkWriter>, path: &Path) -> (u64, u64) {
         let content =
             ContentWriter::new(writer.clone(), Chunking::Fixed(65536), ChunkKind::Data).ahead();
-        let file = std::fs::File::open(path).unwrap();
+        let mut file = std::fs::File::open(path).unwrap();
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || store(&AtomicBool::new(false), &runtime, file, content))
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || {
+            store(&AtomicBool::new(false), &runtime, &mut file, content)
+        })
+        .await
+        .unwrap()
     }
 
     /// The item finds every chunk stored ahead, and the bytes count once as new and once
