@@ -112,6 +112,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A scratch environment: a temp dir with a config, a repository and a private cache.
+/// With `CAIRN_TEST_KEEP=1` every environment's directory is kept, and named on stderr,
+/// to look into a failure (`--nocapture` shows the name).
 pub struct Env {
     pub dir: tempfile::TempDir,
     /// Environment variables every cairn run of this environment gets (credentials).
@@ -120,8 +122,20 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        let keep = std::env::var_os("CAIRN_TEST_KEEP").is_some_and(|v| v == "1");
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("temp dir");
+        if keep {
+            eprintln!(
+                "CAIRN_TEST_KEEP: this test's environment is {}",
+                dir.path().display()
+            );
+        }
         Env {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             vars: Vec::new(),
         }
     }
