@@ -130,10 +130,7 @@ impl Harness {
             snapshot: "latest".into(),
             target: target.to_string(),
             source: Some("subject".into()),
-            force: false,
-            clean: false,
-            into_live: false,
-            progress: false,
+            ..Default::default()
         };
         self.rt.block_on(restore::run(&session, &options))
     }
@@ -184,10 +181,7 @@ impl Harness {
                 snapshot: "latest".into(),
                 target: target.to_string_lossy().into(),
                 source: Some("subject".into()),
-                force: false,
-                clean: false,
-                into_live: false,
-                progress: false,
+                ..Default::default()
             };
             restore::run(&session, &options).await?;
             ensure!(std::fs::read(target.join("dir/b.bin"))? == vec![7u8; 3 << 20], "restored bytes differ");

@@ -187,6 +187,52 @@ fn owners_and_grants_of_roles_missing_where_restored_are_left_out_and_named() {
     assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
 }
 
+/// `--no-owner` gives every object to the restoring user, with what its owner had of it
+/// (here all but TRUNCATE); `--no-privileges` restores no grant; each leaves the rest.
+#[test]
+fn no_owner_and_no_privileges_leave_out_just_that() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE ROLE owner_role NOLOGIN; CREATE ROLE reader_role NOLOGIN; \
+         CREATE TABLE public.t (id int); ALTER TABLE public.t OWNER TO owner_role; \
+         GRANT SELECT ON public.t TO reader_role; REVOKE TRUNCATE ON public.t FROM owner_role; \
+         INSERT INTO public.t VALUES (1), (2)",
+    );
+    let env = env_for(&pg, "app", "");
+    env.ok(&["backup"]);
+    let owner_and_acl = |db: &str| {
+        pg.psql(
+            db,
+            "SELECT pg_get_userbyid(relowner) || ' ' || coalesce(relacl::text, '-') FROM pg_class WHERE oid = 'public.t'::regclass",
+        )
+    };
+    assert_eq!(
+        owner_and_acl("app"),
+        "owner_role {owner_role=arwdxt/owner_role,reader_role=r/owner_role}"
+    );
+    let restore = |db: &str, flag: &str| {
+        pg.create_database(db);
+        env.ok(&[
+            "restore",
+            "latest",
+            "--source",
+            "app",
+            "--target",
+            &pg.url(db),
+            flag,
+        ]);
+        assert_eq!(pg.table_digests(db), pg.table_digests("app"));
+        owner_and_acl(db)
+    };
+    assert_eq!(
+        restore("unowned", "--no-owner"),
+        "cairn {cairn=arwdxt/cairn,reader_role=r/cairn}"
+    );
+    assert_eq!(restore("ungranted", "--no-privileges"), "owner_role -");
+}
+
 #[test]
 fn writers_during_the_backup_see_one_consistent_point() {
     let pg = PgCluster::start();

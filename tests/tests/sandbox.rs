@@ -103,10 +103,7 @@ async fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         snapshot: "latest".into(),
         target: target.to_string_lossy().into(),
         source: Some("healthy".into()),
-        force: false,
-        clean: false,
-        into_live: false,
-        progress: false,
+        ..Default::default()
     };
     restore::run(&session, &options)
         .await

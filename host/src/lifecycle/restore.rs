@@ -23,6 +23,8 @@ use crate::runtime::plugin_api::RestoreTarget;
 use crate::runtime::sandbox::grants::Grants;
 use futures::future::BoxFuture;
 
+/// What `cairn restore` was asked; every flag off by default.
+#[derive(Debug, Default, Clone)]
 pub struct RestoreOptions {
     pub snapshot: String,
     pub target: String,
@@ -32,6 +34,10 @@ pub struct RestoreOptions {
     pub clean: bool,
     /// Allow the target to be the very database the snapshot was taken from.
     pub into_live: bool,
+    /// Leave objects to the restoring user (`no-owner`).
+    pub no_owner: bool,
+    /// Restore no privileges (`no-privileges`).
+    pub no_privileges: bool,
     pub progress: bool,
 }
 
@@ -43,6 +49,18 @@ impl RestoreOptions {
             into_live: self.into_live,
             keep: false,
         }
+    }
+
+    /// The flags a source reads by name.
+    fn named_flags(&self) -> Vec<String> {
+        [
+            (self.no_owner, "no-owner"),
+            (self.no_privileges, "no-privileges"),
+        ]
+        .into_iter()
+        .filter(|(given, _)| *given)
+        .map(|(_, name)| name.to_string())
+        .collect()
     }
 }
 
@@ -100,7 +118,7 @@ pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreR
         };
         progress.set(format!("restoring {} to {target}", manifest.source));
         let started = Instant::now();
-        restore_source(session, &repo, manifest, &target, options.flags())
+        restore_source(session, &repo, manifest, &target, options)
             .await
             .with_context(|| {
                 format!(
@@ -226,7 +244,8 @@ pub async fn run_at(
             .await?;
         let replay = replay_of(&repo, manifest)
             .await?
-            .with_flags(options.flags());
+            .with_flags(options.flags())
+            .with_named_flags(options.named_flags());
         instance
             .restore(&prepared.options, replay, &guest_temp, prepared.timeout)
             .await
@@ -475,8 +494,9 @@ async fn restore_source(
     repo: &Indexed,
     manifest: &SourceSnapshot,
     target: &str,
-    flags: RestoreFlags,
+    options: &RestoreOptions,
 ) -> Result<()> {
+    let flags = options.flags();
     let mut prepared = prepare_for(session, manifest).await?;
     let guest_target = grant_target(
         prepared.info.restore_target,
@@ -492,7 +512,10 @@ async fn restore_source(
             Arc::new(prepared.grants.clone()),
         )
         .await?;
-    let replay = replay_of(repo, manifest).await?.with_flags(flags);
+    let replay = replay_of(repo, manifest)
+        .await?
+        .with_flags(flags)
+        .with_named_flags(options.named_flags());
     instance
         .restore(&prepared.options, replay, &guest_target, prepared.timeout)
         .await?;

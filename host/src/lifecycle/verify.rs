@@ -135,10 +135,8 @@ pub async fn run_at(
             .to_string_lossy()
             .into_owned(),
         source: Some(source.to_string()),
-        force: false,
-        clean: false,
-        into_live: false,
         progress,
+        ..Default::default()
     };
     let started = Instant::now();
     let restored = restore::run_at(session, &options, at).await;

@@ -278,7 +278,8 @@ impl Source for Postgres {
 
     fn restore(options: &Options, reader: &ItemReader, target: &str) -> Result<()> {
         let flags = reader.flags();
-        let schema = read_schema(reader)?;
+        let mut schema = read_schema(reader)?;
+        leave_out_by_flag(&mut schema, &reader.named_flags());
         let db = connect(options, target)?;
         if !flags.into_live {
             refuse_live(
@@ -553,4 +554,54 @@ fn render(rows: &[Vec<Option<String>>]) -> String {
         })
         .collect();
     format!("[{}]", rows.join(", "))
+}
+
+/// `--no-owner` leaves every object to the restoring user, as pg_restore's does (default
+/// privileges still name their role), and what the owner granted or revoked itself goes
+/// to the restoring user instead; `--no-privileges` restores no GRANT, REVOKE or default
+/// privileges.
+fn leave_out_by_flag(schema: &mut Schema, named_flags: &[String]) {
+    let given = |flag: &str| named_flags.iter().any(|f| f == flag);
+    let (no_owner, no_privileges) = (given("no-owner"), given("no-privileges"));
+    let owners: std::collections::HashMap<String, String> = schema
+        .post_data
+        .iter()
+        .filter(|s| s.kind == "owner")
+        .filter_map(|s| Some((s.name.clone(), s.acts_as.clone()?)))
+        .collect();
+    schema.post_data.retain_mut(|s| match s.kind.as_str() {
+        "owner" => !no_owner,
+        "privileges" | "column privileges" | "default privileges" if no_privileges => false,
+        "privileges" if no_owner => {
+            let owner = owners.get(&s.name);
+            if owner.is_none() || s.roles.first() != owner {
+                return true;
+            }
+            // The owner's own entry of the ACL: the restoring user's now.
+            match owner.and_then(|o| to_current_user(&s.create, o)) {
+                Some(sql) => {
+                    s.create = sql;
+                    s.roles.clear();
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => true,
+    });
+}
+
+/// `GRANT … TO role[ WITH GRANT OPTION];` or `REVOKE … FROM role;` for `CURRENT_USER`
+/// instead of `role` (written by `quote_ident`, so either bare or double-quoted).
+fn to_current_user(sql: &str, role: &str) -> Option<String> {
+    let (body, option) = match sql.strip_suffix(" WITH GRANT OPTION;") {
+        Some(body) => (body, " WITH GRANT OPTION"),
+        None => (sql.strip_suffix(';')?, ""),
+    };
+    let quoted = format!("\"{}\"", role.replace('"', "\"\""));
+    let head = body
+        .strip_suffix(quoted.as_str())
+        .or_else(|| body.strip_suffix(role))?;
+    (head.ends_with(" TO ") || head.ends_with(" FROM "))
+        .then(|| format!("{head}CURRENT_USER{option};"))
 }

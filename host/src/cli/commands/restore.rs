@@ -34,6 +34,13 @@ pub struct Args {
     /// taken from (refused otherwise, whatever the URL says).
     #[arg(long)]
     pub into_live: bool,
+    /// Database targets: leave every object to the restoring user instead of giving it to
+    /// its owner (the roles need not exist).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Database targets: restore no privileges (GRANT, REVOKE, default privileges).
+    #[arg(long)]
+    pub no_privileges: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<RestoreReport> {
@@ -44,6 +51,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<RestoreReport> {
         force: args.force,
         clean: args.clean,
         into_live: args.into_live,
+        no_owner: args.no_owner,
+        no_privileges: args.no_privileges,
         progress: !cli.global.json,
     };
     match &args.at {

@@ -89,6 +89,16 @@ impl restore_io::HostItemReader for PluginState {
         Ok(self.replay().map(|r| r.flags).unwrap_or(NO_FLAGS))
     }
 
+    async fn named_flags(
+        &mut self,
+        _reader: Resource<ItemReader>,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(self
+            .replay()
+            .map(|r| r.named_flags.clone())
+            .unwrap_or_default())
+    }
+
     async fn drop(&mut self, rep: Resource<ItemReader>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
         Ok(())

@@ -33,6 +33,7 @@ pub struct Replay {
     cursor: usize,
     annotations: Vec<(String, String)>,
     flags: RestoreFlags,
+    named_flags: Vec<String>,
 }
 
 impl Replay {
@@ -66,12 +67,19 @@ impl Replay {
             cursor: 0,
             annotations,
             flags: NO_FLAGS,
+            named_flags: Vec::new(),
         }
     }
 
     /// What the user asked of this restore or verify (`--clean`, `--keep`...).
     pub fn with_flags(mut self, flags: RestoreFlags) -> Replay {
         self.flags = flags;
+        self
+    }
+
+    /// The flags a source reads by name (`no-owner`, `no-privileges`).
+    pub fn with_named_flags(mut self, named: Vec<String>) -> Replay {
+        self.named_flags = named;
         self
     }
 }
