@@ -107,7 +107,7 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
         serde_json::from_str(&env.ok(&["--json", "verify", "latest", "--scratch", &scratch]))
             .expect("verify JSON");
     let checks = report["sources"][0]["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 7, "six tables and one probe: {report}");
+    assert_eq!(checks.len(), 9, "eight tables and one probe: {report}");
     assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
     assert!(
         checks

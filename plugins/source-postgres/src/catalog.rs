@@ -161,6 +161,8 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(types(db)?);
     objects.extend(functions(db)?);
     objects.extend(aggregates(db)?);
+    objects.extend(collations(db)?);
+    objects.extend(casts(db)?);
     objects.extend(sequences(db)?);
     objects.extend(tables(db)?);
     objects.extend(checks(db)?);
@@ -171,12 +173,16 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     let mut post_data = Vec::new();
     post_data.extend(foreign_keys(db)?);
     post_data.extend(triggers(db)?);
+    post_data.extend(rules(db)?);
+    post_data.extend(statistics(db)?);
     post_data.extend(row_security(db)?);
     post_data.extend(policies(db)?);
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
     post_data.extend(ownership_and_privileges(db)?);
+    // Last, as pg_dump does: an event trigger created earlier would fire during the restore.
+    post_data.extend(event_triggers(db)?);
     Ok(Schema {
         format: FORMAT,
         server_version,
@@ -296,6 +302,98 @@ fn aggregates(db: &Connection) -> Result<Vec<Statement>> {
         not_extension_member("pg_catalog.pg_proc", "p.oid")
     );
     statements(db, "aggregate", &sql)
+}
+
+/// User-defined collations. The locale column moved between versions (`collcollate` for
+/// ICU before 15, `colliculocale` in 15 and 16, `colllocale` from 17): the row is read as
+/// JSON so that one query serves them all.
+fn collations(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.collname), \
+           pg_catalog.format('CREATE COLLATION %I.%I (provider = %s, %s%s)', n.nspname, c.collname, \
+             CASE c.collprovider WHEN 'i' THEN 'icu' ELSE 'libc' END, \
+             CASE WHEN c.collprovider = 'i' THEN pg_catalog.format('locale = %L', \
+                 COALESCE(j.v->>'colllocale', j.v->>'colliculocale', c.collcollate)) \
+               WHEN c.collcollate = c.collctype THEN pg_catalog.format('locale = %L', c.collcollate) \
+               ELSE pg_catalog.format('lc_collate = %L, lc_ctype = %L', c.collcollate, c.collctype) END, \
+             CASE WHEN NOT c.collisdeterministic THEN ', deterministic = false' ELSE '' END), \
+           pg_catalog.format('DROP COLLATION IF EXISTS %I.%I', n.nspname, c.collname), \
+           'pg_collation:' || c.oid \
+         FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace, \
+           LATERAL (SELECT pg_catalog.to_jsonb(c) AS v) j \
+         WHERE {USER_SCHEMA} AND c.oid >= 16384 AND {} ORDER BY c.oid",
+        not_extension_member("pg_catalog.pg_collation", "c.oid")
+    );
+    statements(db, "collation", &sql)
+}
+
+/// User-defined casts: through a function, by I/O conversion or binary-coercible, with
+/// their context.
+fn casts(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('(%s AS %s)', pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL)), \
+           pg_catalog.format('CREATE CAST (%s AS %s) %s%s', \
+             pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL), \
+             CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || c.castfunc::pg_catalog.regprocedure::text \
+               WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' END, \
+             CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' END), \
+           pg_catalog.format('DROP CAST IF EXISTS (%s AS %s)', pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL)), \
+           'pg_cast:' || c.oid \
+         FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND {} ORDER BY c.oid",
+        not_extension_member("pg_catalog.pg_cast", "c.oid")
+    );
+    statements(db, "cast", &sql)
+}
+
+/// Rules other than the `_RETURN` rule that makes a view (which the view's own statement
+/// creates). `--clean` drops them before the tables: a rule's action may name another.
+fn rules(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('%I ON %s', r.rulename, c.oid::pg_catalog.regclass), pg_catalog.pg_get_ruledef(r.oid), \
+           pg_catalog.format('DROP RULE IF EXISTS %I ON %s', r.rulename, c.oid::pg_catalog.regclass) \
+         FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE r.rulename <> '_RETURN' AND {} ORDER BY r.oid",
+        user_relations("'r', 'p', 'v', 'm'")
+    );
+    statements(db, "rule", &sql)
+}
+
+/// Extended statistics objects, with their statistics target when one was set.
+fn statistics(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, s.stxname), \
+           pg_catalog.pg_get_statisticsobjdef(s.oid) \
+           || CASE WHEN (pg_catalog.to_jsonb(s)->>'stxstattarget')::integer >= 0 \
+                THEN pg_catalog.format('; ALTER STATISTICS %I.%I SET STATISTICS %s', n.nspname, s.stxname, pg_catalog.to_jsonb(s)->>'stxstattarget') \
+                ELSE '' END \
+         FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace \
+         WHERE {USER_SCHEMA} AND {} ORDER BY s.oid",
+        not_extension_member("pg_catalog.pg_statistic_ext", "s.oid")
+    );
+    statements(db, "statistics", &sql)
+}
+
+/// Event triggers, disabled or limited to replicas as they were. Creating one needs a
+/// superuser, as in pg_dump's output. `--clean` drops them first (see `load.rs`).
+fn event_triggers(db: &Connection) -> Result<Vec<Statement>> {
+    statements(
+        db,
+        "event trigger",
+        &format!(
+            "SELECT ev.evtname, \
+               pg_catalog.format('CREATE EVENT TRIGGER %I ON %I%s EXECUTE FUNCTION %s()', ev.evtname, ev.evtevent, \
+                 CASE WHEN ev.evttags IS NOT NULL THEN ' WHEN TAG IN (' || \
+                   (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(t), ', ') FROM pg_catalog.unnest(ev.evttags) t) || ')' ELSE '' END, \
+                 ev.evtfoid::pg_catalog.regproc) \
+               || CASE ev.evtenabled WHEN 'D' THEN pg_catalog.format('; ALTER EVENT TRIGGER %I DISABLE', ev.evtname) \
+                    WHEN 'R' THEN pg_catalog.format('; ALTER EVENT TRIGGER %I ENABLE REPLICA', ev.evtname) \
+                    WHEN 'A' THEN pg_catalog.format('; ALTER EVENT TRIGGER %I ENABLE ALWAYS', ev.evtname) ELSE '' END, \
+               pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', ev.evtname) \
+             FROM pg_catalog.pg_event_trigger ev WHERE {} ORDER BY ev.oid",
+            not_extension_member("pg_catalog.pg_event_trigger", "ev.oid")
+        ),
+    )
 }
 
 /// `WHERE` terms selecting the user's relations of some kinds.
@@ -688,9 +786,10 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
-/// functions, procedures and aggregates, tables, row-level security policies, sequences,
-/// views, indexes, constraints, defaults, triggers, comments, owners and privileges;
-/// everything else is named by [`uncaptured_dependencies`].
+/// functions, procedures and aggregates, collations, casts, tables, row-level security
+/// policies, sequences, views, indexes, constraints, defaults, triggers, rules, extended
+/// statistics, event triggers, comments, owners and privileges; everything else is named
+/// by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
@@ -700,14 +799,14 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
               WHERE t.oid = {oid}) \
            WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
              (SELECT c.relkind = 'f' FROM pg_catalog.pg_class c WHERE c.oid = {oid}) \
-           WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN \
-             (SELECT r.rulename <> '_RETURN' FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
            ELSE {class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
              'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass, \
              'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
              'pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_description'::pg_catalog.regclass, \
              'pg_catalog.pg_largeobject'::pg_catalog.regclass, 'pg_catalog.pg_authid'::pg_catalog.regclass, \
-             'pg_catalog.pg_database'::pg_catalog.regclass) \
+             'pg_catalog.pg_database'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, \
+             'pg_catalog.pg_collation'::pg_catalog.regclass, 'pg_catalog.pg_cast'::pg_catalog.regclass, \
+             'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass) \
          END"
     )
 }
@@ -717,8 +816,6 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
     "pg_operator",
     "pg_opclass",
     "pg_opfamily",
-    "pg_cast",
-    "pg_collation",
     "pg_conversion",
     "pg_ts_config",
     "pg_ts_dict",
@@ -726,23 +823,21 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
     "pg_ts_template",
     "pg_foreign_data_wrapper",
     "pg_foreign_server",
-    "pg_event_trigger",
     "pg_publication",
-    "pg_statistic_ext",
     "pg_transform",
     "pg_language",
     "pg_largeobject_metadata",
 ];
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. Foreign tables, rules other
-/// than views', and range and base types are among them.
+/// will not have them, though nothing captured needs them. Foreign tables and range and
+/// base types are among them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
     // The catalogs no kind of which is captured, and those where `uncaptured_kind` tells
-    // the kinds apart (foreign tables, rules other than views', range and base types).
+    // the kinds apart (foreign tables, range and base types).
     let sets: Vec<String> = UNCAPTURED_CATALOGS
         .iter()
-        .chain(&["pg_class", "pg_rewrite", "pg_type"])
+        .chain(&["pg_class", "pg_type"])
         .map(|c| format!("SELECT 'pg_catalog.{c}'::pg_catalog.regclass, oid FROM pg_catalog.{c}"))
         .collect();
     let sql = format!(
@@ -824,7 +919,8 @@ fn statement_key(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
            WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN \
-             (SELECT 'pg_class:' || r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
+             (SELECT CASE WHEN r.rulename = '_RETURN' THEN 'pg_class:' || r.ev_class ELSE 'pg_rewrite:' || r.oid END \
+              FROM pg_catalog.pg_rewrite r WHERE r.oid = {oid}) \
            WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN \
              (SELECT 'pg_class:' || a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = {oid}) \
            WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN \

@@ -221,7 +221,11 @@ fn run_one(db: &Connection, statement: &Statement) -> Result<()> {
 /// anything commits. Schemas are not dropped (they are created if missing), so what else
 /// they hold stays.
 fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
-    for statement in schema.pre_data.iter().rev() {
+    // Post-data objects with a drop go first: event triggers, so that none fires during
+    // the restore, and rules, whose actions may name other tables. The rest go with
+    // their tables.
+    let post_data = schema.post_data.iter().rev().filter(|s| s.drop.is_some());
+    for statement in post_data.chain(schema.pre_data.iter().rev()) {
         let Some(drop) = &statement.drop else {
             continue;
         };
