@@ -41,7 +41,23 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
         "app",
         "probes = [\"SELECT count(*), sum(id) FROM users\"]",
     );
-    env.ok(&["backup"]);
+    // -v lists what was captured, by kind.
+    let out = env.cairn(&["backup", "-v"]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        [
+            "collation 2",
+            "cast 1",
+            "rule 2",
+            "statistics 1",
+            "event trigger 1",
+            "aggregate 2"
+        ]
+        .iter()
+        .all(|kind| said.contains(kind)),
+        "{said}"
+    );
 
     pg.create_database("copy");
     let copy = pg.url("copy");

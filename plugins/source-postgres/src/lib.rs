@@ -273,6 +273,7 @@ impl Source for Postgres {
             identity.database,
             schema.pre_data.len() + schema.indexes.len() + schema.post_data.len()
         ));
+        host::info(format!("schema objects by kind: {}", by_kind(&schema)));
         Ok(())
     }
 
@@ -604,4 +605,26 @@ fn to_current_user(sql: &str, role: &str) -> Option<String> {
         .or_else(|| body.strip_suffix(role))?;
     (head.ends_with(" TO ") || head.ends_with(" FROM "))
         .then(|| format!("{head}CURRENT_USER{option};"))
+}
+
+/// How many statements of each kind the schema holds, in the order they restore:
+/// `schema 2, extension 1, type 4, ...` (what `cairn backup -v` shows).
+fn by_kind(schema: &Schema) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let all = schema
+        .pre_data
+        .iter()
+        .chain(&schema.indexes)
+        .chain(&schema.post_data);
+    for statement in all {
+        match counts.iter_mut().find(|(kind, _)| *kind == statement.kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&statement.kind, 1)),
+        }
+    }
+    let listed: Vec<String> = counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    listed.join(", ")
 }
