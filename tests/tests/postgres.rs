@@ -482,6 +482,61 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     );
 }
 
+/// `verify-schema` replays the captured schema in a scratch database at each backup: a
+/// schema that would not restore (here through the `allow-uncaptured` opt-out) fails the
+/// backup, which stores nothing; either way the scratch database is gone afterwards.
+#[test]
+fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
+         CREATE TABLE public.film (length integer); \
+         CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film",
+    );
+    let env = env_for(
+        &pg,
+        "app",
+        &format!(
+            "allow-uncaptured = [\"operator\"]\nverify-schema = true\nscratch = \"{}\"",
+            pg.url("cairn_scratch")
+        ),
+    );
+    let err = env.fails(&["backup"], 1);
+    assert!(
+        err.contains("verify-schema")
+            && err.contains("view public.film_list")
+            && err.contains("nothing was stored"),
+        "{err}"
+    );
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "snapshots"])).expect("snapshots JSON");
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
+    assert!(!database_exists(&pg, "cairn_scratch"));
+
+    pg.psql("app", "DROP VIEW public.film_list");
+    env.ok(&["backup"]);
+    assert!(!database_exists(&pg, "cairn_scratch"));
+
+    // Every kind of object the rich fixture holds replays.
+    pg.create_database("rich");
+    pg.psql_file("rich", &fixture("postgres-rich.sql"));
+    let env = env_for(
+        &pg,
+        "rich",
+        &format!(
+            "verify-schema = true\nscratch = \"{}\"",
+            pg.url("cairn_scratch")
+        ),
+    );
+    let out = env.cairn(&["backup", "-v"]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ran in a scratch database"), "{said}");
+    assert!(!database_exists(&pg, "cairn_scratch"));
+}
+
 /// A full `pg_dump` of `db`: schema, privileges, owners and every row (less the random
 /// `\restrict` keys pg_dump writes anew each time).
 fn full_dump(pg: &PgCluster, db: &str) -> Vec<String> {

@@ -47,6 +47,11 @@ struct Options {
     /// needs them created in the target first.
     #[serde(default)]
     allow_uncaptured: Vec<String>,
+    /// Replays the captured schema, without data, in the scratch database at every
+    /// backup (in a transaction that is rolled back): a schema that would not restore
+    /// fails the backup.
+    #[serde(default)]
+    verify_schema: bool,
 }
 
 impl Options {
@@ -96,7 +101,12 @@ const SCHEMA: &str = r#"{
     "allow-uncaptured": {
       "type": "array",
       "items": { "type": "string" },
-      "description": "Kinds of object (as PostgreSQL names them: aggregate, operator, operator class, cast, collation, text search configuration, foreign table, rule, policy...) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
+      "description": "Kinds of object (as PostgreSQL names them: operator, operator class, text search configuration, foreign table...) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
+    },
+    "verify-schema": {
+      "type": "boolean",
+      "default": false,
+      "description": "At every backup, create the captured schema (no data) in the `scratch` database inside a transaction that is rolled back, and fail the backup if any statement fails. Needs `scratch` and a user that may create databases."
     }
   }
 }"#;
@@ -191,6 +201,9 @@ impl Source for Postgres {
             &options.allow_uncaptured,
         )?)?;
         warn_uncaptured(&catalog::uncaptured_objects(&db)?);
+        if options.verify_schema {
+            verify_schema(options, &identity, &schema)?;
+        }
         let block_size: u64 = single_value(&db, "SELECT pg_catalog.current_setting('block_size')")?
             .parse()
             .unwrap_or(8192);
@@ -310,15 +323,53 @@ impl Source for Postgres {
                 ));
             }
         };
-        let name = url::database(&scratch).map_err(|m| PluginError::config("scratch", m))?;
-        let admin = connect(options, &url::with_database(&scratch, "postgres")?)?;
+        let schema = read_schema(reader)?;
+        let scratch_db = Scratch::create(options, &scratch, &schema.encoding, |identity| {
+            refuse_live(
+                reader,
+                identity,
+                "verify never touches the live database: name a scratch database in `scratch` or --scratch",
+            )
+        })?;
+        let outcome = (|| {
+            let db = connect(options, &scratch)?;
+            load::run(&db, reader, &schema, options.jobs(), false)?;
+            checks(&db, reader, &schema)
+        })();
+        if reader.flags().keep {
+            host::info(format!(
+                "kept the scratch database `{}` (--keep)",
+                scratch_db.name
+            ));
+        } else {
+            scratch_db.drop_database();
+        }
+        outcome.map(|checks| VerifyReport { checks })
+    }
+}
+
+/// A scratch database cairn created (from `template0`), and the connection to the
+/// server's `postgres` database that drops it.
+struct Scratch {
+    admin: Connection,
+    name: String,
+}
+
+impl Scratch {
+    /// Creates the database `scratch` names, after `refuse` has seen its identity (the
+    /// server's, with the scratch database's name). One that exists is refused: cairn
+    /// never uses a database it did not create.
+    fn create(
+        options: &Options,
+        scratch: &str,
+        encoding: &str,
+        refuse: impl FnOnce(&ServerIdentity) -> Result<()>,
+    ) -> Result<Scratch> {
+        let name = url::database(scratch).map_err(|m| PluginError::config("scratch", m))?;
+        let admin = connect(options, &url::with_database(scratch, "postgres")?)?;
         let mut identity = admin.identity();
         identity.database = name.clone();
-        refuse_live(
-            reader,
-            &identity,
-            "verify never touches the live database: name a scratch database in `scratch` or --scratch",
-        )?;
+        refuse(&identity)?;
         let exists = !admin
             .query(&format!(
                 "SELECT 1 FROM pg_catalog.pg_database WHERE datname = {}",
@@ -331,30 +382,59 @@ impl Source for Postgres {
                 postgres::ident(&name)
             )));
         }
-        let schema = read_schema(reader)?;
         admin.execute(&format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING {}",
             postgres::ident(&name),
-            postgres::literal(&schema.encoding)
+            postgres::literal(encoding)
         ))?;
-        let outcome = (|| {
-            let db = connect(options, &scratch)?;
-            load::run(&db, reader, &schema, options.jobs(), false)?;
-            checks(&db, reader, &schema)
-        })();
-        if reader.flags().keep {
-            host::info(format!("kept the scratch database `{name}` (--keep)"));
-        } else if let Err(e) = admin.execute(&format!(
+        Ok(Scratch { admin, name })
+    }
+
+    fn drop_database(self) {
+        if let Err(e) = self.admin.execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            postgres::ident(&name)
+            postgres::ident(&self.name)
         )) {
             host::warn(format!(
-                "could not drop the scratch database `{name}`: {}",
+                "could not drop the scratch database `{}`: {}",
+                self.name,
                 e.message()
             ));
         }
-        outcome.map(|checks| VerifyReport { checks })
     }
+}
+
+/// `verify-schema`: the captured schema, without data, created in the scratch database in
+/// a transaction that is rolled back. A schema that would not restore fails the backup,
+/// which then stores nothing.
+fn verify_schema(options: &Options, live: &ServerIdentity, schema: &Schema) -> Result<()> {
+    let Some(scratch) = &options.scratch else {
+        return Err(PluginError::config(
+            "verify-schema",
+            "replays the schema in the scratch database: set `scratch = \"postgres://user@host/cairn_scratch\"` too",
+        ));
+    };
+    let scratch_db = Scratch::create(options, scratch, &schema.encoding, |identity| {
+        if identity.system_identifier == live.system_identifier
+            && identity.database == live.database
+        {
+            return Err(PluginError::config(
+                "scratch",
+                "is the database being backed up: name a database of its own (cairn creates and drops it)",
+            ));
+        }
+        Ok(())
+    })?;
+    let replayed = connect(options, scratch).and_then(|db| load::replay_schema(&db, schema));
+    scratch_db.drop_database();
+    replayed.map_err(|e| {
+        e.context("verify-schema: the captured schema does not restore, so nothing was stored")
+    })?;
+    host::info(format!(
+        "verify-schema: the schema's {} statements ran in a scratch database",
+        schema.pre_data.len() + schema.indexes.len() + schema.post_data.len()
+    ));
+    Ok(())
 }
 
 /// Row counts of every table against the snapshot's, and the probes against theirs.

@@ -193,6 +193,27 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
+/// `verify-schema`: the whole schema without data (pre-data, indexes, post-data), in
+/// `db`, inside a transaction that is rolled back whatever happens.
+pub fn replay_schema(db: &Connection, schema: &Schema) -> Result<()> {
+    db.execute(
+        "SET search_path = ''; SET check_function_bodies = false; \
+         SET client_min_messages = warning; SET statement_timeout = 0",
+    )?;
+    db.execute("BEGIN")?;
+    let replayed = (|| {
+        for statement in &schema.pre_data {
+            run_one(db, statement).map_err(|e| e.context("pre-data"))?;
+        }
+        for statement in &schema.indexes {
+            run_one(db, statement).map_err(|e| e.context("indexes and key constraints"))?;
+        }
+        post_data(db, schema)
+    })();
+    let _ = db.execute("ROLLBACK");
+    replayed
+}
+
 /// Runs statements as one transaction: all of them, or none when one fails.
 fn in_transaction(db: &Connection, statements: &[Statement]) -> Result<()> {
     db.execute("BEGIN")?;
