@@ -733,45 +733,56 @@ mod tests {
                      INSERT INTO t(body) SELECT randomblob(300 + i % 200) FROM n;"
                 ))
                 .unwrap();
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let busy = {
-                let (live, stop) = (live.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let conn = Connection::open(&live).unwrap();
-                    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        conn.execute("INSERT INTO t(body) VALUES (randomblob(400))", [])
-                            .unwrap();
+            // Chunks written while the encoders are busy are left, not waited for (see
+            // copy_tap), so on a loaded machine one copy may record few: every recorded id
+            // must be right in every attempt, and some attempt must record chunks.
+            let mut recorded = (0, 0);
+            for _attempt in 0..5 {
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let busy = {
+                    let (live, stop) = (live.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let conn = Connection::open(&live).unwrap();
+                        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            conn.execute("INSERT INTO t(body) VALUES (randomblob(400))", [])
+                                .unwrap();
+                        }
+                    })
+                };
+                let tap = CopyTap::new(writer.clone(), CHUNK as u32);
+                let (source, temp) = (live.clone(), dir.path().to_path_buf());
+                let db = tokio::task::spawn_blocking(move || snapshot(&source, &temp, Some(tap)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                busy.join().unwrap();
+                let known = db.known.clone().expect("the tap stored chunks");
+                let copy = std::fs::read(&db.path).unwrap();
+                let whole = copy.len() / CHUNK;
+                for (index, chunk) in copy.chunks_exact(CHUNK).enumerate() {
+                    if let Some(id) = known.get(index as u64) {
+                        assert_eq!(
+                            id,
+                            repo.keys().chunk_id(chunk),
+                            "page size {page_size}, chunk {index}"
+                        );
+                        assert!(writer.holds(&id));
                     }
-                })
-            };
-            let tap = CopyTap::new(writer.clone(), CHUNK as u32);
-            let (source, temp) = (live.clone(), dir.path().to_path_buf());
-            let db = tokio::task::spawn_blocking(move || snapshot(&source, &temp, Some(tap)))
-                .await
-                .unwrap()
-                .unwrap();
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            busy.join().unwrap();
-            let known = db.known.clone().expect("the tap stored chunks");
-            let copy = std::fs::read(&db.path).unwrap();
-            let whole = copy.len() / CHUNK;
-            for (index, chunk) in copy.chunks_exact(CHUNK).enumerate() {
-                if let Some(id) = known.get(index as u64) {
-                    assert_eq!(
-                        id,
-                        repo.keys().chunk_id(chunk),
-                        "page size {page_size}, chunk {index}"
-                    );
-                    assert!(writer.holds(&id));
+                }
+                assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
+                recorded = (known.stored(), whole);
+                if known.stored() >= 5 && whole > 100 {
+                    break;
                 }
             }
             assert!(
-                known.stored() >= 5 && whole > 100,
-                "page size {page_size}: {} of {whole} chunks recorded",
-                known.stored()
+                recorded.0 >= 5 && recorded.1 > 100,
+                "page size {page_size}: {} of {} chunks recorded",
+                recorded.0,
+                recorded.1
             );
-            assert!(check(&db.path, CheckLevel::Full).unwrap().is_empty());
         }
         writer.flush().await.unwrap();
     }
