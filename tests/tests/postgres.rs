@@ -24,6 +24,11 @@ fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
     env
 }
 
+/// A view using an operator of the user's: cairn does not capture operators.
+const VIEW_ON_AN_OPERATOR: &str = "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
+     CREATE TABLE public.film (length integer); \
+     CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film";
+
 fn database_exists(pg: &PgCluster, db: &str) -> bool {
     pg.psql(
         "postgres",
@@ -453,12 +458,7 @@ fn tls_encrypts_and_verify_full_checks_the_certificate() {
 fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_nothing() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql(
-        "app",
-        "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
-         CREATE TABLE public.film (length integer); \
-         CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film",
-    );
+    pg.psql("app", VIEW_ON_AN_OPERATOR);
     let env = env_for(&pg, "app", "");
     let err = env.fails(&["backup"], 1);
     assert!(
@@ -489,12 +489,7 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
 fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql(
-        "app",
-        "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
-         CREATE TABLE public.film (length integer); \
-         CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film",
-    );
+    pg.psql("app", VIEW_ON_AN_OPERATOR);
     let env = env_for(
         &pg,
         "app",

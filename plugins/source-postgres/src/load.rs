@@ -19,6 +19,11 @@ const USER_OBJECTS: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_class c J
        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid = p.oid AND e.deptype = 'e'))";
 
+/// How a restoring session runs the schema's statements: names qualified, function
+/// bodies checked only when called, no notices, no time limit.
+const RESTORE_SESSION: &str = "SET search_path = ''; SET check_function_bodies = false; \
+     SET client_min_messages = warning; SET statement_timeout = 0";
+
 pub fn run(
     db: &Connection,
     reader: &ItemReader,
@@ -26,10 +31,7 @@ pub fn run(
     jobs: u32,
     clean: bool,
 ) -> Result<()> {
-    db.execute(
-        "SET search_path = ''; SET check_function_bodies = false; \
-         SET client_min_messages = warning; SET statement_timeout = 0",
-    )?;
+    db.execute(RESTORE_SESSION)?;
     if clean {
         return clean_restore(db, reader, schema);
     }
@@ -196,10 +198,7 @@ fn plural(n: usize, what: &str) -> String {
 /// `verify-schema`: the whole schema without data (pre-data, indexes, post-data), in
 /// `db`, inside a transaction that is rolled back whatever happens.
 pub fn replay_schema(db: &Connection, schema: &Schema) -> Result<()> {
-    db.execute(
-        "SET search_path = ''; SET check_function_bodies = false; \
-         SET client_min_messages = warning; SET statement_timeout = 0",
-    )?;
+    db.execute(RESTORE_SESSION)?;
     db.execute("BEGIN")?;
     let replayed = (|| {
         for statement in &schema.pre_data {
