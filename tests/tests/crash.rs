@@ -1,10 +1,11 @@
 //! Crash safety: a backup killed with SIGKILL at random moments leaves a repository that
-//! `check --read-data` passes, and the next backup completes and restores identically.
+//! `check --read-data` passes, and the next backup adopts what it left, completes and
+//! restores identically.
 
 use std::time::{Duration, Instant};
 
 use cairn_e2e::{Env, assert_same_tree, generate_tree, stderr};
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 /// A repository with one `files` source: a tree of 200 files (from `seed`) plus `large`
 /// bytes of large files.
@@ -70,6 +71,8 @@ fn backups_killed_at_random_moments_never_damage_the_repository() {
     assert_same_tree(&data, &env.path("restored/files"));
     let check = env.ok(&["check", "--read-data"]);
     assert!(check.contains("no errors"), "{check}");
+    // Each backup after a kill adopted the packs the killed run left.
+    assert!(!check.contains("not named by any index"), "{check}");
 }
 
 /// Spawns cairn with `args` and SIGKILLs it after `delay` if it is still running; returns
@@ -219,4 +222,90 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
     }
     let check = env.ok(&["check", "--read-data"]);
     assert!(check.contains("no errors"), "{check}");
+    // Each backup after a kill adopted the packs the killed run left.
+    assert!(!check.contains("not named by any index"), "{check}");
+}
+
+/// The packs under the local repository's `data/` (not the temporaries they land from).
+fn pack_files(env: &Env) -> usize {
+    cairn_e2e::describe_tree(&env.path("repo/data"))
+        .into_keys()
+        .filter(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .count()
+}
+
+/// A backup killed after some of its packs landed, and before it indexed them, leaves
+/// them unindexed (`check` says so); the next backup on the machine adopts them and
+/// uploads little of that data again.
+#[test]
+fn the_backup_after_a_killed_one_reuses_the_packs_it_left() {
+    let env = tree_env(13, 1 << 20);
+    let data = env.path("data");
+    env.ok(&["backup"]);
+    // Incompressible, so that the data spans several packs and the first lands early.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut big = vec![0u8; 80 << 20];
+    rng.fill_bytes(&mut big);
+    std::fs::write(data.join("media/big.bin"), &big).unwrap();
+
+    let before = pack_files(&env);
+    let mut child = env
+        .command(&["backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = Instant::now();
+    while pack_files(&env) == before && child.try_wait().unwrap().is_none() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "no pack landed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup ended before it could be killed"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let check = env.ok(&["check"]);
+    assert!(
+        check.contains("not named by any index"),
+        "the killed backup left no unindexed pack: {check}"
+    );
+
+    let backup = env.cairn(&["backup", "-v"]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let out = String::from_utf8_lossy(&backup.stdout);
+    let line = out.lines().find(|l| l.contains(" ok ")).unwrap_or_default();
+    let new_mib: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no new size in {line:?}"));
+    let unit = line
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().nth(1));
+    assert!(
+        unit != Some("GiB") && (unit != Some("MiB") || new_mib < 72.0),
+        "the backup after the kill stored most of the data again: {out}{}",
+        stderr(&backup)
+    );
+    let check = env.ok(&["check", "--read-data"]);
+    assert!(check.contains("no errors"), "{check}");
+    assert!(!check.contains("not named by any index"), "{check}");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("restored").to_str().unwrap(),
+    ]);
+    assert_same_tree(&data, &env.path("restored/files"));
 }

@@ -412,12 +412,29 @@ impl Repository {
         registration
             .saw_markers(markers.iter().map(|(name, _)| name.clone()).collect())
             .await?;
-        let indexed = self.load_readable_index().await?;
+        let mut indexed = self.load_readable_index().await?;
         let condemned: std::collections::HashSet<PackId> = markers
             .iter()
             .flat_map(|(_, m)| m.packs.iter())
             .filter_map(|p| PackId::from_hex(p).ok())
             .collect();
+        // Reuse is an optimisation: a backup that cannot adopt uploads the chunks again.
+        match ops::adopt::after_interrupted_run(self, registration, &indexed.index, &condemned)
+            .await
+        {
+            Ok(adopted) if adopted.packs > 0 => {
+                tracing::info!(
+                    "adopted {} pack(s), {} bytes, that an interrupted backup left unindexed: their chunks are reused",
+                    adopted.packs,
+                    adopted.bytes
+                );
+                indexed = self.load_readable_index().await?;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "packs an interrupted backup left are not reused (`cairn repair index` adopts them): {e}"
+            ),
+        }
         if condemned.is_empty() {
             return Ok(indexed);
         }

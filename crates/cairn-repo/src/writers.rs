@@ -77,13 +77,16 @@ pub struct Registration {
     repo: Arc<Repository>,
     record: Arc<Mutex<WriterRecord>>,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// Records of ended runs on this machine found at registration: a run that was killed
+    /// may have left packs it never indexed.
+    ended_before: usize,
 }
 
 impl Registration {
     /// Announces a backup to prune. First removes this machine's records of backups whose
     /// process has ended (a backup that was killed cannot remove its own).
     pub async fn register(repo: &Arc<Repository>, interval: Duration) -> RepoResult<Self> {
-        sweep_ended_here(repo).await?;
+        let ended_before = sweep_ended_here(repo).await?;
         let record = WriterRecord {
             version: 1,
             run: crate::snapshot::new_snapshot_id(),
@@ -101,6 +104,7 @@ impl Registration {
             repo: repo.clone(),
             record,
             heartbeat,
+            ended_before,
         })
     }
 
@@ -110,6 +114,20 @@ impl Registration {
 
     pub fn run(&self) -> String {
         self.lock().run.clone()
+    }
+
+    /// Whether a run on this machine ended without removing its record (it was killed, or
+    /// lost its storage) before this one registered.
+    pub fn follows_an_interrupted_run(&self) -> bool {
+        self.ended_before > 0
+    }
+
+    /// Whether any other writer may be running: one whose record is readable and not
+    /// provably ended, or one whose record cannot be read.
+    pub async fn others_may_run(&self) -> RepoResult<bool> {
+        let run = self.run();
+        let live = resolve(&self.repo, false).await?;
+        Ok(!live.unreadable.is_empty() || live.running.iter().any(|w| w.run != run))
     }
 
     /// Records which prune markers this backup saw (and so will not reuse the packs of).
@@ -174,6 +192,29 @@ impl Registration {
         put_record(&self.repo, &record, false).await.unwrap();
     }
 
+    /// Leaves the record of a run on this machine whose process has ended: what a killed
+    /// backup leaves.
+    #[cfg(test)]
+    pub(crate) async fn leave_record_of_an_ended_run(repo: &Repository) {
+        let Some(me) = machine::this_process() else {
+            return;
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let ended = WriterRecord {
+            version: 1,
+            run: crate::snapshot::new_snapshot_id(),
+            hostname: machine::hostname(),
+            process: Some(ProcessMark { pid, ..me }),
+            started: Utc::now(),
+            beat: 0,
+            interval_secs: 30,
+            seen_markers: None,
+        };
+        put_record(repo, &ended, true).await.unwrap();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, WriterRecord> {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -225,8 +266,9 @@ async fn beat(repo: Arc<Repository>, record: Arc<Mutex<WriterRecord>>, interval:
     }
 }
 
-/// Removes this machine's records of backups whose process has ended.
-async fn sweep_ended_here(repo: &Repository) -> RepoResult<()> {
+/// Removes this machine's records of backups whose process has ended; returns how many.
+async fn sweep_ended_here(repo: &Repository) -> RepoResult<usize> {
+    let mut swept = 0;
     for (name, _) in repo.backend().list(PREFIX).await? {
         if name.ends_with(EVICTED) {
             continue;
@@ -236,9 +278,10 @@ async fn sweep_ended_here(repo: &Repository) -> RepoResult<()> {
         };
         if record.process.as_ref().and_then(machine::has_ended) == Some(true) {
             delete_if_present(repo, &name).await?;
+            swept += 1;
         }
     }
-    Ok(())
+    Ok(swept)
 }
 
 async fn read_record(repo: &Repository, name: &str) -> RepoResult<WriterRecord> {

@@ -137,7 +137,7 @@ pub async fn run(
     for name in stored.keys().filter(|n| !indexed_names.contains(*n)) {
         report.warning(
             name,
-            "not named by any index (left by an interrupted backup; prune removes it)",
+            "not named by any index (left by an interrupted backup: the next backup on its machine adopts it, `cairn repair index` adopts it now, or prune removes it)",
         );
     }
     report.chunks = index.chunk_count();

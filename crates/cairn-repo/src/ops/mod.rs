@@ -1,8 +1,10 @@
 //! Maintenance that takes a repository and a policy, never the config: retention (which
 //! snapshots a policy keeps), forget (removing the others), prune (collecting the data no
-//! snapshot needs), check (proving every stored byte readable) and repair (making a damaged
-//! repository readable again, saving what is intact).
+//! snapshot needs), check (proving every stored byte readable), repair (making a damaged
+//! repository readable again, saving what is intact) and adoption (indexing what a killed
+//! backup left, for the next one to reuse).
 
+pub mod adopt;
 pub mod check;
 pub mod forget;
 pub mod prune;

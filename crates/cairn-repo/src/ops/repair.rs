@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::check::{read_verified, verify_pack};
+use super::check::read_verified;
 use super::prune::{drop_from_index, upload};
 use super::stored_packs;
 use crate::chunker::Chunking;
-use crate::index::{IndexFile, IndexedPack};
+use crate::index::IndexFile;
 use crate::meta::MetaKind;
 use crate::pack::{self, ChunkKind, PackBuilder, PackEntry, PackId};
 use crate::read::ChunkReader;
@@ -81,22 +81,21 @@ pub async fn index(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<IndexRep
         .collect();
     report.packs_missing = sorted_names(&missing);
 
-    let mut adopted = Vec::new();
-    for (&id, &size) in stored.iter().filter(|(id, _)| !indexed.contains(id)) {
-        let name = id.object_name();
-        let bytes = repo.backend().get(&name).await?;
-        match verify_pack(id, &bytes).and_then(|()| pack::read_header(repo.keys(), &bytes)) {
-            Ok(entries) => {
-                report.packs_adopted.push(name);
-                adopted.push(IndexedPack::new(id, size, &entries));
-            }
-            Err(e) if e.is_damage() => report.packs_unreadable.push(Unreadable {
-                object: name,
-                reason: e.to_string(),
-            }),
-            Err(e) => return Err(e),
-        }
-    }
+    let orphans = super::adopt::read(
+        repo,
+        stored
+            .iter()
+            .filter(|(id, _)| !indexed.contains(id))
+            .map(|(&id, &size)| (id, size)),
+    )
+    .await?;
+    let adopted = orphans.adopted;
+    report.packs_adopted = adopted
+        .iter()
+        .filter_map(|p| PackId::from_hex(&p.id).ok())
+        .map(|id| id.object_name())
+        .collect();
+    report.packs_unreadable = orphans.unreadable;
     report.packs_adopted.sort();
     if dry_run {
         return Ok(report);

@@ -372,6 +372,70 @@ async fn repair_salvages_a_damaged_pack_and_rewrites_the_snapshot_without_what_i
     assert!(again.repaired.is_empty(), "repair is done once: {again:?}");
 }
 
+/// Uploads a pack holding one chunk of `contents` and indexes nothing, as a backup killed
+/// between the two does.
+async fn upload_unindexed(repo: &Repository, contents: &[u8]) -> (crate::pack::PackId, ChunkId) {
+    let mut builder = crate::pack::PackBuilder::with_capacity(1 << 20);
+    let id = repo.keys().chunk_id(contents);
+    let sealed = crate::pack::ChunkEncoder::new(1)
+        .unwrap()
+        .encode(repo.keys(), &id, contents);
+    builder.add(id, ChunkKind::Data, &sealed, contents.len() as u32);
+    let (pack, bytes, _) = builder.finish(repo.keys());
+    repo.backend()
+        .put(&pack.object_name(), bytes, true)
+        .await
+        .unwrap();
+    (pack, id)
+}
+
+#[tokio::test]
+async fn the_backup_after_a_killed_one_adopts_its_packs_unless_another_may_be_running() {
+    let repo = memory::repository().await;
+    if crate::machine::this_process().is_none() {
+        return; // no way to prove a run here ended
+    }
+    snapshot(&repo, "files", &noise(13, 100_000), 1).await;
+
+    // A writer that may still be running: its fresh pack is its own to index.
+    let (_, running_chunk) = upload_unindexed(&repo, &noise(14, 2000)).await;
+    let running = Registration::register(&repo, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    Registration::leave_record_of_an_ended_run(&repo).await;
+    let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(backup.follows_an_interrupted_run());
+    let indexed = repo.load_index_for_backup(&backup).await.unwrap();
+    assert!(!indexed.index().contains(&running_chunk));
+    backup.release().await.unwrap();
+    running.release().await.unwrap();
+
+    // With only dead runs behind it, the next backup adopts, and nothing stays unindexed.
+    Registration::leave_record_of_an_ended_run(&repo).await;
+    let (_, killed_chunk) = upload_unindexed(&repo, &noise(15, 2000)).await;
+    let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let indexed = repo.load_index_for_backup(&backup).await.unwrap();
+    assert!(indexed.index().contains(&killed_chunk));
+    assert!(indexed.index().contains(&running_chunk));
+    backup.release().await.unwrap();
+    let checked = check_all(&repo).await;
+    assert!(checked.ok() && checked.warnings.is_empty(), "{checked:?}");
+
+    // A backup that follows no interrupted run does not list the packs at all.
+    let (_, later_chunk) = upload_unindexed(&repo, &noise(16, 2000)).await;
+    let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!backup.follows_an_interrupted_run());
+    let indexed = repo.load_index_for_backup(&backup).await.unwrap();
+    assert!(!indexed.index().contains(&later_chunk));
+    backup.release().await.unwrap();
+}
+
 #[tokio::test]
 async fn repair_index_replaces_a_damaged_index_file_and_adopts_unindexed_packs() {
     let repo = memory::repository().await;
@@ -383,18 +447,7 @@ async fn repair_index_replaces_a_damaged_index_file_and_adopts_unindexed_packs()
         .put(&index_file, Bytes::from_static(b"torn"), false)
         .await
         .unwrap();
-    let mut builder = crate::pack::PackBuilder::with_capacity(1 << 20);
-    let orphan = noise(12, 1000);
-    let id = repo.keys().chunk_id(&orphan);
-    let sealed = crate::pack::ChunkEncoder::new(1)
-        .unwrap()
-        .encode(repo.keys(), &id, &orphan);
-    builder.add(id, ChunkKind::Data, &sealed, 1000);
-    let (orphan_pack, bytes, _) = builder.finish(repo.keys());
-    repo.backend()
-        .put(&orphan_pack.object_name(), bytes, true)
-        .await
-        .unwrap();
+    let (orphan_pack, _) = upload_unindexed(&repo, &noise(12, 1000)).await;
     assert!(!check_all(&repo).await.ok());
 
     let repaired = repair::index(&repo, false).await.unwrap();
