@@ -1,11 +1,12 @@
 //! The repository: deduplicated, compressed, encrypted storage on any sink.
 //!
 //! Objects (see docs/FORMAT.md): `config`, `keys/<id>`, `data/<xx>/<pack id>`,
-//! `index/<hash>`, `snapshots/<hash>`, `prune/<id>`, `writers/<run>` (see [`writers`]),
-//! `runs/<time>`. Everything except key slots is sealed with keys
+//! `index/<hash>`, `snapshots/<hash>`, `prune/<id>`, `writers/<run>` and `locks/<run>`
+//! (see [`writers`]), `runs/<time>`. Everything except key slots is sealed with keys
 //! derived from a master secret that key slots wrap. Writes go packs → index → snapshot
-//! and every name is unique or content-addressed, so concurrent writers need no lock and a
-//! crash at any point leaves a valid repository.
+//! and every name is unique or content-addressed, so concurrent writers need no lock (only
+//! prune and repair take one, against each other) and a crash at any point leaves a valid
+//! repository.
 
 pub mod backend;
 pub mod cache;
@@ -49,13 +50,14 @@ pub use prune::PruneMarker;
 use snapshot::SourceSnapshot;
 
 /// Where the objects of a repository live, besides `config` (see docs/FORMAT.md).
-const OBJECT_PREFIXES: [&str; 7] = [
+const OBJECT_PREFIXES: [&str; 8] = [
     "keys/",
     "data/",
     "index/",
     "snapshots/",
     "prune/",
     "writers/",
+    "locks/",
     "runs/",
 ];
 
@@ -84,6 +86,9 @@ pub enum RepoError {
     Corrupt(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Another run holds what this one needs to itself (the maintenance lock).
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Other(String),
     /// What was being done when `cause` happened, printed before it. The cause is part

@@ -15,6 +15,10 @@
 //! (create-only) before it deletes anything, and the backup confirms before and after it
 //! writes each snapshot that no eviction exists, so a backup that was only frozen (a
 //! suspended VM, a stopped process) fails loudly instead of committing over deleted data.
+//!
+//! Prune and repair announce themselves the same way under `locks/`, and that record is
+//! the repository's maintenance lock: one that finds another that may be running gives up
+//! (see [`Registration::lock_maintenance`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -28,8 +32,24 @@ use crate::machine::{self, ProcessMark};
 use crate::meta::{self, MetaKind};
 use crate::{RepoError, RepoResult, Repository};
 
-const PREFIX: &str = "writers/";
 const EVICTED: &str = ".evicted";
+
+/// What a record announces: a backup (or anything else that writes snapshots), or a
+/// maintenance run (prune, repair) that holds the repository's one maintenance lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Writer,
+    Maintenance,
+}
+
+impl Role {
+    fn prefix(self) -> &'static str {
+        match self {
+            Role::Writer => "writers/",
+            Role::Maintenance => "locks/",
+        }
+    }
+}
 
 /// How often a running backup rewrites its record unless told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -63,18 +83,19 @@ impl WriterRecord {
     }
 }
 
-fn record_name(run: &str) -> String {
-    format!("{PREFIX}{run}")
+fn record_name(role: Role, run: &str) -> String {
+    format!("{}{run}", role.prefix())
 }
 
-fn eviction_name(run: &str) -> String {
-    format!("{PREFIX}{run}{EVICTED}")
+fn eviction_name(role: Role, run: &str) -> String {
+    format!("{}{run}{EVICTED}", role.prefix())
 }
 
 /// This process's registration as a writer; dropping it stops the heartbeat (call
 /// [`Registration::release`] to remove the record too).
 pub struct Registration {
     repo: Arc<Repository>,
+    role: Role,
     record: Arc<Mutex<WriterRecord>>,
     heartbeat: tokio::task::JoinHandle<()>,
     /// Records of ended runs on this machine found at registration: a run that was killed
@@ -86,7 +107,50 @@ impl Registration {
     /// Announces a backup to prune. First removes this machine's records of backups whose
     /// process has ended (a backup that was killed cannot remove its own).
     pub async fn register(repo: &Arc<Repository>, interval: Duration) -> RepoResult<Self> {
-        let ended_before = sweep_ended_here(repo).await?;
+        Self::announce(repo, Role::Writer, interval).await
+    }
+
+    /// Takes the repository's maintenance lock for `what` (a prune, a repair): fails,
+    /// naming the holder, while another maintenance run may be running anywhere. Two runs
+    /// that start together may both fail; neither proceeds beside the other.
+    pub async fn lock_maintenance(repo: &Arc<Repository>, what: &str) -> RepoResult<Self> {
+        let lock = Self::announce(repo, Role::Maintenance, DEFAULT_HEARTBEAT).await?;
+        let others = match resolve_role(repo, Role::Maintenance, true).await {
+            Ok(live) => live,
+            Err(e) => {
+                let _ = lock.release().await;
+                return Err(e);
+            }
+        };
+        let run = lock.run();
+        let holders: Vec<String> = others
+            .running
+            .iter()
+            .filter(|r| r.run != run)
+            .map(|r| {
+                let pid = r.process.as_ref().map(|p| format!(", pid {}", p.pid));
+                format!(
+                    "{} (on {}{}, started {})",
+                    record_name(Role::Maintenance, &r.run),
+                    r.hostname,
+                    pid.unwrap_or_default(),
+                    r.started.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            })
+            .chain(others.unreadable.iter().cloned())
+            .collect();
+        if holders.is_empty() {
+            return Ok(lock);
+        }
+        let _ = lock.release().await;
+        Err(RepoError::Busy(format!(
+            "{what} needs the repository to itself, and another prune or repair holds its lock: {}; run {what} again once that one has ended (a lock whose process ended, or that stops beating, is removed by the next {what})",
+            holders.join(", ")
+        )))
+    }
+
+    async fn announce(repo: &Arc<Repository>, role: Role, interval: Duration) -> RepoResult<Self> {
+        let ended_before = sweep_ended_here(repo, role).await?;
         let record = WriterRecord {
             version: 1,
             run: crate::snapshot::new_snapshot_id(),
@@ -97,11 +161,12 @@ impl Registration {
             interval_secs: interval.as_secs().max(1),
             seen_markers: None,
         };
-        put_record(repo, &record, true).await?;
+        put_record(repo, role, &record, true).await?;
         let record = Arc::new(Mutex::new(record));
-        let heartbeat = tokio::spawn(beat(repo.clone(), record.clone(), interval));
+        let heartbeat = tokio::spawn(beat(repo.clone(), role, record.clone(), interval));
         Ok(Registration {
             repo: repo.clone(),
+            role,
             record,
             heartbeat,
             ended_before,
@@ -126,7 +191,7 @@ impl Registration {
     /// provably ended, or one whose record cannot be read.
     pub async fn others_may_run(&self) -> RepoResult<bool> {
         let run = self.run();
-        let live = resolve(&self.repo, false).await?;
+        let live = resolve_role(&self.repo, self.role, false).await?;
         Ok(!live.unreadable.is_empty() || live.running.iter().any(|w| w.run != run))
     }
 
@@ -137,27 +202,38 @@ impl Registration {
             record.seen_markers = Some(names);
             record.clone()
         };
-        put_record(&self.repo, &record, false).await
+        put_record(&self.repo, self.role, &record, false).await
     }
 
     /// Fails if a prune has judged this backup dead (and so may have deleted data it
     /// references), or if its record is gone.
     pub async fn confirm(&self) -> RepoResult<()> {
         let run = self.run();
-        let evicted = match self.repo.backend().get(&eviction_name(&run)).await {
+        let evicted = match self
+            .repo
+            .backend()
+            .get(&eviction_name(self.role, &run))
+            .await
+        {
             Ok(_) => true,
             Err(e) if e.is_not_found() => false,
             Err(e) => return Err(e.into()),
         };
-        let registered = match self.repo.backend().get(&record_name(&run)).await {
+        let registered = match self.repo.backend().get(&record_name(self.role, &run)).await {
             Ok(_) => true,
             Err(e) if e.is_not_found() => false,
             Err(e) => return Err(e.into()),
         };
+        if (evicted || !registered) && self.role == Role::Maintenance {
+            return Err(RepoError::Other(format!(
+                "another prune or repair judged this one ({}) dead while it ran (it was stopped or frozen for longer than its heartbeat allows), and may be running now; this one stops here: run it again",
+                record_name(self.role, &run)
+            )));
+        }
         if evicted || !registered {
             return Err(RepoError::Other(format!(
                 "a prune judged this backup ({}) dead while it ran (it was stopped or frozen for longer than its heartbeat allows) and may have deleted data it needs; no snapshot of it is kept: run the backup again",
-                record_name(&run)
+                record_name(self.role, &run)
             )));
         }
         Ok(())
@@ -167,7 +243,7 @@ impl Registration {
     pub async fn release(self) -> RepoResult<()> {
         self.heartbeat.abort();
         let run = self.run();
-        for name in [record_name(&run), eviction_name(&run)] {
+        for name in [record_name(self.role, &run), eviction_name(self.role, &run)] {
             match self.repo.backend().delete(&name).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
@@ -189,13 +265,15 @@ impl Registration {
             }
             record.clone()
         };
-        put_record(&self.repo, &record, false).await.unwrap();
+        put_record(&self.repo, self.role, &record, false)
+            .await
+            .unwrap();
     }
 
     /// Leaves the record of a run on this machine whose process has ended: what a killed
     /// backup leaves.
     #[cfg(test)]
-    pub(crate) async fn leave_record_of_an_ended_run(repo: &Repository) {
+    pub(crate) async fn leave_record_of_an_ended_run(repo: &Repository, role: Role) {
         let Some(me) = machine::this_process() else {
             return;
         };
@@ -212,7 +290,7 @@ impl Registration {
             interval_secs: 30,
             seen_markers: None,
         };
-        put_record(repo, &ended, true).await.unwrap();
+        put_record(repo, role, &ended, true).await.unwrap();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WriterRecord> {
@@ -226,20 +304,31 @@ impl Drop for Registration {
     }
 }
 
-async fn put_record(repo: &Repository, record: &WriterRecord, exclusive: bool) -> RepoResult<()> {
+async fn put_record(
+    repo: &Repository,
+    role: Role,
+    record: &WriterRecord,
+    exclusive: bool,
+) -> RepoResult<()> {
     let sealed = meta::seal(repo.keys(), MetaKind::Writer, record);
+    let name = record_name(role, &record.run);
     repo.backend()
-        .put(&record_name(&record.run), sealed.into(), exclusive)
+        .put(&name, sealed.into(), exclusive)
         .await
         .map_err(|e| {
-            RepoError::from(e).within(format!(
-                "announcing the backup to prune ({})",
-                record_name(&record.run)
-            ))
+            RepoError::from(e).within(match role {
+                Role::Writer => format!("announcing the backup to prune ({name})"),
+                Role::Maintenance => format!("taking the maintenance lock ({name})"),
+            })
         })
 }
 
-async fn beat(repo: Arc<Repository>, record: Arc<Mutex<WriterRecord>>, interval: Duration) {
+async fn beat(
+    repo: Arc<Repository>,
+    role: Role,
+    record: Arc<Mutex<WriterRecord>>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.tick().await;
     loop {
@@ -252,13 +341,13 @@ async fn beat(repo: Arc<Repository>, record: Arc<Mutex<WriterRecord>>, interval:
         // An evicted backup stops beating: its record must not come back to life.
         if repo
             .backend()
-            .get(&eviction_name(&current.run))
+            .get(&eviction_name(role, &current.run))
             .await
             .is_ok()
         {
             return;
         }
-        if let Err(e) = put_record(&repo, &current, false).await {
+        if let Err(e) = put_record(&repo, role, &current, false).await {
             // A missed beat is retried at the next tick; a prune that sees too many
             // missed evicts this backup, which then fails at its confirmation.
             tracing::warn!("backup heartbeat: {e}");
@@ -266,10 +355,10 @@ async fn beat(repo: Arc<Repository>, record: Arc<Mutex<WriterRecord>>, interval:
     }
 }
 
-/// Removes this machine's records of backups whose process has ended; returns how many.
-async fn sweep_ended_here(repo: &Repository) -> RepoResult<usize> {
+/// Removes this machine's records of runs whose process has ended; returns how many.
+async fn sweep_ended_here(repo: &Repository, role: Role) -> RepoResult<usize> {
     let mut swept = 0;
-    for (name, _) in repo.backend().list(PREFIX).await? {
+    for (name, _) in repo.backend().list(role.prefix()).await? {
         if name.ends_with(EVICTED) {
             continue;
         }
@@ -314,7 +403,7 @@ impl LiveWriters {
         self.running
             .iter()
             .filter(|w| w.blocks(marker))
-            .map(|w| record_name(&w.run))
+            .map(|w| record_name(Role::Writer, &w.run))
             .chain(self.unreadable.iter().cloned())
             .collect()
     }
@@ -329,7 +418,11 @@ impl LiveWriters {
 /// intervals are evicted. With `evict` false (a dry run), nothing is written and silent
 /// foreign records count as running.
 pub async fn resolve(repo: &Repository, evict: bool) -> RepoResult<LiveWriters> {
-    let listed = repo.backend().list(PREFIX).await?;
+    resolve_role(repo, Role::Writer, evict).await
+}
+
+async fn resolve_role(repo: &Repository, role: Role, evict: bool) -> RepoResult<LiveWriters> {
+    let listed = repo.backend().list(role.prefix()).await?;
     let names: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
     let mut live = LiveWriters::default();
     let mut watch: Vec<(String, WriterRecord)> = Vec::new();
@@ -392,7 +485,7 @@ pub async fn resolve(repo: &Repository, evict: bool) -> RepoResult<LiveWriters> 
                 Err(RepoError::Backend(b)) if b.kind == BackendErrorKind::NotFound => {}
                 Ok(_) | Err(_) if elapsed < window => still.push((name, record)),
                 Ok(_) | Err(_) => {
-                    evict_writer(repo, &record.run).await?;
+                    evict_run(repo, role, &record.run).await?;
                     live.evicted.push(name);
                 }
             }
@@ -411,18 +504,18 @@ struct Eviction<'a> {
     evicted: &'a str,
 }
 
-async fn evict_writer(repo: &Repository, run: &str) -> RepoResult<()> {
+async fn evict_run(repo: &Repository, role: Role, run: &str) -> RepoResult<()> {
     let sealed = meta::seal(repo.keys(), MetaKind::Writer, &Eviction { evicted: run });
     match repo
         .backend()
-        .put(&eviction_name(run), sealed.into(), true)
+        .put(&eviction_name(role, run), sealed.into(), true)
         .await
     {
         Ok(()) => {}
         Err(e) if e.kind == BackendErrorKind::AlreadyExists => {}
         Err(e) => return Err(e.into()),
     }
-    delete_if_present(repo, &record_name(run)).await
+    delete_if_present(repo, &record_name(role, run)).await
 }
 
 #[cfg(test)]
@@ -448,16 +541,22 @@ mod tests {
             interval_secs: 30,
             seen_markers: None,
         };
-        put_record(&repo, &ended, true).await.unwrap();
+        put_record(&repo, Role::Writer, &ended, true).await.unwrap();
         let live = resolve(&repo, true).await.unwrap();
         assert!(!live.any(), "{live:?}");
-        assert!(repo.backend().list(PREFIX).await.unwrap().is_empty());
+        assert!(
+            repo.backend()
+                .list(Role::Writer.prefix())
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
-        put_record(&repo, &ended, true).await.unwrap();
+        put_record(&repo, Role::Writer, &ended, true).await.unwrap();
         let running = Registration::register(&repo, Duration::from_secs(30))
             .await
             .unwrap();
-        let listed = repo.backend().list(PREFIX).await.unwrap();
+        let listed = repo.backend().list(Role::Writer.prefix()).await.unwrap();
         assert_eq!(
             listed.len(),
             1,
@@ -466,13 +565,19 @@ mod tests {
         let live = resolve(&repo, true).await.unwrap();
         assert_eq!(
             live.blocking("prune/any"),
-            vec![record_name(&running.run())]
+            vec![record_name(Role::Writer, &running.run())]
         );
         running.saw_markers(vec!["prune/any".into()]).await.unwrap();
         let live = resolve(&repo, true).await.unwrap();
         assert!(live.blocking("prune/any").is_empty());
         assert_eq!(live.blocking("prune/newer").len(), 1);
         running.release().await.unwrap();
-        assert!(repo.backend().list(PREFIX).await.unwrap().is_empty());
+        assert!(
+            repo.backend()
+                .list(Role::Writer.prefix())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -24,7 +24,8 @@ use crate::index::{IndexFile, IndexedPack};
 use crate::meta::{self, MetaKind};
 use crate::pack::{PackBuilder, PackId};
 use crate::read::{ChunkReader, read_items};
-use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository, writers};
+use crate::writers::{self, Registration};
+use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository};
 
 pub struct PruneOptions {
     /// How old a marker must be before its packs are deleted. Safety does not depend on
@@ -93,9 +94,27 @@ async fn prune_chains(repo: &Repository, dry_run: bool) -> RepoResult<(usize, us
     Ok((deleted, objects))
 }
 
+/// Prunes (see the module docs), holding the maintenance lock unless it is a dry run: two
+/// prunes side by side would condemn, repack and delete the same packs twice.
 pub async fn run(
     repo: &std::sync::Arc<Repository>,
     options: &PruneOptions,
+) -> RepoResult<PruneReport> {
+    if options.dry_run {
+        return run_locked(repo, options, None).await;
+    }
+    let lock = Registration::lock_maintenance(repo, "prune").await?;
+    let result = run_locked(repo, options, Some(&lock)).await;
+    let released = lock.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn run_locked(
+    repo: &std::sync::Arc<Repository>,
+    options: &PruneOptions,
+    lock: Option<&Registration>,
 ) -> RepoResult<PruneReport> {
     let mut report = PruneReport {
         dry_run: options.dry_run,
@@ -209,7 +228,27 @@ pub async fn run(
 
     // Repack before condemning, so every live chunk has a copy outside condemned packs.
     if !repack.is_empty() {
-        let (written, files) = repack_live(&indexed, &repack, &pack_chunks, &referenced).await?;
+        // Chunks that another pack staying as it is already holds are not copied again:
+        // a prune killed after it repacked, before it wrote its marker, left such copies.
+        let repacking: HashSet<PackId> = repack.iter().copied().collect();
+        let mut live: HashSet<ChunkId> = repack
+            .iter()
+            .flat_map(|pack| pack_chunks.get(pack).into_iter().flatten())
+            .filter(|c| referenced.contains(c))
+            .copied()
+            .collect();
+        for (pack, chunks) in &pack_chunks {
+            if stored.contains_key(pack)
+                && !condemned.contains(pack)
+                && !repacking.contains(pack)
+                && !delete.contains(pack)
+            {
+                for chunk in chunks {
+                    live.remove(chunk);
+                }
+            }
+        }
+        let (written, files) = repack_live(&indexed, &repack, &pack_chunks, &live).await?;
         report.packs_repacked = repack.len();
         report.bytes_repacked = written;
         report.index_files_rewritten += files;
@@ -221,6 +260,10 @@ pub async fn run(
     report.packs_condemned = condemn.len();
 
     if !delete.is_empty() {
+        // A prune that was frozen while another took the lock from it stops here.
+        if let Some(lock) = lock {
+            lock.confirm().await?;
+        }
         report.index_files_rewritten += drop_from_index(repo, &index_files, &delete).await?;
         for pack in &delete {
             repo.backend()
@@ -276,13 +319,13 @@ async fn read_index_files(repo: &Repository) -> RepoResult<Vec<(String, IndexFil
     Ok(files)
 }
 
-/// Copies the live chunks of `packs` into new packs and indexes them; returns the bytes
-/// written and the index files written.
+/// Copies the chunks of `packs` that are in `live` into new packs and indexes them;
+/// returns the bytes written and the index files written.
 async fn repack_live(
     repo: &Indexed,
     packs: &[PackId],
     pack_chunks: &HashMap<PackId, Vec<ChunkId>>,
-    referenced: &HashSet<ChunkId>,
+    live: &HashSet<ChunkId>,
 ) -> RepoResult<(u64, usize)> {
     let mut reader = ChunkReader::new(repo);
     let mut builder = PackBuilder::with_capacity(repo.config().pack_size as usize);
@@ -291,7 +334,7 @@ async fn repack_live(
     let mut copied = HashSet::new();
     for pack in packs {
         for id in pack_chunks.get(pack).into_iter().flatten() {
-            if !referenced.contains(id) || !copied.insert(*id) {
+            if !live.contains(id) || !copied.insert(*id) {
                 continue;
             }
             // Sealed bytes move as they are: no decryption, no recompression.

@@ -61,6 +61,10 @@ pub struct IndexRepair {
 
 /// Rebuilds the index from the packs (see the module docs).
 pub async fn index(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<IndexRepair> {
+    exclusively(repo, dry_run, index_locked(repo, dry_run)).await
+}
+
+async fn index_locked(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<IndexRepair> {
     let mut report = IndexRepair {
         dry_run,
         ..Default::default()
@@ -153,6 +157,14 @@ impl PackRepair {
 
 /// Reads every pack; salvages and removes the damaged ones (see the module docs).
 pub async fn packs(
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    phase: &(dyn Fn(&str) + Sync),
+) -> RepoResult<PackRepair> {
+    exclusively(repo, dry_run, packs_locked(repo, dry_run, phase)).await
+}
+
+async fn packs_locked(
     repo: &Arc<Repository>,
     dry_run: bool,
     phase: &(dyn Fn(&str) + Sync),
@@ -294,6 +306,10 @@ pub struct SnapshotRepair {
 /// module docs). A chunk the index names is taken as readable: `repair packs` first
 /// drops the chunks that are not.
 pub async fn snapshots(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<SnapshotRepair> {
+    exclusively(repo, dry_run, snapshots_locked(repo, dry_run)).await
+}
+
+async fn snapshots_locked(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<SnapshotRepair> {
     let mut report = SnapshotRepair {
         dry_run,
         ..Default::default()
@@ -480,6 +496,24 @@ async fn rewrite(
     note.push_str(&format!(" on {}", chrono::Utc::now().to_rfc3339()));
     rewritten.annotations.insert("repaired".into(), note);
     Ok(rewritten)
+}
+
+/// Runs `work` holding the maintenance lock (no prune or other repair beside it), unless
+/// it is a dry run, which changes nothing.
+async fn exclusively<T>(
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    work: impl Future<Output = RepoResult<T>>,
+) -> RepoResult<T> {
+    if dry_run {
+        return work.await;
+    }
+    let lock = Registration::lock_maintenance(repo, "repair").await?;
+    let result = work.await;
+    let released = lock.release().await;
+    let value = result?;
+    released?;
+    Ok(value)
 }
 
 /// Every index file, read from storage: the intact ones, and the damaged with why.

@@ -17,7 +17,7 @@ use crate::read::{ChunkReader, read_items};
 use crate::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::tree::{ItemKind, ItemRecord};
 use crate::write::{ChunkWriter, ContentWriter};
-use crate::writers::Registration;
+use crate::writers::{Registration, Role};
 use crate::{Indexed, Repository, memory};
 
 /// Stores a snapshot of `source` holding one file of `contents`, in packs of its own.
@@ -167,6 +167,133 @@ async fn forget_then_prune_twice_frees_the_forgotten_data_and_keeps_the_rest_rea
     let checked = check_all(&repo).await;
     assert!(checked.ok(), "{checked:?}");
     assert_eq!(checked.snapshots, 1);
+}
+
+#[tokio::test]
+async fn prunes_hold_one_lock_so_that_two_never_free_the_same_packs() {
+    let repo = memory::repository().await;
+    snapshot(&repo, "files", &noise(20, 300_000), 1).await;
+    snapshot(&repo, "files", &noise(21, 300_000), 2).await;
+    forget_all_but_the_newest(&repo).await;
+    let now = PruneOptions {
+        grace: chrono::Duration::zero(),
+        dry_run: false,
+    };
+
+    // While another prune (or repair) holds the lock, a prune is refused, naming it, and
+    // changes nothing; a dry run, which changes nothing either, still reports.
+    let held = Registration::lock_maintenance(&repo, "prune")
+        .await
+        .unwrap();
+    let refused = prune::run(&repo, &now).await.unwrap_err();
+    assert!(matches!(refused, crate::RepoError::Busy(_)), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("locks/{}", held.run())),
+        "{refused}"
+    );
+    assert!(repo.prune_markers().await.unwrap().is_empty());
+    let repair = repair::index(&repo, false).await.unwrap_err();
+    assert!(matches!(repair, crate::RepoError::Busy(_)), "{repair}");
+    let dry = prune::run(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..now
+        },
+    )
+    .await
+    .unwrap();
+    assert!(dry.packs_condemned >= 1, "{dry:?}");
+    held.release().await.unwrap();
+
+    // Two side by side: at most one of them frees the condemned packs.
+    let condemned = prune::run(&repo, &now).await.unwrap().packs_condemned;
+    assert!(condemned >= 1);
+    let (a, b) = tokio::join!(prune::run(&repo, &now), prune::run(&repo, &now));
+    let mut deleted: usize = [&a, &b]
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.packs_deleted)
+        .sum();
+    for result in [&a, &b] {
+        if let Err(e) = result {
+            assert!(matches!(e, crate::RepoError::Busy(_)), "{e}");
+        }
+    }
+    // A lock a killed prune left on this machine does not stand in the way.
+    Registration::leave_record_of_an_ended_run(&repo, Role::Maintenance).await;
+    deleted += prune::run(&repo, &now).await.unwrap().packs_deleted;
+    assert_eq!(deleted, condemned, "{a:?} {b:?}");
+    assert!(repo.backend().list("locks/").await.unwrap().is_empty());
+    let checked = check_all(&repo).await;
+    assert!(checked.ok() && checked.warnings.is_empty(), "{checked:?}");
+}
+
+#[tokio::test]
+async fn a_prune_killed_after_it_repacked_leaves_copies_the_next_prune_does_not_copy_again() {
+    let repo = memory::repository().await;
+    let keep = noise(22, 64 * 1024);
+    let drop = noise(23, 640 * 1024);
+    let both = stage_files(
+        &repo.load_index().await.unwrap(),
+        &[("keep", &keep), ("drop", &drop)],
+    )
+    .await;
+    repo.write_snapshot(&manifest("files", both, keep.len() + drop.len(), 1))
+        .await
+        .unwrap();
+    let one = stage_files(&repo.load_index().await.unwrap(), &[("keep", &keep)]).await;
+    repo.write_snapshot(&manifest("files", one, keep.len(), 2))
+        .await
+        .unwrap();
+    forget_all_but_the_newest(&repo).await;
+    let now = PruneOptions {
+        grace: chrono::Duration::zero(),
+        dry_run: false,
+    };
+    let first = prune::run(&repo, &now).await.unwrap();
+    assert_eq!(first.packs_repacked, 1, "{first:?}");
+    assert!(first.bytes_repacked > 0, "{first:?}");
+    // Killed before its marker landed: the repacked copy is indexed, the pack it copied
+    // is not condemned.
+    for (marker, _) in repo.prune_markers().await.unwrap() {
+        repo.backend().delete(&marker).await.unwrap();
+    }
+    let packs = repo.backend().list("data/").await.unwrap().len();
+    let again = prune::run(&repo, &now).await.unwrap();
+    assert_eq!(again.packs_repacked, 1, "{again:?}");
+    assert_eq!(again.bytes_repacked, 0, "copied again: {again:?}");
+    assert_eq!(repo.backend().list("data/").await.unwrap().len(), packs);
+    let last = prune::run(&repo, &now).await.unwrap();
+    assert!(last.packs_deleted >= 1, "{last:?}");
+    let checked = check_all(&repo).await;
+    assert!(checked.ok() && checked.warnings.is_empty(), "{checked:?}");
+    let indexed = repo.load_index().await.unwrap();
+    let (_, newest) = repo.snapshots().await.unwrap().pop().unwrap();
+    let restored = read_back(&indexed, &newest).await.unwrap();
+    assert_eq!(restored, vec![("keep".to_string(), keep)]);
+}
+
+/// Forgets every snapshot but the newest of each source.
+async fn forget_all_but_the_newest(repo: &Arc<Repository>) {
+    let keep_last = |_: &str| {
+        let mut policy = Policy::default();
+        policy.set_count("keep-last", 1, &mut Vec::new());
+        Some((policy, Vec::new()))
+    };
+    let forgotten = forget::run(
+        repo,
+        &ForgetOptions {
+            dry_run: false,
+            sources: None,
+            policy_of: &keep_last,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(forgotten.ok());
 }
 
 #[tokio::test]
@@ -402,7 +529,7 @@ async fn the_backup_after_a_killed_one_adopts_its_packs_unless_another_may_be_ru
     let running = Registration::register(&repo, std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    Registration::leave_record_of_an_ended_run(&repo).await;
+    Registration::leave_record_of_an_ended_run(&repo, Role::Writer).await;
     let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
         .await
         .unwrap();
@@ -413,7 +540,7 @@ async fn the_backup_after_a_killed_one_adopts_its_packs_unless_another_may_be_ru
     running.release().await.unwrap();
 
     // With only dead runs behind it, the next backup adopts, and nothing stays unindexed.
-    Registration::leave_record_of_an_ended_run(&repo).await;
+    Registration::leave_record_of_an_ended_run(&repo, Role::Writer).await;
     let (_, killed_chunk) = upload_unindexed(&repo, &noise(15, 2000)).await;
     let backup = Registration::register(&repo, std::time::Duration::from_secs(30))
         .await
