@@ -1,7 +1,8 @@
 //! Retention, prune, drills and status through the CLI. The rules themselves are tested
 //! over fabricated histories in crates/cairn-repo/src/ops/retention.rs; these tests show the
 //! behaviour around them: per-source windows, failed runs, refusals, misconfiguration,
-//! pruning beside a concurrent backup, and drills that name the damaged source.
+//! pruning beside a concurrent backup, drills that name the damaged source, and restoring
+//! another host's snapshot with no source configured.
 
 use std::path::Path;
 
@@ -305,4 +306,63 @@ fn a_drill_reports_each_source_and_names_the_damaged_one() {
         let ok = s["last_drill"]["ok"].as_bool().unwrap();
         assert_eq!(ok, s["source"] != "media", "{s}");
     }
+}
+
+/// A host whose config names no source restores another host's snapshot: the snapshot
+/// records its plugin and options, `--source` picks the source, and each comes back whole.
+#[test]
+fn another_hosts_snapshot_restores_without_its_sources_in_the_config() {
+    let env = Env::new();
+    let data = env.path("data");
+    generate_tree(&data, 31, 40, 1 << 20);
+    let db = env.path("app.db");
+    make_db(&db, 5000);
+    env.local_config(&format!(
+        "{}{}",
+        filesystem_source("files", &data),
+        sqlite_source("app-db", &db)
+    ));
+    env.ok(&["init"]);
+    env.ok(&["backup"]);
+
+    // The other host: the same repository, and nothing else.
+    let other = env.path("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n",
+            env.path("repo").display()
+        ),
+    )
+    .unwrap();
+    let other = other.to_str().unwrap();
+    let files = env.path("elsewhere/files");
+    env.ok(&[
+        "--config",
+        other,
+        "restore",
+        "latest",
+        "--source",
+        "files",
+        "--target",
+        files.to_str().unwrap(),
+    ]);
+    assert_same_tree(&data, &files);
+    let all = env.path("elsewhere/all");
+    env.ok(&[
+        "--config",
+        other,
+        "restore",
+        "latest",
+        "--target",
+        all.to_str().unwrap(),
+    ]);
+    assert_same_tree(&data, &all.join("files"));
+    let restored = Connection::open(all.join("app-db")).unwrap();
+    let rows: i64 = restored
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 5000);
+    let verified = env.ok(&["--config", other, "verify", "latest"]);
+    assert!(verified.contains("app-db"), "{verified}");
 }

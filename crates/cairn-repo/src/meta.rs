@@ -113,6 +113,7 @@ mod tests {
             duration_secs: 0.5,
             program: "cairn".into(),
             changed_while_read: 1,
+            options: Some(r#"{"path":"/srv"}"#.into()),
         }
     }
 

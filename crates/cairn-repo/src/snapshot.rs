@@ -43,6 +43,10 @@ pub struct SourceSnapshot {
     /// `changed_while_read`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub changed_while_read: u64,
+    /// The plugin options the source was captured with (JSON, as the plugin received
+    /// them), so that a host whose config lacks the source can still restore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -337,6 +337,7 @@ pub(crate) fn manifest_of(
         duration_secs: started.elapsed().as_secs_f64(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         changed_while_read: captured.counts.files_changed_while_read,
+        options: Some(source.options.clone()),
     }
 }
 

@@ -467,16 +467,13 @@ pub async fn replay_of(repo: &Indexed, manifest: &SourceSnapshot) -> Result<Repl
     ))
 }
 
-/// The configured source a manifest was taken from, checked to use the same plugin.
+/// The configured source a manifest was taken from, checked to use the same plugin; for a
+/// source this config does not name (a snapshot another host took), the snapshot's own
+/// record of its plugin and options.
 pub async fn prepare_for(session: &Session, manifest: &SourceSnapshot) -> Result<PreparedSource> {
-    let source = session.config.source(&manifest.source).with_context(|| {
-        format!(
-            "source `{}` is not in {}: add its [[source]] section (plugin `{}`) so cairn knows how to restore it",
-            manifest.source,
-            session.config.path.display(),
-            manifest.plugin
-        )
-    })?;
+    let Some(source) = session.config.source(&manifest.source) else {
+        return prepare_recorded(session, manifest).await;
+    };
     let prepared = session.prepare_source(source).await?;
     if prepared.info.name != manifest.plugin {
         bail!(
@@ -487,6 +484,50 @@ pub async fn prepare_for(session: &Session, manifest: &SourceSnapshot) -> Result
         );
     }
     Ok(prepared)
+}
+
+/// A source of a snapshot that this config does not name: its plugin (built in) with the
+/// options the snapshot recorded. Those options were the other host's, so they grant
+/// nothing here: the plugin gets the restore target, as every restore does, and no more.
+async fn prepare_recorded(session: &Session, manifest: &SourceSnapshot) -> Result<PreparedSource> {
+    let missing = |why: &str| {
+        anyhow::anyhow!(
+            "source `{}` is not in {}, and {why}: add its [[source]] section (plugin `{}`) so cairn knows how to restore it",
+            manifest.source,
+            session.config.path.display(),
+            manifest.plugin
+        )
+    };
+    let Some(options) = &manifest.options else {
+        return Err(missing(
+            "its snapshot does not record the plugin's options (it was taken by an older cairn)",
+        ));
+    };
+    if crate::builtin::find(&manifest.plugin).is_none() {
+        return Err(missing(&format!(
+            "its plugin `{}` is not built in (a .wasm plugin is found through the config)",
+            manifest.plugin
+        )));
+    }
+    let (plugin, info) = session
+        .plugin(&manifest.plugin, crate::runtime::PluginKind::Source)
+        .await?;
+    tracing::info!(
+        "source `{}` is not in {}: restoring it with plugin `{}` and the options its snapshot recorded on {}",
+        manifest.source,
+        session.config.path.display(),
+        manifest.plugin,
+        manifest.hostname
+    );
+    Ok(PreparedSource {
+        name: manifest.source.clone(),
+        plugin,
+        info,
+        options: options.clone(),
+        grants: Grants::default(),
+        timeout: crate::config::DEFAULT_SOURCE_TIMEOUT,
+        changed_files: Default::default(),
+    })
 }
 
 async fn restore_source(

@@ -98,6 +98,7 @@ fn manifest(source: &str, tree: Vec<ChunkId>, len: usize, hour: u32) -> SourceSn
         duration_secs: 0.0,
         program: "test".into(),
         changed_while_read: 0,
+        options: None,
     }
 }
 
