@@ -104,9 +104,9 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 /// Restores, forgets and prunes killed with SIGKILL at random moments: the repository
-/// stays whole (`check --read-data` passes after every kill), the next forced restore
-/// into a killed restore's target completes identically and leaves no temporary file,
-/// and what retention kept still restores. `CAIRN_KILL_SEED=N` replays a run;
+/// stays whole (`check --read-data` passes after every kill), the next forced or resumed
+/// restore into a killed restore's target completes identically and leaves no temporary
+/// file, and what retention kept still restores. `CAIRN_KILL_SEED=N` replays a run;
 /// `CAIRN_KILL_ROUNDS=N` (default 12) makes it longer.
 #[test]
 fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
@@ -140,6 +140,13 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
         "--target",
         target_arg.as_str(),
     ];
+    let resume = [
+        "restore",
+        "latest",
+        "--resume",
+        "--target",
+        target_arg.as_str(),
+    ];
     let restore_time = timed(&env, &restore);
     let forget = ["forget", "--keep-last", "2", "--prune", "--grace", "0s"];
     // How long a forget with a prune that has work takes here, to aim those kills.
@@ -154,7 +161,12 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
             "restore" => {
                 let delay = restore_time.mul_f64(rng.random_range(0.05..1.0));
                 let killed = kill_after(&env, &restore, delay);
-                env.ok(&restore);
+                // The next restore either starts over or carries on.
+                if round % 2 == 0 {
+                    env.ok(&restore);
+                } else {
+                    env.ok(&resume);
+                }
                 assert_same_tree(&data, &target.join("files"));
                 let leftovers: Vec<_> = cairn_e2e::describe_tree(&target)
                     .into_keys()

@@ -926,3 +926,52 @@ fn swapped_compiled_plugin_cache_entries_are_compiled_again() {
     // Compiled again, the entries are whole and valid once more.
     assert_ne!(std::fs::read(&entries[0]).unwrap(), b);
 }
+
+/// `--resume` keeps each file already at the target with the snapshot's contents, and
+/// restores the rest: a file changed in place at the same size, a truncated one and a
+/// missing one are all put right.
+#[test]
+fn a_resumed_restore_keeps_whole_files_and_puts_right_the_rest() {
+    let env = tree_env(60, 4 << 20);
+    let data = env.path("data");
+    env.ok(&["backup"]);
+    let target = env.path("target");
+    let target_arg = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "--target", target_arg]);
+    let restored = target.join("files");
+    let all: Vec<std::path::PathBuf> = cairn_e2e::describe_tree(&restored)
+        .into_keys()
+        .map(|p| restored.join(p))
+        .filter(|p| !p.is_symlink() && p.is_file())
+        .collect();
+    let total = all.len() as u64;
+    let mut files: Vec<&std::path::PathBuf> = all
+        .iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 1)
+        .collect();
+    files.sort();
+    assert!(total >= 10, "{total} files");
+    // Same size, one byte different: only the hash tells.
+    let mut changed = std::fs::read(files[0]).unwrap();
+    changed[0] ^= 1;
+    std::fs::write(files[0], &changed).unwrap();
+    let truncated = std::fs::read(files[1]).unwrap();
+    std::fs::write(files[1], &truncated[..truncated.len() / 2]).unwrap();
+    std::fs::remove_file(files[2]).unwrap();
+
+    let out = env.ok(&[
+        "--json", "restore", "latest", "--resume", "--target", target_arg,
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kept = report["sources"][0]["kept_files"].as_u64().unwrap_or(0);
+    assert_eq!(kept, total - 3, "{out}");
+    assert_same_tree(&data, &restored);
+
+    // A restore with nothing left to do reads no file from the repository.
+    let out = env.ok(&[
+        "--json", "restore", "latest", "--resume", "--target", target_arg,
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["sources"][0]["kept_files"].as_u64(), Some(total));
+    assert_same_tree(&data, &restored);
+}

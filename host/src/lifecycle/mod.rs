@@ -9,6 +9,7 @@ pub mod history;
 pub mod progress;
 pub mod replicate;
 pub mod restore;
+pub mod resume;
 pub mod status;
 pub mod timeline;
 pub mod verify;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::progress::{Progress, human_bytes};
+use super::resume::Present;
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
 use crate::repo::changes;
@@ -30,6 +31,9 @@ pub struct RestoreOptions {
     pub target: String,
     pub source: Option<String>,
     pub force: bool,
+    /// Like `force`, and files already at the target with the snapshot's contents
+    /// (verified against its chunk ids) are kept instead of read again.
+    pub resume: bool,
     /// Drop the target database's existing objects first.
     pub clean: bool,
     /// Allow the target to be the very database the snapshot was taken from.
@@ -44,7 +48,7 @@ pub struct RestoreOptions {
 impl RestoreOptions {
     fn flags(&self) -> RestoreFlags {
         RestoreFlags {
-            force: self.force,
+            force: self.force || self.resume,
             clean: self.clean,
             into_live: self.into_live,
             keep: false,
@@ -89,7 +93,16 @@ pub struct RestoredSource {
     pub target: String,
     pub items: u64,
     pub bytes: u64,
+    /// With `--resume`: files found whole at the target, kept as they were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept_files: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept_bytes: u64,
     pub duration_secs: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreReport> {
@@ -118,7 +131,7 @@ pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreR
         };
         progress.set(format!("restoring {} to {target}", manifest.source));
         let started = Instant::now();
-        restore_source(session, &repo, manifest, &target, options)
+        let kept = restore_source(session, &repo, manifest, &target, options)
             .await
             .with_context(|| {
                 format!(
@@ -133,6 +146,8 @@ pub async fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreR
             target,
             items: manifest.items,
             bytes: manifest.bytes,
+            kept_files: kept.files,
+            kept_bytes: kept.bytes,
             duration_secs: started.elapsed().as_secs_f64(),
         });
     }
@@ -295,6 +310,8 @@ pub async fn run_at(
             target: final_path.to_string_lossy().into_owned(),
             items: manifest.items,
             bytes: manifest.bytes,
+            kept_files: 0,
+            kept_bytes: 0,
             duration_secs: started.elapsed().as_secs_f64(),
         }],
         at: Some(PointInTime {
@@ -450,6 +467,16 @@ fn absolute(target: &str) -> Result<PathBuf> {
 
 /// The replay session for one source of a snapshot.
 pub async fn replay_of(repo: &Indexed, manifest: &SourceSnapshot) -> Result<Replay> {
+    Ok(resumed_replay_of(repo, manifest, None).await?.0)
+}
+
+/// The replay session for one source of a snapshot; with `resume_in` (a target
+/// directory), the files found whole there are read from there (see [`super::resume`]).
+async fn resumed_replay_of(
+    repo: &Indexed,
+    manifest: &SourceSnapshot,
+    resume_in: Option<&Path>,
+) -> Result<(Replay, Present)> {
     let mut reader = ChunkReader::new(repo);
     let items = read_items(&mut reader, manifest)
         .await
@@ -459,12 +486,18 @@ pub async fn replay_of(repo: &Indexed, manifest: &SourceSnapshot) -> Result<Repl
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Ok(Replay::new(
+    let present = match resume_in {
+        Some(dir) => super::resume::find(repo.repo(), dir, &items).await,
+        None => Present::default(),
+    };
+    let replay = Replay::resuming(
         ChunkReader::new(repo),
         Some(ChunkReader::new(repo)),
         items,
         annotations,
-    ))
+        present.items.clone(),
+    );
+    Ok((replay, present))
 }
 
 /// The configured source a manifest was taken from, checked to use the same plugin; for a
@@ -536,7 +569,7 @@ async fn restore_source(
     manifest: &SourceSnapshot,
     target: &str,
     options: &RestoreOptions,
-) -> Result<()> {
+) -> Result<Present> {
     let flags = options.flags();
     let mut prepared = prepare_for(session, manifest).await?;
     let guest_target = grant_target(
@@ -553,12 +586,23 @@ async fn restore_source(
             Arc::new(prepared.grants.clone()),
         )
         .await?;
-    let replay = replay_of(repo, manifest)
-        .await?
+    // Files are looked for only in a directory target: where a plugin puts an item in a
+    // directory is its path there; a file target is one database, written anew.
+    let resume_in =
+        (options.resume && Path::new(&guest_target).is_dir()).then(|| PathBuf::from(&guest_target));
+    let (replay, present) = resumed_replay_of(repo, manifest, resume_in.as_deref()).await?;
+    if present.files > 0 {
+        tracing::info!(
+            "{} file(s), {}, already whole in {guest_target}: kept",
+            present.files,
+            human_bytes(present.bytes)
+        );
+    }
+    let replay = replay
         .with_flags(flags)
         .with_named_flags(options.named_flags());
     instance
         .restore(&prepared.options, replay, &guest_target, prepared.timeout)
         .await?;
-    Ok(())
+    Ok(present)
 }

@@ -27,6 +27,11 @@ pub struct Args {
     /// Write into a non-empty target directory, or over an existing file.
     #[arg(long)]
     pub force: bool,
+    /// Carry on an interrupted restore: like --force, but files already at the target
+    /// with the snapshot's contents (each hashed against the snapshot) are kept, not
+    /// read from the repository again.
+    #[arg(long, conflicts_with = "at")]
+    pub resume: bool,
     /// Database targets: drop the objects the snapshot holds first, where they exist.
     #[arg(long)]
     pub clean: bool,
@@ -49,6 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<RestoreReport> {
         target: args.target.clone(),
         source: args.source.clone(),
         force: args.force,
+        resume: args.resume,
         clean: args.clean,
         into_live: args.into_live,
         no_owner: args.no_owner,
@@ -67,8 +73,15 @@ impl Report for RestoreReport {
             .sources
             .iter()
             .map(|s| {
+                let kept = match s.kept_files {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} files, {}, were already there",
+                        human_bytes(s.kept_bytes)
+                    ),
+                };
                 format!(
-                    "restored {} ({} items, {}) to {} in {:.1}s",
+                    "restored {} ({} items, {}{kept}) to {} in {:.1}s",
                     s.name,
                     s.items,
                     human_bytes(s.bytes),

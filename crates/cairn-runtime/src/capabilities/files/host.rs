@@ -78,6 +78,21 @@ impl PluginState {
         options: WriteOptions,
     ) -> Result<u64, PluginError> {
         let (root, resolved) = self.resolve(path, true)?;
+        let blob = self
+            .table
+            .get_mut(contents)
+            .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
+        // A file written onto itself (a resumed restore found it whole where it belongs)
+        // keeps its bytes: only its metadata is set.
+        if let Blob::File { file, size, .. } = &*blob
+            && is_same_file(file, &root, &resolved.relative)
+        {
+            let size = *size;
+            if let Some(meta) = &options.meta {
+                self.set_metadata_inner(path, meta)?;
+            }
+            return Ok(size);
+        }
         let target = WriteTarget::new(root, resolved, path);
         let blob = self
             .table
@@ -313,4 +328,14 @@ impl PluginState {
             known: None,
         })
     }
+}
+
+/// Whether `file` is the regular file at `relative` under `root` (same device and inode).
+fn is_same_file(file: &std::fs::File, root: &cap_std::fs::Dir, relative: &Path) -> bool {
+    use cap_std::fs::MetadataExt as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(open), Ok(there)) = (file.metadata(), root.symlink_metadata(relative)) else {
+        return false;
+    };
+    there.is_file() && open.dev() == there.dev() && open.ino() == there.ino()
 }

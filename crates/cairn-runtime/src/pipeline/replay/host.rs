@@ -48,6 +48,20 @@ impl restore_io::HostItemReader for PluginState {
                 PluginError::NotFound(format!("no item `{path}` in this snapshot"))
             })?;
             let record = &replay.items[index];
+            if let Some(whole) = replay.present.get(&index) {
+                let file = std::fs::File::open(whole).map_err(|e| {
+                    PluginError::Permanent(format!(
+                        "{}, found whole by --resume: {e}",
+                        whole.display()
+                    ))
+                })?;
+                return Ok(Blob::File {
+                    file,
+                    remaining: record.size,
+                    size: record.size,
+                    known: None,
+                });
+            }
             let first = replay.first_chunk[index];
             Ok(Blob::Chunks {
                 reader: replay.reader.clone(),

@@ -4,6 +4,7 @@
 mod host;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::plugin_api::restore_io::RestoreFlags;
@@ -34,6 +35,9 @@ pub struct Replay {
     annotations: Vec<(String, String)>,
     flags: RestoreFlags,
     named_flags: Vec<String>,
+    /// Items found whole on this machine (by item index): their contents are read from
+    /// that file, not the repository.
+    present: HashMap<usize, PathBuf>,
 }
 
 impl Replay {
@@ -45,6 +49,19 @@ impl Replay {
         items: Vec<ItemRecord>,
         annotations: Vec<(String, String)>,
     ) -> Replay {
+        Self::resuming(reader, prefetch, items, annotations, HashMap::new())
+    }
+
+    /// A replay of `items` of which those in `present` (by index) are already on this
+    /// machine, verified whole at the path given: they are read from there, and their
+    /// chunks are left out of the prefetch.
+    pub fn resuming(
+        reader: ChunkReader,
+        prefetch: Option<ChunkReader>,
+        items: Vec<ItemRecord>,
+        annotations: Vec<(String, String)>,
+        present: HashMap<usize, PathBuf>,
+    ) -> Replay {
         let by_path = items
             .iter()
             .enumerate()
@@ -52,9 +69,11 @@ impl Replay {
             .collect();
         let mut first_chunk = Vec::with_capacity(items.len());
         let mut plan = Vec::new();
-        for item in &items {
+        for (i, item) in items.iter().enumerate() {
             first_chunk.push(plan.len());
-            plan.extend(item.chunks.iter().map(|(id, _)| *id));
+            if !present.contains_key(&i) {
+                plan.extend(item.chunks.iter().map(|(id, _)| *id));
+            }
         }
         let prefetch =
             prefetch.map(|r| Arc::new(tokio::sync::Mutex::new(Prefetch::start(r, plan))));
@@ -68,6 +87,7 @@ impl Replay {
             annotations,
             flags: NO_FLAGS,
             named_flags: Vec::new(),
+            present,
         }
     }
 

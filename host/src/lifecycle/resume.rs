@@ -1,0 +1,117 @@
+//! `restore --resume`: finds the files of a snapshot that an earlier restore into the same
+//! target already wrote whole, by hashing each against the snapshot's own chunk ids, so
+//! that the restore reads them from there instead of the repository and writes nothing.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::repo::Repository;
+use crate::repo::tree::{ItemKind, ItemRecord};
+
+/// The files found whole under a target.
+#[derive(Debug, Default)]
+pub struct Present {
+    /// By item index: where the item's contents already are.
+    pub items: HashMap<usize, PathBuf>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Files hashed at once: reading is the cost, and two keep a disk and a core busy.
+const AT_ONCE: usize = 2;
+
+/// The file items of `items` whose path under `target` holds exactly their contents.
+pub async fn find(repo: &Arc<Repository>, target: &Path, items: &[ItemRecord]) -> Present {
+    let candidates: Vec<(usize, PathBuf, ItemRecord)> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| matches!(item.kind, ItemKind::File | ItemKind::Data))
+        .filter_map(|(i, item)| Some((i, inside(target, &item.path)?, item.clone())))
+        .collect();
+    let checked: Vec<(usize, PathBuf, u64, bool)> = futures::stream::iter(candidates)
+        .map(|(i, path, item)| {
+            let repo = repo.clone();
+            async move {
+                let size = item.size;
+                let whole = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || holds(&repo, &path, &item)
+                })
+                .await
+                .unwrap_or(false);
+                (i, path, size, whole)
+            }
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+    let mut present = Present::default();
+    for (i, path, size, _) in checked.into_iter().filter(|c| c.3) {
+        present.items.insert(i, path);
+        present.files += 1;
+        present.bytes += size;
+    }
+    present
+}
+
+/// `target/relative`, if every directory on the way is a real directory (no symlink, which
+/// could lead out of the target) and the item's path is plain.
+fn inside(target: &Path, relative: &str) -> Option<PathBuf> {
+    let mut path = target.to_path_buf();
+    let parts: Vec<Component> = Path::new(relative).components().collect();
+    for (k, part) in parts.iter().enumerate() {
+        let Component::Normal(name) = part else {
+            return None;
+        };
+        path.push(name);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        let last = k + 1 == parts.len();
+        if (last && !meta.is_file()) || (!last && !meta.is_dir()) {
+            return None;
+        }
+    }
+    (!parts.is_empty()).then_some(path)
+}
+
+/// Whether the file at `path` holds exactly `item`'s contents: its size, and each chunk's
+/// keyed hash at the item's chunk boundaries.
+fn holds(repo: &Repository, path: &Path, item: &ItemRecord) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != Some(item.size) {
+        return false;
+    }
+    let mut buf = Vec::new();
+    for (id, len) in &item.chunks {
+        buf.resize(*len as usize, 0);
+        if file.read_exact(&mut buf).is_err() || repo.keys().chunk_id(&buf) != *id {
+            return false;
+        }
+    }
+    // Nothing past the last chunk (the file grew since its size was read).
+    file.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_through_real_directories_are_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("d"), dir.path().join("link")).unwrap();
+        assert!(inside(dir.path(), "d/f").is_some());
+        assert!(inside(dir.path(), "link/f").is_none(), "through a symlink");
+        assert!(inside(dir.path(), "d/../d/f").is_none());
+        assert!(inside(dir.path(), "d").is_none(), "a directory is no file");
+        assert!(inside(dir.path(), "d/missing").is_none());
+        assert!(inside(dir.path(), "").is_none());
+    }
+}
