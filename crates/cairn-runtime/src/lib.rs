@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plugin_api;
 pub mod sandbox;
 pub mod sink;
+pub mod sink_faults;
 pub mod source;
 pub mod state;
 

@@ -16,6 +16,7 @@ use crate::plugin_api::sink::SinkPlugin;
 use crate::plugin_api::{PluginError, PluginInfo};
 use crate::repo::backend::{Backend, BackendError, BackendErrorKind, BackendResult};
 use crate::sandbox::grants::Grants;
+use crate::sink_faults::{self, Fault, SinkFaults};
 use crate::state::PluginState;
 
 /// How long one storage operation may take (a 64 MiB pack over a slow link).
@@ -227,6 +228,12 @@ enum Op<'a> {
 }
 
 impl Op<'_> {
+    /// Whether the operation changes storage (so that its response can be lost after it
+    /// took effect).
+    fn mutates(&self) -> bool {
+        matches!(self, Op::Put { .. } | Op::Delete { .. })
+    }
+
     fn describe(&self) -> String {
         match self {
             Op::Put { name, .. } => format!("writing {name}"),
@@ -253,6 +260,8 @@ pub struct SinkPool {
     idle: Mutex<Vec<SinkInstance>>,
     slots: tokio::sync::Semaphore,
     description: String,
+    /// Faults injected at this boundary (`CAIRN_SINK_FAULTS`), for tests.
+    faults: Option<SinkFaults>,
 }
 
 impl SinkPool {
@@ -267,6 +276,13 @@ impl SinkPool {
         description: String,
     ) -> Result<SinkPool, CallError> {
         let grants = Arc::new(grants);
+        let faults = SinkFaults::from_env().map_err(|message| CallError::Instantiate {
+            plugin: name.to_string(),
+            message,
+        })?;
+        if faults.is_some() {
+            tracing::warn!(sink = %name, "{}: injecting storage faults (a testing aid)", sink_faults::VARIABLE);
+        }
         let mut first = SinkInstance::new(&runtime, &plugin, name, grants.clone()).await?;
         first.open(&options).await?;
         Ok(SinkPool {
@@ -278,6 +294,7 @@ impl SinkPool {
             idle: Mutex::new(vec![first]),
             slots: tokio::sync::Semaphore::new(concurrency.max(1)),
             description,
+            faults,
         })
     }
 
@@ -303,7 +320,7 @@ impl SinkPool {
             // sink that connects on open); it is retried the same way.
             let (instance, result) = match self.instance().await {
                 Ok(mut instance) => {
-                    let result = instance.run(&op).await;
+                    let result = self.attempt(&mut instance, &op).await;
                     (Some(instance), result)
                 }
                 Err(e) => (None, Err(e)),
@@ -337,6 +354,39 @@ impl SinkPool {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// One attempt of `op`, under the injected faults if there are any.
+    async fn attempt(&self, instance: &mut SinkInstance, op: &Op<'_>) -> Result<Reply, CallError> {
+        let Some(faults) = &self.faults else {
+            return instance.run(op).await;
+        };
+        let (latency, fault) = faults.draw(op.mutates());
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let injected = |error: PluginError| CallError::Failed {
+            plugin: self.name.clone(),
+            error,
+        };
+        match fault {
+            Fault::None => instance.run(op).await,
+            Fault::Transient => Err(injected(PluginError::Retryable(format!(
+                "injected fault: {} failed",
+                op.describe()
+            )))),
+            Fault::Permanent => Err(injected(PluginError::Permanent(format!(
+                "injected fault: {} failed for good",
+                op.describe()
+            )))),
+            Fault::LostResponse => {
+                instance.run(op).await?;
+                Err(injected(PluginError::Retryable(format!(
+                    "injected fault: the response to {} was lost",
+                    op.describe()
+                ))))
+            }
+        }
     }
 
     fn error(&self, op: &Op<'_>, e: &CallError) -> BackendError {
