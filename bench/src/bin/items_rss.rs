@@ -1,6 +1,7 @@
-//! Memory as the number of items grows: `cairn backup` and `cairn restore` of a source of
-//! N synthetic items (the bench probe's `items` mode: three directories to each one-chunk
-//! stream), peak RSS and wall time for each N, and the bytes each further item costs.
+//! Memory as the number of items grows: `cairn backup`, a second backup (with the first as
+//! its parent), `restore`, `prune` and `check` of a source of N synthetic items (the bench
+//! probe's `items` mode: three directories to each one-chunk stream), peak RSS and wall
+//! time of each for each N, and the bytes of RSS each further item costs.
 //!
 //! `items_rss [MAX]` runs N = 10k, 100k, 1M, ... up to MAX (default 1,000,000).
 
@@ -25,11 +26,14 @@ fn main() -> Result<()> {
         "{} not found: build it with `cargo build --release -p cairn`",
         cairn.display()
     );
+    // Each command reads the whole item list of a snapshot: the first backup writes it;
+    // the second (with the first as parent), restore, prune and check read it back.
+    const COMMANDS: [&str; 5] = ["backup", "backup again", "restore", "prune", "check"];
     println!(
-        "{:>10}  {:>10} {:>9}  {:>10} {:>9}  {:>9}",
-        "items", "backup RSS", "time", "restore RSS", "time", "repo"
+        "{:>10}  {:<13} {:>10} {:>9}  {:>12}",
+        "items", "command", "peak RSS", "time", "B/item more"
     );
-    let mut first: Option<(u64, u64, u64)> = None;
+    let mut first: Option<(u64, Vec<u64>)> = None;
     let mut count = 10_000;
     while count <= max {
         let dir = tempfile::tempdir()?;
@@ -53,35 +57,38 @@ fn main() -> Result<()> {
             cmd
         };
         measure(&mut run(&["init"]))?;
-        let backup = measure(&mut run(&["backup"]))?;
         let target = dir.path().join("restored");
-        let restore = measure(&mut run(&[
-            "restore",
-            "latest",
-            "--target",
-            target.to_str().unwrap_or_default(),
-        ]))?;
+        let target = target.to_str().unwrap_or_default();
+        let mut peaks = Vec::new();
+        for command in COMMANDS {
+            let args: Vec<&str> = match command {
+                "backup" | "backup again" => vec!["backup"],
+                "restore" => vec!["restore", "latest", "--target", target],
+                "prune" => vec!["prune", "--grace", "0s"],
+                _ => vec!["check"],
+            };
+            let measured = measure(&mut run(&args))?;
+            peaks.push(measured.peak_rss_kib);
+            let growth = match &first {
+                Some((n0, base)) => format!(
+                    "{:.0}",
+                    (measured.peak_rss_kib.saturating_sub(base[peaks.len() - 1]) * 1024) as f64
+                        / (count - n0) as f64
+                ),
+                None => String::new(),
+            };
+            println!(
+                "{count:>10}  {command:<13} {:>6} MiB {:>8.1}s  {growth:>12}",
+                measured.peak_rss_kib / 1024,
+                measured.time.as_secs_f64(),
+            );
+        }
         println!(
-            "{count:>10}  {:>7} MiB {:>8.1}s  {:>7} MiB {:>8.1}s  {:>5} MiB",
-            backup.peak_rss_kib / 1024,
-            backup.time.as_secs_f64(),
-            restore.peak_rss_kib / 1024,
-            restore.time.as_secs_f64(),
+            "{count:>10}  repository    {:>6} MiB",
             cairn_bench::du(&dir.path().join("repo")) >> 20
         );
-        match first {
-            None => first = Some((count, backup.peak_rss_kib, restore.peak_rss_kib)),
-            Some((n0, b0, r0)) => {
-                let per = |kib: u64, kib0: u64| {
-                    (kib.saturating_sub(kib0) * 1024) as f64 / (count - n0) as f64
-                };
-                println!(
-                    "{:>10}  {:>7.0} B/item {:>11.0} B/item  (growth since {n0} items)",
-                    "",
-                    per(backup.peak_rss_kib, b0),
-                    per(restore.peak_rss_kib, r0)
-                );
-            }
+        if first.is_none() {
+            first = Some((count, peaks));
         }
         count *= 10;
     }
