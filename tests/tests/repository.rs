@@ -975,3 +975,32 @@ fn a_resumed_restore_keeps_whole_files_and_puts_right_the_rest() {
     assert_eq!(report["sources"][0]["kept_files"].as_u64(), Some(total));
     assert_same_tree(&data, &restored);
 }
+
+/// A write killed in the local sink leaves its temporary file; one older than a day is
+/// removed as a listing passes it, and a fresh one (a write in progress) is left alone.
+#[test]
+fn temporaries_a_killed_write_left_in_a_local_repository_are_removed_after_a_day() {
+    let env = tree_env(5, 0);
+    env.ok(&["backup"]);
+    let dir = std::fs::read_dir(env.path("repo/data"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let old = dir.join(".tmp-0123456789abcdef");
+    let fresh = dir.join(".tmp-fedcba9876543210");
+    std::fs::write(&old, "half a pack").unwrap();
+    std::fs::write(&fresh, "a pack landing").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let check = env.ok(&["check"]);
+    assert!(check.contains("no errors"), "{check}");
+    assert!(!old.exists(), "the stale temporary is still there");
+    assert!(fresh.exists(), "a fresh temporary was removed");
+}

@@ -274,23 +274,9 @@ impl Registration {
     /// backup leaves.
     #[cfg(test)]
     pub(crate) async fn leave_record_of_an_ended_run(repo: &Repository, role: Role) {
-        let Some(me) = machine::this_process() else {
-            return;
-        };
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        let ended = WriterRecord {
-            version: 1,
-            run: crate::snapshot::new_snapshot_id(),
-            hostname: machine::hostname(),
-            process: Some(ProcessMark { pid, ..me }),
-            started: Utc::now(),
-            beat: 0,
-            interval_secs: 30,
-            seen_markers: None,
-        };
-        put_record(repo, role, &ended, true).await.unwrap();
+        if let Some(ended) = ended_record() {
+            put_record(repo, role, &ended, true).await.unwrap();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WriterRecord> {
@@ -518,6 +504,25 @@ async fn evict_run(repo: &Repository, role: Role, run: &str) -> RepoResult<()> {
     delete_if_present(repo, &record_name(role, run)).await
 }
 
+/// The record of a run on this machine whose process has ended, if this machine can tell.
+#[cfg(test)]
+fn ended_record() -> Option<WriterRecord> {
+    let me = machine::this_process()?;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    Some(WriterRecord {
+        version: 1,
+        run: crate::snapshot::new_snapshot_id(),
+        hostname: machine::hostname(),
+        process: Some(ProcessMark { pid, ..me }),
+        started: Utc::now(),
+        beat: 0,
+        interval_secs: 30,
+        seen_markers: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,21 +530,8 @@ mod tests {
     #[tokio::test]
     async fn records_of_ended_processes_here_are_swept_and_block_nothing() {
         let repo = crate::memory::repository().await;
-        let Some(me) = machine::this_process() else {
+        let Some(ended) = ended_record() else {
             return;
-        };
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        let ended = WriterRecord {
-            version: 1,
-            run: "ended".into(),
-            hostname: machine::hostname(),
-            process: Some(ProcessMark { pid, ..me }),
-            started: Utc::now(),
-            beat: 0,
-            interval_secs: 30,
-            seen_markers: None,
         };
         put_record(&repo, Role::Writer, &ended, true).await.unwrap();
         let live = resolve(&repo, true).await.unwrap();

@@ -3,7 +3,8 @@
 //! durably (temporary file, fsync, rename), so a crash never leaves a torn object.
 
 use cairn_sdk::{
-    Blob, Info, ItemKind, ObjectInfo, PluginError, RestoreTarget, Result, Sink, Store, files,
+    Blob, Info, ItemKind, ItemMeta, ObjectInfo, PluginError, RestoreTarget, Result, Sink, Store,
+    files, host,
 };
 use serde::Deserialize;
 
@@ -64,6 +65,19 @@ struct LocalStore {
     root: String,
 }
 
+/// A temporary file older than this is no write in progress (a pack lands in seconds, even
+/// over a slow mount) but one that was killed, which nothing will ever rename.
+const STALE_TEMPORARY_SECS: i64 = 24 * 60 * 60;
+
+/// Whether `entry`, a `.tmp-` file, was last written more than a day ago by this clock.
+fn stale(entry: &ItemMeta) -> bool {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    now_ns.saturating_sub(entry.mtime_ns) > STALE_TEMPORARY_SECS * 1_000_000_000
+}
+
 impl LocalStore {
     fn path(&self, name: &str) -> Result<String> {
         if name.is_empty()
@@ -103,13 +117,23 @@ impl LocalStore {
                 {
                     self.walk(&name, prefix, out)?
                 }
-                // Temporary files of writes in progress are not objects.
-                ItemKind::File if name.starts_with(prefix) && !entry.path.starts_with(".tmp-") => {
-                    out.push(ObjectInfo {
-                        name,
-                        size: entry.size,
-                    })
+                // Temporary files of writes in progress are not objects; those that a killed
+                // write left are removed as the listing passes them.
+                ItemKind::File if entry.path.starts_with(".tmp-") && stale(&entry) => {
+                    let path = format!("{guest}/{}", entry.path);
+                    match files::remove(&path) {
+                        Ok(()) => host::info(format!(
+                            "removed {path}, a temporary file a killed write left over a day ago"
+                        )),
+                        Err(PluginError::NotFound(_)) => {}
+                        Err(e) => host::warn(format!("removing {path}: {e}")),
+                    }
                 }
+                ItemKind::File if entry.path.starts_with(".tmp-") => {}
+                ItemKind::File if name.starts_with(prefix) => out.push(ObjectInfo {
+                    name,
+                    size: entry.size,
+                }),
                 _ => {}
             }
         }

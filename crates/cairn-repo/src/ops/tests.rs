@@ -129,22 +129,7 @@ async fn forget_then_prune_twice_frees_the_forgotten_data_and_keeps_the_rest_rea
     snapshot(&repo, "files", &noise(2, 300_000), 2).await;
     let packs_before = repo.backend().list("data/").await.unwrap().len();
 
-    let keep_last = |_: &str| {
-        let mut policy = Policy::default();
-        policy.set_count("keep-last", 1, &mut Vec::new());
-        Some((policy, Vec::new()))
-    };
-    let forgotten = forget::run(
-        &repo,
-        &ForgetOptions {
-            dry_run: false,
-            sources: None,
-            policy_of: &keep_last,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(forgotten.ok());
+    let forgotten = forget_all_but_the_newest(&repo).await;
     assert_eq!(forgotten.removed(), 1);
     assert_eq!(repo.snapshots().await.unwrap().len(), 1);
 
@@ -278,7 +263,7 @@ async fn a_prune_killed_after_it_repacked_leaves_copies_the_next_prune_does_not_
 }
 
 /// Forgets every snapshot but the newest of each source.
-async fn forget_all_but_the_newest(repo: &Arc<Repository>) {
+async fn forget_all_but_the_newest(repo: &Arc<Repository>) -> forget::ForgetReport {
     let keep_last = |_: &str| {
         let mut policy = Policy::default();
         policy.set_count("keep-last", 1, &mut Vec::new());
@@ -295,6 +280,7 @@ async fn forget_all_but_the_newest(repo: &Arc<Repository>) {
     .await
     .unwrap();
     assert!(forgotten.ok());
+    forgotten
 }
 
 #[tokio::test]
