@@ -239,6 +239,15 @@ impl Registration {
         Ok(())
     }
 
+    /// Releases this registration once the work it covered ended with `result`: the
+    /// work's error comes first, then a failure to release.
+    pub async fn release_after<T>(self, result: RepoResult<T>) -> RepoResult<T> {
+        let released = self.release().await;
+        let value = result?;
+        released?;
+        Ok(value)
+    }
+
     /// Stops the heartbeat and removes the record (and an eviction, if one was written).
     pub async fn release(self) -> RepoResult<()> {
         self.heartbeat.abort();
@@ -533,22 +542,17 @@ mod tests {
         let Some(ended) = ended_record() else {
             return;
         };
+        let records = async || repo.backend().list(Role::Writer.prefix()).await.unwrap();
         put_record(&repo, Role::Writer, &ended, true).await.unwrap();
         let live = resolve(&repo, true).await.unwrap();
         assert!(!live.any(), "{live:?}");
-        assert!(
-            repo.backend()
-                .list(Role::Writer.prefix())
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(records().await.is_empty());
 
         put_record(&repo, Role::Writer, &ended, true).await.unwrap();
         let running = Registration::register(&repo, Duration::from_secs(30))
             .await
             .unwrap();
-        let listed = repo.backend().list(Role::Writer.prefix()).await.unwrap();
+        let listed = records().await;
         assert_eq!(
             listed.len(),
             1,
@@ -564,12 +568,6 @@ mod tests {
         assert!(live.blocking("prune/any").is_empty());
         assert_eq!(live.blocking("prune/newer").len(), 1);
         running.release().await.unwrap();
-        assert!(
-            repo.backend()
-                .list(Role::Writer.prefix())
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(records().await.is_empty());
     }
 }

@@ -486,16 +486,16 @@ async fn resumed_replay_of(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let present = match resume_in {
-        Some(dir) => super::resume::find(repo.repo(), dir, &items).await,
-        None => Present::default(),
+    let (items, mut present) = match resume_in {
+        Some(dir) => super::resume::find(repo.repo(), dir, items).await?,
+        None => (items, Present::default()),
     };
     let replay = Replay::resuming(
         ChunkReader::new(repo),
         Some(ChunkReader::new(repo)),
         items,
         annotations,
-        present.items.clone(),
+        std::mem::take(&mut present.items),
     );
     Ok((replay, present))
 }

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use anyhow::Context;
 
 use crate::repo::Repository;
 use crate::repo::tree::{ItemKind, ItemRecord};
@@ -25,37 +26,47 @@ pub struct Present {
 const AT_ONCE: usize = 2;
 
 /// The file items of `items` whose path under `target` holds exactly their contents.
-pub async fn find(repo: &Arc<Repository>, target: &Path, items: &[ItemRecord]) -> Present {
-    let candidates: Vec<(usize, PathBuf, ItemRecord)> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, item)| matches!(item.kind, ItemKind::File | ItemKind::Data))
-        .filter_map(|(i, item)| Some((i, inside(target, &item.path)?, item.clone())))
-        .collect();
-    let checked: Vec<(usize, PathBuf, u64, bool)> = futures::stream::iter(candidates)
-        .map(|(i, path, item)| {
-            let repo = repo.clone();
-            async move {
-                let size = item.size;
-                let whole = tokio::task::spawn_blocking({
-                    let path = path.clone();
-                    move || holds(&repo, &path, &item)
-                })
-                .await
-                .unwrap_or(false);
-                (i, path, size, whole)
-            }
-        })
-        .buffer_unordered(AT_ONCE)
-        .collect()
-        .await;
-    let mut present = Present::default();
-    for (i, path, size, _) in checked.into_iter().filter(|c| c.3) {
-        present.items.insert(i, path);
-        present.files += 1;
-        present.bytes += size;
-    }
-    present
+/// Reads and hashes on blocking threads; `items` comes back with the answer.
+pub async fn find(
+    repo: &Arc<Repository>,
+    target: &Path,
+    items: Vec<ItemRecord>,
+) -> anyhow::Result<(Vec<ItemRecord>, Present)> {
+    let (repo, target) = (repo.clone(), target.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let present = find_blocking(&repo, &target, &items);
+        (items, present)
+    })
+    .await
+    .context("looking for the files an earlier restore wrote whole")
+}
+
+fn find_blocking(repo: &Repository, target: &Path, items: &[ItemRecord]) -> Present {
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(Present::default());
+    std::thread::scope(|scope| {
+        for _ in 0..AT_ONCE {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if !matches!(item.kind, ItemKind::File | ItemKind::Data) {
+                        continue;
+                    }
+                    let Some(path) = inside(target, &item.path) else {
+                        continue;
+                    };
+                    if holds(repo, &path, item) {
+                        let mut found = found.lock().unwrap_or_else(|p| p.into_inner());
+                        found.items.insert(i, path);
+                        found.files += 1;
+                        found.bytes += item.size;
+                    }
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `target/relative`, if every directory on the way is a real directory (no symlink, which

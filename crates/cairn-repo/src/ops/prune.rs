@@ -105,10 +105,7 @@ pub async fn run(
     }
     let lock = Registration::lock_maintenance(repo, "prune").await?;
     let result = run_locked(repo, options, Some(&lock)).await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    lock.release_after(result).await
 }
 
 async fn run_locked(

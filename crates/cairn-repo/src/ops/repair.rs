@@ -510,10 +510,7 @@ async fn exclusively<T>(
     }
     let lock = Registration::lock_maintenance(repo, "repair").await?;
     let result = work.await;
-    let released = lock.release().await;
-    let value = result?;
-    released?;
-    Ok(value)
+    lock.release_after(result).await
 }
 
 /// Every index file, read from storage: the intact ones, and the damaged with why.

@@ -78,16 +78,15 @@ impl PluginState {
         options: WriteOptions,
     ) -> Result<u64, PluginError> {
         let (root, resolved) = self.resolve(path, true)?;
-        let blob = self
-            .table
-            .get_mut(contents)
-            .map_err(|e| PluginError::Permanent(format!("blob: {e}")))?;
         // A file written onto itself (a resumed restore found it whole where it belongs)
         // keeps its bytes: only its metadata is set.
-        if let Blob::File { file, size, .. } = &*blob
-            && is_same_file(file, &root, &resolved.relative)
-        {
-            let size = *size;
+        let onto_itself = match self.table.get(contents) {
+            Ok(Blob::File { file, size, .. }) if is_same_file(file, &root, &resolved.relative) => {
+                Some(*size)
+            }
+            _ => None,
+        };
+        if let Some(size) = onto_itself {
             if let Some(meta) = &options.meta {
                 self.set_metadata_inner(path, meta)?;
             }
