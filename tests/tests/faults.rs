@@ -3,7 +3,8 @@
 //! after the write took effect, permanent failures) during randomised backups, restores,
 //! forgets and prunes. Every run either succeeds or exits 1 with an error, never a crash;
 //! afterwards `check --read-data` finds no error, and every snapshot in the repository
-//! restores exactly the tree it was taken of, whether its backup said ok or not.
+//! restores exactly the tree it was taken of, whether its backup said ok or not. Once the
+//! faults stop, the next backup succeeds.
 //! `CAIRN_FAULT_SEED=N` replays a run; `CAIRN_FAULT_ROUNDS=N` (default 16) makes it
 //! longer, as `bench/faults.sh` does.
 
@@ -39,6 +40,23 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
+/// Keeps a copy of the tree for each snapshot that appeared since `before`.
+fn note_new_snapshots(
+    env: &Env,
+    before: &[String],
+    data: &Path,
+    taken: &mut BTreeMap<String, std::path::PathBuf>,
+) {
+    for id in snapshot_ids(env) {
+        if !before.contains(&id) && !taken.contains_key(&id) {
+            let copy = env.path(&format!("taken/{id}"));
+            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            copy_tree(data, &copy);
+            taken.insert(id, copy);
+        }
+    }
+}
+
 #[test]
 fn under_sink_faults_every_run_ends_cleanly_and_every_snapshot_restores() {
     let seed = env_number("CAIRN_FAULT_SEED").unwrap_or_else(rand::random);
@@ -53,7 +71,6 @@ fn under_sink_faults_every_run_ends_cleanly_and_every_snapshot_restores() {
         data.display()
     ));
     env.ok(&["init"]);
-    let faults = format!("seed={seed},transient=0.08,lost=0.04,permanent=0.01,latency-ms=3");
     // What each snapshot was taken of: a copy of the tree at the time.
     let mut taken: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     let mut outcomes: BTreeMap<(&str, bool), u32> = BTreeMap::new();
@@ -78,6 +95,12 @@ fn under_sink_faults_every_run_ends_cleanly_and_every_snapshot_restores() {
         if which == "restore" && taken.is_empty() {
             continue;
         }
+        // Each run draws its own faults: one seed for all would fail the same call of
+        // every run alike.
+        let faults = format!(
+            "seed={},transient=0.08,lost=0.04,permanent=0.01,latency-ms=3",
+            rng.random::<u64>()
+        );
         let before = snapshot_ids(&env);
         let out = env.cairn_with(
             &args,
@@ -98,18 +121,19 @@ fn under_sink_faults_every_run_ends_cleanly_and_every_snapshot_restores() {
             stderr(&out)
         );
         *outcomes.entry((which, code == Some(0))).or_default() += 1;
+        if code != Some(0) {
+            // Shown only when the test fails: why each command that failed did.
+            let why = stderr(&out);
+            eprintln!(
+                "round {round}: {which} failed: {}",
+                why.trim_end().lines().last().unwrap_or("")
+            );
+        }
         injected += stderr(&out).matches("injected fault").count();
 
         // Without faults from here: the repository is whole, and any snapshot that
         // appeared, even from a backup that failed, holds the tree as it was.
-        for id in snapshot_ids(&env) {
-            if !before.contains(&id) && !taken.contains_key(&id) {
-                let copy = env.path(&format!("taken/{id}"));
-                std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-                copy_tree(&data, &copy);
-                taken.insert(id, copy);
-            }
-        }
+        note_new_snapshots(&env, &before, &data, &mut taken);
         if which == "restore" && code == Some(0) {
             let latest = snapshot_ids(&env).pop().unwrap();
             assert_same_tree(&taken[&latest], &target.join("files"));
@@ -123,11 +147,11 @@ fn under_sink_faults_every_run_ends_cleanly_and_every_snapshot_restores() {
         );
     }
     assert!(injected > 0, "seed {seed}: no fault was injected");
+    // Once the faults stop, whatever they left behind, the next backup succeeds.
+    let before = snapshot_ids(&env);
+    env.ok(&["backup"]);
+    note_new_snapshots(&env, &before, &data, &mut taken);
     let remaining = snapshot_ids(&env);
-    assert!(
-        !remaining.is_empty(),
-        "seed {seed}: no snapshot survived: {outcomes:?}"
-    );
     for id in &remaining {
         let target = env.path(&format!("final/{id}"));
         env.ok(&["restore", id, "--target", target.to_str().unwrap()]);

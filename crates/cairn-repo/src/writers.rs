@@ -239,13 +239,16 @@ impl Registration {
         Ok(())
     }
 
-    /// Releases this registration once the work it covered ended with `result`: the
-    /// work's error comes first, then a failure to release.
-    pub async fn release_after<T>(self, result: RepoResult<T>) -> RepoResult<T> {
-        let released = self.release().await;
-        let value = result?;
-        released?;
-        Ok(value)
+    /// Releases this registration once the work it covered ended with `result`, and
+    /// returns that result. A release that fails is only a warning: the work is done, and
+    /// the record left behind is an ended run's, which the next run on this machine
+    /// removes and any other machine judges stale once its heartbeat stops.
+    pub async fn release_after<T, E>(self, result: Result<T, E>) -> Result<T, E> {
+        let name = record_name(self.role, &self.run());
+        if let Err(e) = self.release().await {
+            tracing::warn!("removing {name} (the next run on this machine removes it): {e}");
+        }
+        result
     }
 
     /// Stops the heartbeat and removes the record (and an eviction, if one was written).

@@ -110,14 +110,7 @@ pub async fn run(session: &Session, options: &BackupOptions) -> Result<BackupRep
         started,
     )
     .await;
-    let released = registration.release().await;
-    let report = result?;
-    if let Err(e) = released {
-        tracing::warn!(
-            "removing this backup's registration (the next backup or prune on this machine removes it): {e}"
-        );
-    }
-    Ok(report)
+    registration.release_after(result).await
 }
 
 async fn run_registered(

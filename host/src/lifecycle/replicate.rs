@@ -364,12 +364,8 @@ impl RepoChain {
             tags: &tags,
         };
         let manifest = manifest_of(&self.source, captured, &run, base.started);
-        commit(&base.registration, &manifest).await?;
-        if let Err(e) = base.registration.release().await {
-            tracing::warn!(
-                "removing the snapshot's registration (the next backup removes it): {e}"
-            );
-        }
+        let committed = commit(&base.registration, &manifest).await;
+        base.registration.release_after(committed).await?;
         // The base holds everything committed before its copy ended, which was before now.
         let start = ChainStart {
             version: 1,

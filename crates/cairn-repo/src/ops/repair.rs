@@ -410,9 +410,10 @@ async fn snapshots_locked(repo: &Arc<Repository>, dry_run: bool) -> RepoResult<S
         Ok(())
     }
     .await;
-    if let Some(registration) = registration {
-        registration.release().await?;
-    }
+    let result = match registration {
+        Some(registration) => registration.release_after(result).await,
+        None => result,
+    };
     result.map(|()| report)
 }
 
