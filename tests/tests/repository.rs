@@ -113,6 +113,82 @@ fn an_unchanged_backup_stores_almost_nothing_and_reads_no_file() {
     assert_same_tree(&env.path("data"), &env.path("out/files"));
 }
 
+/// More items than a backup holds of its parent's list, or a restore of its own (16,384
+/// each; beyond that both read the list along, a chunk at a time): names that sort
+/// differently bytewise and by path, a deleted directory, new and changed files.
+#[test]
+fn a_tree_longer_than_the_lists_held_is_backed_up_again_unread_and_restored_whole() {
+    let env = tree_env(0, 0);
+    let data = env.path("data");
+    let names = ["a", "a-b", "a.b", "B", "z", "\u{e9}t\u{e9}", "with space"];
+    let mut files = 0;
+    for (d, dir) in names.iter().enumerate() {
+        for sub in names {
+            let path = data.join(dir).join(sub);
+            std::fs::create_dir_all(&path).unwrap();
+            for i in 0..400 {
+                std::fs::write(path.join(format!("f{i}")), format!("{d} {sub} {i}")).unwrap();
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 16_384 + 2_000, "{files} files");
+    let first: serde_json::Value = serde_json::from_str(&env.ok(&["backup", "--json"])).unwrap();
+    assert_eq!(first["sources"][0]["files_read"], files);
+
+    std::fs::remove_dir_all(data.join("a-b")).unwrap();
+    for i in 0..10 {
+        std::fs::write(data.join(format!("a/a.b/f{i}")), "changed, and longer").unwrap();
+        std::fs::write(data.join(format!("z/a/new {i}")), "new").unwrap();
+    }
+    let second: serde_json::Value = serde_json::from_str(&env.ok(&["backup", "--json"])).unwrap();
+    let s = &second["sources"][0];
+    assert_eq!(
+        s["files_read"], 20,
+        "only new and changed files are read: {second}"
+    );
+    assert_eq!(s["files_unchanged"], files - 7 * 400 - 10, "{second}");
+
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_same_tree(&data, &out.join("files"));
+}
+
+/// A restore reads a long item list as it goes, so damage far into it is found after the
+/// plugin has restored the items before it: the restore still fails, naming the list.
+#[test]
+fn damage_far_into_a_long_item_list_fails_the_restore_that_reaches_it() {
+    let env = tree_env(0, 0);
+    // Empty files, so that the only pack holds the item list alone; long paths, so that
+    // the list spans chunks past the first 16,384 items a restore holds.
+    let dir = env.path(&format!(
+        "data/{}",
+        ["a directory with a long name"; 6].join("/")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..40_000 {
+        std::fs::write(
+            dir.join(format!("an empty file with a long name {i:05}")),
+            b"",
+        )
+        .unwrap();
+    }
+    env.ok(&["backup"]);
+    let packs = repo_objects(&env.path("repo"), "data");
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    // A byte of the pack's last chunk, just before its header.
+    let mut pack = std::fs::read(&packs[0]).unwrap();
+    let header = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
+    let at = pack.len() - 4 - header - 16;
+    pack[at] ^= 0x40;
+    std::fs::write(&packs[0], &pack).unwrap();
+
+    let out = env.path("out");
+    let err = env.fails(&["restore", "latest", "--target", out.to_str().unwrap()], 1);
+    // Found while the plugin read the list (not before it started), and still a failure.
+    assert!(err.contains("item list for plugin"), "{err}");
+}
+
 #[test]
 fn a_wrong_password_is_a_clear_error() {
     let env = tree_env(5, 0);
@@ -627,6 +703,8 @@ fn a_closed_stdout_fails_nothing_that_was_done() {
         &["backup", "--tag", "piped"][..],
         &["snapshots"],
         &["--json", "snapshots"],
+        &["ls", "latest"],
+        &["--json", "ls", "latest"],
     ] {
         let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
@@ -646,6 +724,23 @@ fn a_closed_stdout_fails_nothing_that_was_done() {
     let listed: serde_json::Value =
         serde_json::from_str(&env.ok(&["--json", "snapshots"])).unwrap();
     assert_eq!(listed[0]["tags"][0], "piped", "{listed}");
+
+    // A listing that cannot be written whole (a full disk) is a failure, said on stderr.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .command(&["ls", "latest"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writing the listing"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn flip_byte(path: &std::path::Path, at: f64) {

@@ -19,6 +19,72 @@ pub async fn repository() -> Arc<Repository> {
     )
 }
 
+/// A file's record at `path`, with no contents: for tests that build item lists.
+pub fn file_item(path: &str) -> crate::tree::ItemRecord {
+    crate::tree::ItemRecord {
+        path: path.to_string(),
+        kind: crate::tree::ItemKind::File,
+        size: 0,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 1,
+        target: None,
+        chunks: Vec::new(),
+        changed_while_read: false,
+    }
+}
+
+/// Stores `items` as a snapshot's item list (their chunks are not stored); returns the
+/// repository's index with it and the manifest that names it, unwritten: for tests of
+/// what reads item lists.
+pub async fn item_list(
+    repo: &Arc<Repository>,
+    items: impl IntoIterator<Item = crate::tree::ItemRecord>,
+) -> crate::RepoResult<(crate::Indexed, crate::snapshot::SourceSnapshot)> {
+    let indexed = &repo.load_index().await?;
+    use crate::chunker::Chunking;
+    use crate::pack::ChunkKind;
+    use crate::write::{ChunkWriter, ContentWriter};
+    let writer = Arc::new(ChunkWriter::start(indexed)?);
+    let cdc = indexed.config().chunker;
+    let mut tree = ContentWriter::new(
+        writer.clone(),
+        Chunking::ContentDefined(cdc),
+        ChunkKind::Tree,
+    );
+    let mut count = 0;
+    for item in items {
+        tree.write(&item.to_line()).await?;
+        count += 1;
+    }
+    let (tree, _) = tree.finish().await?;
+    writer.flush().await?;
+    let manifest = crate::snapshot::SourceSnapshot {
+        version: 1,
+        snapshot: crate::snapshot::new_snapshot_id(),
+        time: chrono::Utc::now(),
+        seq: 0,
+        hostname: "test".into(),
+        username: "test".into(),
+        tags: Vec::new(),
+        source: "test".into(),
+        plugin: "test".into(),
+        plugin_version: "0".into(),
+        tree: tree.into_iter().map(|(id, _)| id).collect(),
+        items: count,
+        bytes: 0,
+        annotations: Default::default(),
+        duration_secs: 0.0,
+        program: "test".into(),
+        changed_while_read: 0,
+        options: None,
+    };
+    Ok((repo.load_index().await?, manifest))
+}
+
 #[derive(Default)]
 pub struct Memory(Mutex<HashMap<String, Bytes>>);
 

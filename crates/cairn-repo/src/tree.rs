@@ -53,6 +53,47 @@ impl ItemRecord {
 
 /// Splits a reassembled item list back into items.
 pub fn parse_lines(bytes: &[u8]) -> Result<Vec<ItemRecord>, RepoError> {
+    let mut lines = Lines::default();
+    let mut items = lines.push(bytes)?;
+    items.extend(lines.finish()?);
+    Ok(items)
+}
+
+/// An item list's lines parsed as its chunks arrive: a line may span chunks, so the
+/// unfinished end of one is kept until the next completes it.
+#[derive(Default)]
+pub struct Lines {
+    unfinished: Vec<u8>,
+}
+
+impl Lines {
+    /// The items whose lines `bytes` completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ItemRecord>, RepoError> {
+        let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') else {
+            self.unfinished.extend_from_slice(bytes);
+            return Ok(Vec::new());
+        };
+        let (complete, rest) = bytes.split_at(last_newline + 1);
+        let items = if self.unfinished.is_empty() {
+            parse_complete(complete)
+        } else {
+            self.unfinished.extend_from_slice(complete);
+            let items = parse_complete(&self.unfinished);
+            self.unfinished.clear();
+            items
+        };
+        self.unfinished.extend_from_slice(rest);
+        items
+    }
+
+    /// The last item, if the list did not end with a newline.
+    pub fn finish(self) -> Result<Option<ItemRecord>, RepoError> {
+        let mut items = parse_complete(&self.unfinished)?;
+        Ok(items.pop())
+    }
+}
+
+fn parse_complete(bytes: &[u8]) -> Result<Vec<ItemRecord>, RepoError> {
     bytes
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
@@ -100,6 +141,26 @@ mod tests {
         #[test]
         fn a_damaged_item_list_is_items_or_an_error(bytes in damaged(lines())) {
             let _ = parse_lines(&bytes);
+        }
+
+        /// However the list is cut into chunks, the same items come out.
+        #[test]
+        fn items_read_chunk_by_chunk_are_the_items_read_whole(
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+        ) {
+            let bytes = [lines(), lines()].concat();
+            let whole = parse_lines(&bytes).unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort();
+            let mut parsed = Lines::default();
+            let mut items = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                items.extend(parsed.push(&bytes[from..cut]).unwrap());
+                from = cut;
+            }
+            items.extend(parsed.finish().unwrap());
+            prop_assert_eq!(items, whole);
         }
     }
 }

@@ -151,6 +151,11 @@ pub enum CallError {
     Failed { plugin: String, error: PluginError },
     #[error("plugin `{plugin}` could not start: {message}")]
     Instantiate { plugin: String, message: String },
+    /// The snapshot's item list could not be read to its end while the plugin read it.
+    #[error(
+        "reading the snapshot's item list for plugin `{plugin}`: {message} (`cairn check` names the damage)"
+    )]
+    ItemList { plugin: String, message: String },
 }
 
 impl CallError {

@@ -124,8 +124,7 @@ impl SourceInstance {
             timeout,
             api.call_restore(&mut *store, options, reader, target)
         );
-        self.store.data_mut().replay = None;
-        result
+        self.end_replay(result)
     }
 
     pub async fn verify(
@@ -145,8 +144,19 @@ impl SourceInstance {
             timeout,
             api.call_verify(&mut *store, options, reader, scratch)
         );
-        self.store.data_mut().replay = None;
-        result
+        self.end_replay(result)
+    }
+
+    /// Takes the replay back: a plugin that saw less than the whole item list fails.
+    fn end_replay<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
+        let replay = self.store.data_mut().replay.take();
+        match replay.and_then(Replay::failure) {
+            Some(e) => Err(CallError::ItemList {
+                plugin: self.name.clone(),
+                message: e.to_string(),
+            }),
+            None => result,
+        }
     }
 
     /// Puts `replay` in the store and hands out the reader the plugin reads it through.

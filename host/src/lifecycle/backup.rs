@@ -16,11 +16,11 @@ use super::history::{self, RunKind, RunRecord, SourceOutcome};
 use super::progress::{Progress, human_bytes};
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
-use crate::repo::read::{ChunkReader, read_items};
+use crate::repo::read::{ChunkReader, ItemStream};
 use crate::repo::snapshot::{SourceSnapshot, new_snapshot_id};
 use crate::repo::write::{ChunkWriter, WriteStats};
 use crate::repo::writers::{self, Registration};
-use crate::runtime::pipeline::capture::{Capture, CaptureCounts, Captured};
+use crate::runtime::pipeline::capture::{Capture, CaptureCounts, Captured, Parent};
 
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
@@ -279,21 +279,25 @@ async fn capture_source(
     run: &Run<'_>,
 ) -> Result<(CaptureCounts, SourceSnapshot)> {
     let started = Instant::now();
-    let parent_items = match parent {
+    let parent = match parent {
         Some(manifest) => {
-            let mut reader = ChunkReader::new(repo);
-            match read_items(&mut reader, manifest).await {
-                Ok(items) => items,
+            match Parent::of(
+                ItemStream::new(ChunkReader::new(repo), manifest),
+                manifest.items,
+            )
+            .await
+            {
+                Ok(parent) => parent,
                 Err(e) => {
                     // A damaged parent only costs re-reading every file.
                     tracing::warn!(source = %source.name, "ignoring the previous snapshot: {e}");
-                    Vec::new()
+                    Parent::none()
                 }
             }
         }
-        None => Vec::new(),
+        None => Parent::none(),
     };
-    let capture = Capture::new(writer.clone(), repo.config().chunker, parent_items)
+    let capture = Capture::new(writer.clone(), repo.config().chunker, parent)
         .on_changed_files(source.changed_files);
     let (capture, result) = instance
         .backup(&source.options, capture, source.timeout)

@@ -21,7 +21,7 @@ use crate::repo::snapshot::{new_snapshot_id, next_seq};
 use crate::repo::write::ChunkWriter;
 use crate::repo::writers::{self, Registration};
 use crate::runtime::PluginError;
-use crate::runtime::pipeline::capture::Capture;
+use crate::runtime::pipeline::capture::{Capture, Parent};
 use crate::runtime::pipeline::follow::{ChainStore, FollowStep};
 
 /// The tag of the snapshots that begin chains.
@@ -334,7 +334,7 @@ impl RepoChain {
         let indexed = self.repo.load_index_for_backup(&registration).await?;
         let writer = Arc::new(ChunkWriter::start(&indexed)?);
         let parents = self.repo.readable_snapshots().await?;
-        let capture = Capture::new(writer.clone(), self.repo.config().chunker, Vec::new());
+        let capture = Capture::new(writer.clone(), self.repo.config().chunker, Parent::none());
         self.base = Some(Base {
             registration,
             writer,

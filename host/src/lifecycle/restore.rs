@@ -15,11 +15,10 @@ use super::resume::Present;
 use super::{PreparedSource, Session};
 use crate::repo::Indexed;
 use crate::repo::changes;
-use crate::repo::read::{ChunkReader, read_items};
 use crate::repo::snapshot::SourceSnapshot;
 use crate::runtime::PluginError;
 use crate::runtime::pipeline::follow::ChangeSource;
-use crate::runtime::pipeline::replay::{Replay, RestoreFlags};
+use crate::runtime::pipeline::replay::{ItemList, Replay, RestoreFlags};
 use crate::runtime::plugin_api::RestoreTarget;
 use crate::runtime::sandbox::grants::Grants;
 use futures::future::BoxFuture;
@@ -477,26 +476,19 @@ async fn resumed_replay_of(
     manifest: &SourceSnapshot,
     resume_in: Option<&Path>,
 ) -> Result<(Replay, Present)> {
-    let mut reader = ChunkReader::new(repo);
-    let items = read_items(&mut reader, manifest)
-        .await
-        .context("reading the snapshot's item list")?;
+    let list = ItemList::new(repo, manifest);
     let annotations = manifest
         .annotations
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let (items, mut present) = match resume_in {
-        Some(dir) => super::resume::find(repo.repo(), dir, items).await?,
-        None => (items, Present::default()),
+    let mut present = match resume_in {
+        Some(dir) => super::resume::find(repo.repo(), dir, &list).await?,
+        None => Present::default(),
     };
-    let replay = Replay::resuming(
-        ChunkReader::new(repo),
-        Some(ChunkReader::new(repo)),
-        items,
-        annotations,
-        std::mem::take(&mut present.items),
-    );
+    let replay = Replay::resuming(list, annotations, std::mem::take(&mut present.items))
+        .await
+        .context("reading the snapshot's item list")?;
     Ok((replay, present))
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use crate::repo::Repository;
 use crate::repo::tree::{ItemKind, ItemRecord};
+use crate::runtime::pipeline::replay::ItemList;
 
 /// The files found whole under a target.
 #[derive(Debug, Default)]
@@ -25,20 +26,47 @@ pub struct Present {
 /// Files hashed at once: reading is the cost, and two keep a disk and a core busy.
 const AT_ONCE: usize = 2;
 
-/// The file items of `items` whose path under `target` holds exactly their contents.
-/// Reads and hashes on blocking threads; `items` comes back with the answer.
+/// Items looked for per hand-off to the hashing threads, so that the list is read a
+/// batch at a time rather than held.
+const BATCH: usize = 4096;
+
+/// The file items of `list` whose path under `target` holds exactly their contents.
+/// Reads and hashes on blocking threads.
 pub async fn find(
     repo: &Arc<Repository>,
     target: &Path,
-    items: Vec<ItemRecord>,
-) -> anyhow::Result<(Vec<ItemRecord>, Present)> {
-    let (repo, target) = (repo.clone(), target.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let present = find_blocking(&repo, &target, &items);
-        (items, present)
-    })
-    .await
-    .context("looking for the files an earlier restore wrote whole")
+    list: &ItemList,
+) -> anyhow::Result<Present> {
+    let mut items = list.stream();
+    let mut present = Present::default();
+    let mut first = 0;
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH {
+            match items
+                .next()
+                .await
+                .context("reading the snapshot's item list")?
+            {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            return Ok(present);
+        }
+        let (repo, target) = (repo.clone(), target.to_path_buf());
+        let count = batch.len();
+        let found = tokio::task::spawn_blocking(move || find_blocking(&repo, &target, &batch))
+            .await
+            .context("looking for the files an earlier restore wrote whole")?;
+        present.files += found.files;
+        present.bytes += found.bytes;
+        present
+            .items
+            .extend(found.items.into_iter().map(|(i, path)| (first + i, path)));
+        first += count;
+    }
 }
 
 fn find_blocking(repo: &Repository, target: &Path, items: &[ItemRecord]) -> Present {

@@ -16,7 +16,7 @@ use crate::crypto::ChunkId;
 use crate::index::{Index, IndexFile};
 use crate::meta::{self, MetaKind};
 use crate::pack::{self, PackId};
-use crate::read::{ChunkReader, read_items};
+use crate::read::{ChunkReader, ItemStream};
 use crate::snapshot::SourceSnapshot;
 use crate::{RepoError, RepoResult, Repository};
 
@@ -155,10 +155,11 @@ pub async fn run(
                 continue;
             }
         };
-        let mut reader = ChunkReader::with_index(repo.clone(), index.clone());
-        match read_items(&mut reader, &manifest).await {
-            Ok(items) => {
-                for item in items {
+        let reader = ChunkReader::with_index(repo.clone(), index.clone());
+        let mut items = ItemStream::new(reader, &manifest);
+        loop {
+            match items.next().await {
+                Ok(Some(item)) => {
                     if let Some((id, _)) = item.chunks.iter().find(|(id, _)| !index.contains(id)) {
                         report.error(
                             &name,
@@ -169,11 +170,15 @@ pub async fn run(
                         );
                     }
                 }
+                Ok(None) => break,
+                Err(e) => {
+                    report.error(
+                        &name,
+                        format!("item list of source `{}`: {e}", manifest.source),
+                    );
+                    break;
+                }
             }
-            Err(e) => report.error(
-                &name,
-                format!("item list of source `{}`: {e}", manifest.source),
-            ),
         }
     }
 

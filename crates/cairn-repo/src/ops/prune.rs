@@ -23,7 +23,7 @@ use crate::crypto::ChunkId;
 use crate::index::{IndexFile, IndexedPack};
 use crate::meta::{self, MetaKind};
 use crate::pack::{PackBuilder, PackId};
-use crate::read::{ChunkReader, read_items};
+use crate::read::{ChunkReader, ItemStream};
 use crate::writers::{self, Registration};
 use crate::{Indexed, PruneMarker, RepoError, RepoResult, Repository};
 
@@ -295,12 +295,13 @@ async fn referenced_chunks(repo: &Indexed) -> RepoResult<HashSet<ChunkId>> {
     let mut referenced = HashSet::new();
     for (name, manifest) in repo.snapshots().await? {
         referenced.extend(manifest.tree.iter().copied());
-        let items = read_items(&mut reader, &manifest).await.map_err(|e| {
+        let unreadable = |e: RepoError| {
             e.within(format!(
                 "reading the items of {name}: prune needs every snapshot readable (run cairn check)"
             ))
-        })?;
-        for item in items {
+        };
+        let mut items = ItemStream::new(&mut reader, &manifest);
+        while let Some(item) = items.next().await.map_err(unreadable)? {
             referenced.extend(item.chunks.iter().map(|(id, _)| *id));
         }
     }

@@ -1,5 +1,5 @@
 //! The chunk reader: locate a chunk through the index, fetch a range of its pack (reading
-//! ahead), open, decompress and check it against its id; and item lists read back whole.
+//! ahead), open, decompress and check it against its id.
 
 use std::sync::Arc;
 
@@ -8,8 +8,6 @@ use bytes::Bytes;
 use crate::crypto::ChunkId;
 use crate::index::{Index, Location};
 use crate::pack::{PackId, decode_chunk};
-use crate::snapshot::SourceSnapshot;
-use crate::tree::{self, ItemRecord};
 use crate::{Indexed, RepoError, RepoResult, Repository};
 
 /// How far past a requested chunk one pack read extends.
@@ -129,16 +127,4 @@ pub fn open_chunk(
 ) -> RepoResult<Bytes> {
     decode_chunk(keys, id, sealed, loc.raw_length)
         .map_err(|e| e.context(format!("pack {}", loc.pack.to_hex())))
-}
-
-/// Reads a snapshot's item list.
-pub async fn read_items(
-    reader: &mut ChunkReader,
-    manifest: &SourceSnapshot,
-) -> RepoResult<Vec<ItemRecord>> {
-    let mut bytes = Vec::new();
-    for id in &manifest.tree {
-        bytes.extend_from_slice(&reader.read(id).await?);
-    }
-    tree::parse_lines(&bytes)
 }

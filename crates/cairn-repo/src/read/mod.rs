@@ -3,7 +3,9 @@
 //! and check each chunk against its id. Nothing unverified is ever returned.
 
 mod chunks;
+mod items;
 mod prefetch;
 
-pub use chunks::{ChunkReader, open_chunk, read_items};
-pub use prefetch::Prefetch;
+pub use chunks::{ChunkReader, open_chunk};
+pub use items::{ItemStream, read_items};
+pub use prefetch::{Plan, Prefetch, plan_of};

@@ -101,47 +101,70 @@ async fn deliver(tx: &tokio::sync::mpsc::Sender<Delivered>, (seqs, job, budget):
     true
 }
 
-/// Groups the plan into range reads: consecutive chunks of one pack, within READ_AHEAD of
-/// the window's start, share a read. A chunk the index lacks gets a window of its own,
-/// which reports it.
-fn plan_windows(index: &Index, plan: Vec<ChunkId>) -> Vec<PlannedWindow> {
-    let mut windows: Vec<PlannedWindow> = Vec::new();
-    for (seq, id) in plan.into_iter().enumerate() {
-        let loc = index.get(&id);
-        if let (Some(loc), Some(w)) = (loc, windows.last_mut()) {
-            let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
-            if w.pack == loc.pack
-                && start >= w.start
-                && end <= w.start + READ_AHEAD.max(w.end - w.start)
-            {
-                w.end = w.end.max(end);
-                w.chunks.push((seq, id, Some(loc)));
-                continue;
+/// The chunks a prefetch fetches, in the order they will be asked for, produced as it goes
+/// (a restore's plan comes from its item list, read a chunk at a time).
+pub type Plan = futures::stream::BoxStream<'static, ChunkId>;
+
+/// A plan of chunks known up front.
+pub fn plan_of(chunks: Vec<ChunkId>) -> Plan {
+    Box::pin(futures::stream::iter(chunks))
+}
+
+/// Groups the plan into range reads as it arrives: consecutive chunks of one pack, within
+/// READ_AHEAD of the window's start, share a read. A chunk the index lacks gets a window
+/// of its own, which reports it.
+fn plan_windows(
+    index: Arc<Index>,
+    plan: Plan,
+) -> impl futures::Stream<Item = PlannedWindow> + Send + 'static {
+    use futures::StreamExt;
+    let state = (plan.enumerate().fuse(), None::<PlannedWindow>);
+    futures::stream::unfold(state, move |(mut plan, mut open)| {
+        let index = index.clone();
+        async move {
+            loop {
+                let Some((seq, id)) = plan.next().await else {
+                    return open.take().map(|w| (w, (plan, None)));
+                };
+                let loc = index.get(&id);
+                if let (Some(loc), Some(w)) = (loc, open.as_mut()) {
+                    let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
+                    if w.pack == loc.pack
+                        && start >= w.start
+                        && end <= w.start + READ_AHEAD.max(w.end - w.start)
+                    {
+                        w.end = w.end.max(end);
+                        w.chunks.push((seq, id, Some(loc)));
+                        continue;
+                    }
+                }
+                let (pack, start, end) = match loc {
+                    Some(l) => (l.pack, l.offset as u64, l.offset as u64 + l.length as u64),
+                    None => (PackId([0; 32]), 0, 0),
+                };
+                let started = PlannedWindow {
+                    pack,
+                    start,
+                    end,
+                    chunks: vec![(seq, id, loc)],
+                };
+                if let Some(full) = open.replace(started) {
+                    return Some((full, (plan, open)));
+                }
             }
         }
-        let (pack, start, end) = match loc {
-            Some(l) => (l.pack, l.offset as u64, l.offset as u64 + l.length as u64),
-            None => (PackId([0; 32]), 0, 0),
-        };
-        windows.push(PlannedWindow {
-            pack,
-            start,
-            end,
-            chunks: vec![(seq, id, loc)],
-        });
-    }
-    windows
+    })
 }
 
 impl Prefetch {
     /// Starts fetching `plan` (every chunk of the items, in order): several pack windows
     /// download at once, and their chunks open on several threads.
-    pub fn start(reader: ChunkReader, plan: Vec<ChunkId>) -> Prefetch {
+    pub fn start(reader: ChunkReader, plan: Plan) -> Prefetch {
         Self::with_budget(reader, plan, PREFETCH_KIB)
     }
 
     /// [`Prefetch::start`] with `budget_kib` of decoded bytes ahead.
-    fn with_budget(reader: ChunkReader, plan: Vec<ChunkId>, budget_kib: u32) -> Prefetch {
+    fn with_budget(reader: ChunkReader, plan: Plan, budget_kib: u32) -> Prefetch {
         use futures::StreamExt;
         // The byte budget bounds what waits; the channel only needs room for small chunks.
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
@@ -153,8 +176,8 @@ impl Prefetch {
         let task = tokio::spawn(async move {
             let keys = reader.keys().clone();
             let repo = reader.repo.clone();
-            let windows = plan_windows(&reader.index, plan);
-            let mut fetched = futures::stream::iter(windows.into_iter().map(|w| {
+            let windows = plan_windows(reader.index.clone(), plan);
+            let fetched = windows.map(|w| {
                 let repo = repo.clone();
                 async move {
                     let bytes = if w.chunks.iter().any(|(_, _, loc)| loc.is_none()) {
@@ -164,8 +187,8 @@ impl Prefetch {
                     };
                     (w, bytes)
                 }
-            }))
-            .buffered(WINDOWS_IN_FLIGHT);
+            });
+            let mut fetched = std::pin::pin!(fetched.buffered(WINDOWS_IN_FLIGHT));
             let mut opening = std::collections::VecDeque::new();
             while let Some((window, bytes)) = fetched.next().await {
                 // Every chunk of a window that failed to download reports its failure.
@@ -297,7 +320,7 @@ mod tests {
         writer.flush().await.unwrap();
         let indexed = repo.load_index().await.unwrap();
         for budget_kib in [1, 2048, PREFETCH_KIB] {
-            let plan = chunks.iter().map(|(id, _)| *id).collect();
+            let plan = plan_of(chunks.iter().map(|(id, _)| *id).collect());
             let mut prefetch = Prefetch::with_budget(ChunkReader::new(&indexed), plan, budget_kib);
             for (seq, (_, data)) in chunks.iter().enumerate() {
                 let got =

@@ -35,7 +35,7 @@ pub async fn run(cli: &Cli) -> Result<ExitStatus> {
         Command::Init => emit(json, &init::run(cli).await?),
         Command::Backup(args) => emit(json, &backup::run(cli, args).await?),
         Command::Snapshots => emit(json, &snapshots::run(cli).await?),
-        Command::Ls(args) => emit(json, &ls::run(cli, args).await?),
+        Command::Ls(args) => ls::run(cli, args).await?,
         Command::Restore(args) => emit(json, &restore::run(cli, args).await?),
         Command::Check(args) => emit(json, &check::run(cli, args).await?),
         Command::Verify(args) => emit(json, &verify::run(cli, args).await?),

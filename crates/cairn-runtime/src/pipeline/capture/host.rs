@@ -50,7 +50,7 @@ impl PluginState {
     ) -> Result<(), PluginError> {
         check_item_path(&meta.path)?;
         meta.kind = ItemKind::File;
-        if let Some(old) = self.capture()?.take_unchanged(&meta) {
+        if let Some(old) = self.capture()?.take_unchanged(&meta).await {
             let capture = self.capture()?;
             capture.counts.files_unchanged += 1;
             return capture

@@ -2,8 +2,9 @@
 //! [`Capture`] session that turns what a source emits into chunks and an item list.
 
 mod host;
+mod parent;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceTable};
@@ -20,6 +21,8 @@ use crate::repo::pack::ChunkKind;
 use crate::repo::tree::{self, ItemRecord};
 use crate::repo::write::{ChunkWriter, ContentWriter};
 
+pub use parent::Parent;
+
 /// The writer a source's `backup` receives; its state lives in [`PluginState::capture`].
 pub struct ItemWriter;
 
@@ -35,7 +38,7 @@ pub struct Capture {
     cdc: CdcParams,
     tree: ContentWriter,
     /// The previous snapshot's items of this source, to skip reading unchanged files.
-    parent: HashMap<String, ItemRecord>,
+    parent: Parent,
     counts: CaptureCounts,
     annotations: BTreeMap<String, String>,
     /// Stores ahead the plugin started; stopped when the capture ends, whatever the
@@ -75,7 +78,7 @@ pub struct Captured {
 }
 
 impl Capture {
-    pub fn new(writer: Arc<ChunkWriter>, cdc: CdcParams, parent: Vec<ItemRecord>) -> Capture {
+    pub fn new(writer: Arc<ChunkWriter>, cdc: CdcParams, parent: Parent) -> Capture {
         Capture {
             tree: ContentWriter::new(
                 writer.clone(),
@@ -84,7 +87,7 @@ impl Capture {
             ),
             writer,
             cdc,
-            parent: parent.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            parent,
             counts: CaptureCounts::default(),
             annotations: BTreeMap::new(),
             ahead: Vec::new(),
@@ -123,10 +126,15 @@ impl Capture {
     }
 
     /// Takes the parent's record of the same file if the file is unchanged and its chunks
-    /// are still stored. Each path is looked up once, so taking it (rather than cloning)
-    /// also lets the parent's items go as the walk proceeds.
-    fn take_unchanged(&mut self, meta: &ItemMeta) -> Option<ItemRecord> {
-        let old = self.parent.get(&meta.path)?;
+    /// are still stored.
+    async fn take_unchanged(&mut self, meta: &ItemMeta) -> Option<ItemRecord> {
+        let old = match self.parent.take(&meta.path).await {
+            Ok(old) => old?,
+            Err(e) => {
+                self.parent.give_up(&e);
+                return None;
+            }
+        };
         let same = old.kind == tree::ItemKind::File
             && old.size == meta.size
             && old.mtime_ns == meta.mtime_ns
@@ -134,11 +142,7 @@ impl Capture {
             && old.inode == meta.inode
             && !old.changed_while_read
             && old.chunks.iter().all(|(id, _)| self.writer.holds(id));
-        if same {
-            self.parent.remove(&meta.path)
-        } else {
-            None
-        }
+        same.then_some(old)
     }
 
     pub async fn finish(self) -> Result<Captured, PluginError> {

@@ -28,13 +28,18 @@ impl restore_io::HostItemReader for PluginState {
         let Ok(replay) = self.replay() else {
             return Ok(Vec::new());
         };
-        let end = (replay.cursor + max.max(1) as usize).min(replay.items.len());
-        let batch = replay.items[replay.cursor..end]
-            .iter()
-            .map(meta_from_record)
-            .collect();
-        replay.cursor = end;
-        Ok(batch)
+        if replay.failed.is_some() {
+            return Ok(Vec::new());
+        }
+        let batch = replay
+            .listing
+            .next_batch(max.max(1) as usize, &replay.present, meta_from_record)
+            .await;
+        Ok(batch.unwrap_or_else(|e| {
+            // The list ends here for the plugin; the restore reports why.
+            replay.failed = Some(e);
+            Vec::new()
+        }))
     }
 
     async fn open(
@@ -42,13 +47,21 @@ impl restore_io::HostItemReader for PluginState {
         _reader: Resource<ItemReader>,
         path: String,
     ) -> wasmtime::Result<Result<Resource<Blob>, PluginError>> {
-        let blob = (|| {
+        let blob = async {
             let replay = self.replay()?;
-            let index = *replay.by_path.get(&path).ok_or_else(|| {
+            let found = match replay.listing.find(&path, &replay.present).await {
+                Ok(found) => found,
+                Err(e) => {
+                    let message = format!("reading the snapshot's item list: {e}");
+                    replay.failed = Some(e);
+                    return Err(PluginError::Permanent(message));
+                }
+            };
+            let placed = found.ok_or_else(|| {
                 PluginError::NotFound(format!("no item `{path}` in this snapshot"))
             })?;
-            let record = &replay.items[index];
-            if let Some(whole) = replay.present.get(&index) {
+            let record = placed.record;
+            if let Some(whole) = replay.present.get(&placed.index) {
                 let file = std::fs::File::open(whole).map_err(|e| {
                     PluginError::Permanent(format!(
                         "{}, found whole by --resume: {e}",
@@ -62,10 +75,10 @@ impl restore_io::HostItemReader for PluginState {
                     known: None,
                 });
             }
-            let first = replay.first_chunk[index];
+            let first = placed.first_chunk;
             Ok(Blob::Chunks {
                 reader: replay.reader.clone(),
-                prefetch: replay.prefetch.clone(),
+                prefetch: Some(replay.prefetch.clone()),
                 chunks: record
                     .chunks
                     .iter()
@@ -75,7 +88,8 @@ impl restore_io::HostItemReader for PluginState {
                 current: bytes::Bytes::new(),
                 size: record.size,
             })
-        })();
+        }
+        .await;
         match blob {
             Ok(blob) => Ok(Ok(self.table.push(blob)?)),
             Err(e) => Ok(Err(e)),

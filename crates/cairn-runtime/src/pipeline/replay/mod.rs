@@ -2,15 +2,20 @@
 //! reads from (one source of one snapshot).
 
 mod host;
+mod listing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use listing::ItemList;
+use listing::Listing;
+
 pub use crate::plugin_api::restore_io::RestoreFlags;
 use crate::plugin_api::{ItemKind, ItemMeta};
 use crate::repo::read::{ChunkReader, Prefetch};
 use crate::repo::tree::{self, ItemRecord};
+use crate::repo::{RepoError, RepoResult};
 
 /// A plain restore: nothing forced, cleaned, kept, nor aimed at the live system.
 pub const NO_FLAGS: RestoreFlags = RestoreFlags {
@@ -26,69 +31,41 @@ pub struct ItemReader;
 
 pub struct Replay {
     reader: Arc<tokio::sync::Mutex<ChunkReader>>,
-    prefetch: Option<Arc<tokio::sync::Mutex<Prefetch>>>,
-    /// Where each item's chunks start in the prefetch sequence.
-    first_chunk: Vec<usize>,
-    items: Vec<ItemRecord>,
-    by_path: HashMap<String, usize>,
-    cursor: usize,
+    prefetch: Arc<tokio::sync::Mutex<Prefetch>>,
+    listing: Listing,
     annotations: Vec<(String, String)>,
     flags: RestoreFlags,
     named_flags: Vec<String>,
     /// Items found whole on this machine (by item index): their contents are read from
     /// that file, not the repository.
-    present: HashMap<usize, PathBuf>,
+    present: Arc<HashMap<usize, PathBuf>>,
+    /// Why the item list stopped before its end, if it could not be read on: the plugin
+    /// saw a shorter list, so its restore fails whatever it returned.
+    failed: Option<RepoError>,
 }
 
 impl Replay {
-    /// A replay of `items`; with `prefetch` (a second reader), their chunks are opened
-    /// ahead of use, in item order.
-    pub fn new(
-        reader: ChunkReader,
-        prefetch: Option<ChunkReader>,
-        items: Vec<ItemRecord>,
-        annotations: Vec<(String, String)>,
-    ) -> Replay {
-        Self::resuming(reader, prefetch, items, annotations, HashMap::new())
-    }
-
-    /// A replay of `items` of which those in `present` (by index) are already on this
-    /// machine, verified whole at the path given: they are read from there, and their
-    /// chunks are left out of the prefetch.
-    pub fn resuming(
-        reader: ChunkReader,
-        prefetch: Option<ChunkReader>,
-        items: Vec<ItemRecord>,
+    /// A replay of `list`, whose chunks are opened ahead of use in item order, except
+    /// those of the items in `present` (by index): they are already on this machine,
+    /// verified whole at the path given, and are read from there.
+    pub async fn resuming(
+        list: ItemList,
         annotations: Vec<(String, String)>,
         present: HashMap<usize, PathBuf>,
-    ) -> Replay {
-        let by_path = items
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.path.clone(), i))
-            .collect();
-        let mut first_chunk = Vec::with_capacity(items.len());
-        let mut plan = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            first_chunk.push(plan.len());
-            if !present.contains_key(&i) {
-                plan.extend(item.chunks.iter().map(|(id, _)| *id));
-            }
-        }
-        let prefetch =
-            prefetch.map(|r| Arc::new(tokio::sync::Mutex::new(Prefetch::start(r, plan))));
-        Replay {
-            reader: Arc::new(tokio::sync::Mutex::new(reader)),
-            prefetch,
-            first_chunk,
-            items,
-            by_path,
-            cursor: 0,
+    ) -> RepoResult<Replay> {
+        let present = Arc::new(present);
+        let listing = Listing::start(list.clone(), &present).await?;
+        let prefetch = Prefetch::start(list.reader(), list.plan(present.clone()));
+        Ok(Replay {
+            reader: Arc::new(tokio::sync::Mutex::new(list.reader())),
+            prefetch: Arc::new(tokio::sync::Mutex::new(prefetch)),
+            listing,
             annotations,
             flags: NO_FLAGS,
             named_flags: Vec::new(),
             present,
-        }
+            failed: None,
+        })
     }
 
     /// What the user asked of this restore or verify (`--clean`, `--keep`...).
@@ -101,6 +78,11 @@ impl Replay {
     pub fn with_named_flags(mut self, named: Vec<String>) -> Replay {
         self.named_flags = named;
         self
+    }
+
+    /// Why the plugin saw less than the whole item list, if it did.
+    pub fn failure(self) -> Option<RepoError> {
+        self.failed
     }
 }
 
