@@ -110,9 +110,14 @@ pub fn plan_of(chunks: Vec<ChunkId>) -> Plan {
     Box::pin(futures::stream::iter(chunks))
 }
 
+/// Chunks one range read serves at most. Deduplicated data asks for the same few chunks
+/// over and over (a file of zeros, a million one-line files alike), all within one range
+/// of a pack: without a bound, one window would list every chunk of the restore.
+const WINDOW_CHUNKS: usize = 4096;
+
 /// Groups the plan into range reads as it arrives: consecutive chunks of one pack, within
-/// READ_AHEAD of the window's start, share a read. A chunk the index lacks gets a window
-/// of its own, which reports it.
+/// READ_AHEAD of the window's start, share a read, up to [`WINDOW_CHUNKS`]. A chunk the
+/// index lacks gets a window of its own, which reports it.
 fn plan_windows(
     index: Arc<Index>,
     plan: Plan,
@@ -130,6 +135,7 @@ fn plan_windows(
                 if let (Some(loc), Some(w)) = (loc, open.as_mut()) {
                     let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
                     if w.pack == loc.pack
+                        && w.chunks.len() < WINDOW_CHUNKS
                         && start >= w.start
                         && end <= w.start + READ_AHEAD.max(w.end - w.start)
                     {
@@ -291,6 +297,28 @@ mod tests {
     use crate::memory;
     use crate::pack::ChunkKind;
     use crate::write::ChunkWriter;
+
+    /// The same chunk asked for again and again (deduplicated data) is served by windows
+    /// of a bounded length, not one window listing the whole plan.
+    #[tokio::test]
+    async fn a_chunk_asked_for_over_and_over_fills_windows_of_a_bounded_length() {
+        use futures::StreamExt;
+        let repo = memory::repository().await;
+        let writer = ChunkWriter::start(&repo.load_index().await.unwrap()).unwrap();
+        let id = writer
+            .store(ChunkKind::Data, Bytes::from_static(b"zeros"), false)
+            .await
+            .unwrap()
+            .id;
+        writer.flush().await.unwrap();
+        let indexed = repo.load_index().await.unwrap();
+        let plan = plan_of(vec![id; 3 * WINDOW_CHUNKS + 5]);
+        let windows: Vec<usize> = plan_windows(indexed.index().clone(), plan)
+            .map(|w| w.chunks.len())
+            .collect()
+            .await;
+        assert_eq!(windows, [WINDOW_CHUNKS, WINDOW_CHUNKS, WINDOW_CHUNKS, 5]);
+    }
 
     /// Many small chunks around a few large ones, the mix that needs the byte budget and
     /// batching: every chunk arrives, in order, whatever the budget, even one smaller
