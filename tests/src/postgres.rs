@@ -305,6 +305,16 @@ impl PgCluster {
             .collect()
     }
 
+    /// Each large object: oid, owner, privileges, comment and an md5 of its contents.
+    pub fn large_objects(&self, db: &str) -> String {
+        self.psql(
+            db,
+            "SELECT string_agg(concat_ws(' ', l.oid, l.lomowner::regrole, l.lomacl, \
+               obj_description(l.oid, 'pg_largeobject'), md5(lo_get(l.oid))), E'\\n' ORDER BY l.oid) \
+             FROM pg_largeobject_metadata l",
+        )
+    }
+
     /// Starts a process that commits transactions until killed.
     pub fn spawn(&self, name: &str, db: &str, args: &[&str]) -> Child {
         self.client(name, db)

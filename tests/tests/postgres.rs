@@ -73,6 +73,9 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
         "schemas, owners or privileges differ"
     );
     assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
+    let large_objects = pg.large_objects("app");
+    assert_eq!(large_objects.lines().count(), 3, "{large_objects}");
+    assert_eq!(pg.large_objects("copy"), large_objects);
     let sequences = "SELECT string_agg(last_value || '/' || is_called, ',' ORDER BY seqrelid::regclass::text) \
          FROM pg_sequence s, LATERAL (SELECT * FROM pg_sequence_last_value(seqrelid) last_value, \
          (SELECT pg_sequence_last_value(seqrelid) IS NOT NULL) c(is_called)) v";
@@ -104,6 +107,7 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     ]);
     assert_eq!(pg.schema_dump("copy"), pg.schema_dump("app"));
     assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
+    assert_eq!(pg.large_objects("copy"), large_objects);
 
     // The live database is refused by identity, however the URL spells it.
     let live = format!(
@@ -128,7 +132,11 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
         serde_json::from_str(&env.ok(&["--json", "verify", "latest", "--scratch", &scratch]))
             .expect("verify JSON");
     let checks = report["sources"][0]["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 9, "eight tables and one probe: {report}");
+    assert_eq!(
+        checks.len(),
+        10,
+        "eight tables, the large objects and one probe: {report}"
+    );
     assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
     assert!(
         checks
@@ -583,7 +591,13 @@ fn a_clean_restore_that_fails_at_any_stage_leaves_the_target_as_it_was() {
            $$BEGIN RAISE EXCEPTION 'injected failure loading %', TG_TABLE_NAME; END$$; \
          CREATE FUNCTION public.arm_tables() RETURNS event_trigger LANGUAGE plpgsql AS \
            $$DECLARE r record; BEGIN FOR r IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() \
-             WHERE command_tag = 'CREATE TABLE' AND NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = objid) LOOP \
+             WHERE command_tag = 'CREATE TABLE' AND (SELECT NOT c.relispartition AND c.relpersistence <> 't' \
+               FROM pg_catalog.pg_class c WHERE c.oid = objid) LOOP \
+             EXECUTE pg_catalog.format('CREATE TRIGGER injected BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.refuse_row()', r.object_identity); \
+           END LOOP; END$$; \
+         CREATE FUNCTION public.arm_temporary_tables() RETURNS event_trigger LANGUAGE plpgsql AS \
+           $$DECLARE r record; BEGIN FOR r IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() \
+             WHERE command_tag = 'CREATE TABLE' AND (SELECT c.relpersistence = 't' FROM pg_catalog.pg_class c WHERE c.oid = objid) LOOP \
              EXECUTE pg_catalog.format('CREATE TRIGGER injected BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.refuse_row()', r.object_identity); \
            END LOOP; END$$",
     );
@@ -592,6 +606,10 @@ fn a_clean_restore_that_fails_at_any_stage_leaves_the_target_as_it_was() {
         (
             "pre-data",
             "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('CREATE VIEW') EXECUTE FUNCTION public.refuse_ddl()",
+        ),
+        (
+            "loading the large objects",
+            "CREATE EVENT TRIGGER injected ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION public.arm_temporary_tables()",
         ),
         (
             "loading table data",

@@ -32,6 +32,34 @@ pub struct Schema {
     pub indexes: Vec<Statement>,
     /// Foreign keys, triggers, sequence values, materialized view contents, comments.
     pub post_data: Vec<Statement>,
+    /// The large objects' contents (each created empty by a pre-data statement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjectData>,
+}
+
+/// The contents of a database's large objects, stored as one item: text-format COPY rows
+/// of `(oid, offset, bytes)`, at most [`LARGE_OBJECT_PIECE`] bytes each, in oid and offset
+/// order. Empty large objects have no rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LargeObjectData {
+    pub item: String,
+    pub rows: u64,
+}
+
+/// Bytes of a large object one row of [`LargeObjectData`] holds at most.
+pub const LARGE_OBJECT_PIECE: u32 = 1024 * 1024;
+
+impl LargeObjectData {
+    /// The COPY TO that reads every large object in pieces, as of the backup's snapshot
+    /// (a descriptor opened for reading sees the object as of the transaction's snapshot).
+    pub fn copy_out() -> String {
+        format!(
+            "COPY (SELECT l.oid, o.off, pg_catalog.lo_get(l.oid, o.off, {LARGE_OBJECT_PIECE}) \
+               FROM pg_catalog.pg_largeobject_metadata l, LATERAL pg_catalog.generate_series(0, \
+                 pg_catalog.lo_lseek64(pg_catalog.lo_open(l.oid, 262144), 0, 2) - 1, {LARGE_OBJECT_PIECE}) AS o(off) \
+               ORDER BY l.oid, o.off) TO STDOUT"
+        )
+    }
 }
 
 /// One object: what creates it and, for `--clean`, what drops it if it exists.
@@ -169,6 +197,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(views(db)?);
     let mut pre_data = order_by_dependencies(objects, &dependencies(db)?);
     pre_data.extend(sequence_owners(db)?);
+    pre_data.extend(large_objects(db)?);
     let indexes = [indexes(db)?, key_constraints(db)?].concat();
     let mut post_data = Vec::new();
     post_data.extend(foreign_keys(db)?);
@@ -192,7 +221,22 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
         tables: Vec::new(),
         indexes,
         post_data,
+        large_objects: None,
     })
+}
+
+/// Large objects, created empty under their own oids (as pg_dump does: tables may store
+/// those oids); their contents follow as [`LargeObjectData`], their owners, privileges and
+/// comments in post-data.
+fn large_objects(db: &Connection) -> Result<Vec<Statement>> {
+    statements(
+        db,
+        "large object",
+        "SELECT l.oid::text, pg_catalog.format('SELECT pg_catalog.lo_create(%s)', l.oid), \
+           pg_catalog.format('SELECT pg_catalog.lo_unlink(m.oid) FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = %s', l.oid), \
+           'pg_largeobject:' || l.oid \
+         FROM pg_catalog.pg_largeobject_metadata l ORDER BY l.oid",
+    )
 }
 
 fn schemas(db: &Connection) -> Result<Vec<Statement>> {
@@ -659,6 +703,10 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            SELECT pg_catalog.format('TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass), d.description, 5, t.oid, 0 \
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger t ON t.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass \
+         UNION ALL \
+           SELECT pg_catalog.format('LARGE OBJECT %s', d.objoid), d.description, 6, d.objoid, 0 \
+           FROM pg_catalog.pg_description d \
+           WHERE d.classoid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass \
          ) comments ORDER BY phase, oid, sub",
         rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c'"),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
@@ -696,6 +744,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
                AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')), false \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            WHERE {rels} \
+         UNION ALL \
+           SELECT 6, l.oid, 'LARGE OBJECT', 'LARGE OBJECT', l.oid::text, l.lomowner, l.lomacl, false, false \
+           FROM pg_catalog.pg_largeobject_metadata l \
          ), \
          grants AS ( \
            SELECT o.phase, o.oid, o.grant_kind, o.ident, x.grantee, x.is_grantable, \
@@ -788,7 +839,7 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
 /// functions, procedures and aggregates, collations, casts, tables, row-level security
 /// policies, sequences, views, indexes, constraints, defaults, triggers, rules, extended
-/// statistics, event triggers, comments, owners and privileges; everything else is named
+/// statistics, event triggers, large objects, comments, owners and privileges; everything else is named
 /// by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
@@ -826,7 +877,6 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
     "pg_publication",
     "pg_transform",
     "pg_language",
-    "pg_largeobject_metadata",
 ];
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore

@@ -16,7 +16,7 @@ use cairn_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
-use catalog::{Piece, Schema};
+use catalog::{LargeObjectData, Piece, Schema};
 
 /// Connections that COPY in parallel, by default: one a core on a small server.
 const DEFAULT_JOBS: u32 = 2;
@@ -25,6 +25,8 @@ const DEFAULT_JOBS: u32 = 2;
 const DEFAULT_PIECE_SIZE: u64 = 64 * 1024 * 1024;
 /// The item holding the [`Schema`].
 const SCHEMA_ITEM: &str = "schema.json";
+/// The item holding the large objects' contents.
+const LARGE_OBJECTS_ITEM: &str = "large-objects";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -248,12 +250,29 @@ impl Source for Postgres {
             });
             copies.push(copy);
         }
+        // Large objects, in pieces, under the same snapshot as the tables.
+        let large_objects = schema
+            .pre_data
+            .iter()
+            .any(|s| s.kind == "large object")
+            .then(|| db.copy_out(&LargeObjectData::copy_out()));
+        if let Some(copy) = &large_objects {
+            items.push(BlobItem {
+                meta: data_meta(LARGE_OBJECTS_ITEM),
+                chunking: Chunking::ContentDefined,
+                contents: copy.contents()?,
+            });
+        }
         writer.add_blobs(items, options.jobs())?;
         for (&(t, p), copy) in order.iter().zip(&copies) {
             let rows = copy.rows();
             tables[t].pieces[p].rows = rows;
             tables[t].rows += rows;
         }
+        schema.large_objects = large_objects.map(|copy| LargeObjectData {
+            item: LARGE_OBJECTS_ITEM.into(),
+            rows: copy.rows(),
+        });
 
         for (i, sql) in options.probes.iter().enumerate() {
             let rows = probe(&db, sql).map_err(|e| e.context(format!("probe `{sql}`")))?;
@@ -452,6 +471,24 @@ fn checks(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<Vec<C
             } else {
                 format!("{counted}, but {} at backup", table.rows)
             },
+        });
+    }
+    let large_objects = schema
+        .pre_data
+        .iter()
+        .filter(|s| s.kind == "large object")
+        .count() as u64;
+    if large_objects > 0 {
+        let counted: u64 = single_value(
+            db,
+            "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+        )?
+        .parse()
+        .unwrap_or(u64::MAX);
+        checks.push(CheckResult {
+            name: "large objects".into(),
+            passed: counted == large_objects,
+            detail: format!("{counted}, {large_objects} at backup"),
         });
     }
     let annotations = reader.annotation_map();

@@ -48,6 +48,8 @@ pub fn run(
     }
     in_transaction(db, &schema.pre_data)
         .map_err(|e| e.context("restoring the schema (pre-data)"))?;
+    // On this connection, before the workers open: they could not see its temporary table.
+    load_large_objects(db, reader, schema)?;
     db.open_workers(
         jobs,
         "SET search_path = ''; SET statement_timeout = 0; SET synchronous_commit = off",
@@ -68,6 +70,7 @@ fn clean_restore(db: &Connection, reader: &ItemReader, schema: &Schema) -> Resul
         for statement in &schema.pre_data {
             run_one(db, statement).map_err(|e| e.context("restoring the schema (pre-data)"))?;
         }
+        load_large_objects(db, reader, schema)?;
         load_data(db, reader, schema)?;
         build_indexes(db, schema)?;
         post_data(db, schema)
@@ -113,6 +116,40 @@ fn load_data(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<()
         schema.tables.len(),
         db.identity().database
     ));
+    Ok(())
+}
+
+/// The large objects' contents, into the objects pre-data created empty: COPY IN to a
+/// temporary table on the main connection, then written piece by piece with `lo_put`.
+fn load_large_objects(db: &Connection, reader: &ItemReader, schema: &Schema) -> Result<()> {
+    let Some(data) = &schema.large_objects else {
+        return Ok(());
+    };
+    let context = |e: PluginError| e.context("loading the large objects");
+    db.execute(
+        "CREATE TEMPORARY TABLE cairn_large_objects \
+         (loid pg_catalog.oid, off pg_catalog.int8, data pg_catalog.bytea)",
+    )
+    .map_err(context)?;
+    let loaded = db
+        .copy_in(vec![CopyIn {
+            statement: "COPY pg_temp.cairn_large_objects FROM STDIN".into(),
+            contents: reader.open(&data.item)?,
+        }])
+        .map_err(context)?;
+    let got = loaded.first().copied().unwrap_or_default();
+    if got != data.rows {
+        return Err(PluginError::permanent(format!(
+            "loading the large objects: loaded {got} pieces, the backup stored {}",
+            data.rows
+        )));
+    }
+    db.execute(
+        "SELECT pg_catalog.lo_put(loid, off, data) FROM pg_temp.cairn_large_objects ORDER BY loid, off; \
+         DROP TABLE pg_temp.cairn_large_objects",
+    )
+    .map_err(context)?;
+    host::info(format!("loaded {got} pieces of large objects"));
     Ok(())
 }
 
