@@ -206,6 +206,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(statistics(db)?);
     post_data.extend(row_security(db)?);
     post_data.extend(policies(db)?);
+    post_data.extend(publications(db, server_version)?);
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
@@ -223,6 +224,54 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
         post_data,
         large_objects: None,
     })
+}
+
+/// Publications (post-data, as pg_dump has them: their tables must exist), then the
+/// tables each publishes, with the column lists and row filters of PostgreSQL 15, and the
+/// schemas it publishes whole. Created without their subscribers' state: a publication
+/// is a definition; replication slots and subscriptions belong to the servers.
+fn publications(db: &Connection, server_version: u32) -> Result<Vec<Statement>> {
+    let mut found = statements(
+        db,
+        "publication",
+        "SELECT p.pubname, pg_catalog.format('CREATE PUBLICATION %I%s WITH (publish = %L, publish_via_partition_root = %s)', \
+           p.pubname, CASE WHEN p.puballtables THEN ' FOR ALL TABLES' ELSE '' END, \
+           pg_catalog.concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END, \
+             CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END), \
+           CASE WHEN p.pubviaroot THEN 'true' ELSE 'false' END), \
+           pg_catalog.format('DROP PUBLICATION IF EXISTS %I', p.pubname), 'pg_publication:' || p.oid \
+         FROM pg_catalog.pg_publication p ORDER BY p.oid",
+    )?;
+    // Column lists and row filters exist from PostgreSQL 15 on.
+    let (columns, filter) = if server_version >= 150000 {
+        (
+            "CASE WHEN r.prattrs IS NOT NULL THEN ' (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.n) \
+               FROM pg_catalog.unnest(r.prattrs) WITH ORDINALITY k(attnum, n) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = r.prrelid AND a.attnum = k.attnum) || ')' ELSE '' END",
+            "CASE WHEN r.prqual IS NOT NULL THEN ' WHERE (' || pg_catalog.pg_get_expr(r.prqual, r.prrelid) || ')' ELSE '' END",
+        )
+    } else {
+        ("''", "''")
+    };
+    found.extend(statements(
+        db,
+        "publication table",
+        &format!(
+            "SELECT p.pubname || ' ' || r.prrelid::pg_catalog.regclass::text, \
+               pg_catalog.format('ALTER PUBLICATION %I ADD TABLE ONLY %s%s%s', p.pubname, r.prrelid::pg_catalog.regclass, {columns}, {filter}) \
+             FROM pg_catalog.pg_publication_rel r JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid ORDER BY r.oid"
+        ),
+    )?);
+    if server_version >= 150000 {
+        found.extend(statements(
+            db,
+            "publication schema",
+            "SELECT p.pubname || ' ' || n.nspname, pg_catalog.format('ALTER PUBLICATION %I ADD TABLES IN SCHEMA %I', p.pubname, n.nspname) \
+             FROM pg_catalog.pg_publication_namespace s JOIN pg_catalog.pg_publication p ON p.oid = s.pnpubid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = s.pnnspid ORDER BY s.oid",
+        )?);
+    }
+    Ok(found)
 }
 
 /// Large objects, created empty under their own oids (as pg_dump does: tables may store
@@ -707,6 +756,10 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            SELECT pg_catalog.format('LARGE OBJECT %s', d.objoid), d.description, 6, d.objoid, 0 \
            FROM pg_catalog.pg_description d \
            WHERE d.classoid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass \
+         UNION ALL \
+           SELECT pg_catalog.format('PUBLICATION %I', p.pubname), d.description, 7, p.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_publication p ON p.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_publication'::pg_catalog.regclass \
          ) comments ORDER BY phase, oid, sub",
         rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c'"),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
@@ -747,6 +800,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          UNION ALL \
            SELECT 6, l.oid, 'LARGE OBJECT', 'LARGE OBJECT', l.oid::text, l.lomowner, l.lomacl, false, false \
            FROM pg_catalog.pg_largeobject_metadata l \
+         UNION ALL \
+           SELECT 7, p.oid, 'PUBLICATION', 'PUBLICATION', pg_catalog.quote_ident(p.pubname), p.pubowner, NULL::pg_catalog.aclitem[], false, false \
+           FROM pg_catalog.pg_publication p \
          ), \
          grants AS ( \
            SELECT o.phase, o.oid, o.grant_kind, o.ident, x.grantee, x.is_grantable, \
@@ -839,7 +895,8 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
 /// functions, procedures and aggregates, collations, casts, tables, row-level security
 /// policies, sequences, views, indexes, constraints, defaults, triggers, rules, extended
-/// statistics, event triggers, large objects, comments, owners and privileges; everything else is named
+/// statistics, event triggers, publications, large objects, comments, owners and
+/// privileges; everything else is named
 /// by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
@@ -857,7 +914,8 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_largeobject'::pg_catalog.regclass, 'pg_catalog.pg_authid'::pg_catalog.regclass, \
              'pg_catalog.pg_database'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, \
              'pg_catalog.pg_collation'::pg_catalog.regclass, 'pg_catalog.pg_cast'::pg_catalog.regclass, \
-             'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass) \
+             'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass, \
+             'pg_catalog.pg_publication'::pg_catalog.regclass, 'pg_catalog.pg_publication_rel'::pg_catalog.regclass) \
          END"
     )
 }
@@ -874,7 +932,6 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
     "pg_ts_template",
     "pg_foreign_data_wrapper",
     "pg_foreign_server",
-    "pg_publication",
     "pg_transform",
     "pg_language",
 ];
