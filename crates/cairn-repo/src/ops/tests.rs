@@ -15,7 +15,7 @@ use crate::crypto::ChunkId;
 use crate::pack::ChunkKind;
 use crate::read::{ChunkReader, read_items};
 use crate::snapshot::{SourceSnapshot, new_snapshot_id};
-use crate::tree::{ItemKind, ItemRecord};
+use crate::tree::ItemRecord;
 use crate::write::{ChunkWriter, ContentWriter};
 use crate::writers::{Registration, Role};
 use crate::{Indexed, Repository, memory};
@@ -56,18 +56,10 @@ async fn try_stage_files(
         content.write(contents).await?;
         let (chunks, _) = content.finish().await?;
         let record = ItemRecord {
-            path: path.to_string(),
-            kind: ItemKind::File,
             size: contents.len() as u64,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
             inode: inode as u64 + 1,
-            target: None,
             chunks,
-            changed_while_read: false,
+            ..memory::file_item(path)
         };
         tree.write(&record.to_line()).await?;
     }
