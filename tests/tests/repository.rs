@@ -925,6 +925,35 @@ fn a_forced_restore_follows_no_symlink_and_sweeps_a_killed_restores_temporaries(
         deep.join(".tmp-notcairns").exists(),
         "only cairn's own names go"
     );
+
+    // A directory where the snapshot has a file is not replaced (that would delete what
+    // it holds): the restore fails saying so.
+    let file = std::fs::read_dir(&deep)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            e.file_type().unwrap().is_file() && !e.file_name().to_string_lossy().starts_with('.')
+        })
+        .map(|e| e.path())
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("mine"), "the user's").unwrap();
+    let err = env.fails(
+        &[
+            "restore",
+            "latest",
+            "--force",
+            "--target",
+            real.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        err.contains("a directory is in the place of this file"),
+        "{err}"
+    );
+    assert!(file.join("mine").exists());
 }
 
 /// A FIFO or a socket holds no data at rest: the backup skips it, and says so.

@@ -223,7 +223,16 @@ impl WriteTarget {
                     .map_err(|e| io_error(path, e))?;
                 let _ = dir.remove_file(tmp);
             } else {
-                dir.rename(tmp, dir, name).map_err(|e| io_error(path, e))?;
+                dir.rename(tmp, dir, name).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::IsADirectory {
+                        // Replacing it would delete whatever the directory holds.
+                        PluginError::Permanent(format!(
+                            "{path}: a directory is in the place of this file: move it away, or restore into another target"
+                        ))
+                    } else {
+                        io_error(path, e)
+                    }
+                })?;
             }
             Ok(())
         });
