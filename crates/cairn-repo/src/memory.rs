@@ -37,6 +37,31 @@ pub fn file_item(path: &str) -> crate::tree::ItemRecord {
     }
 }
 
+/// A manifest of source `test` naming the item list `tree` of `items` items, taken now:
+/// for tests that write snapshots by hand.
+pub fn manifest(tree: Vec<crate::crypto::ChunkId>, items: u64) -> crate::snapshot::SourceSnapshot {
+    crate::snapshot::SourceSnapshot {
+        version: 1,
+        snapshot: crate::snapshot::new_snapshot_id(),
+        time: chrono::Utc::now(),
+        seq: 0,
+        hostname: "test".into(),
+        username: "test".into(),
+        tags: Vec::new(),
+        source: "test".into(),
+        plugin: "test".into(),
+        plugin_version: "0".into(),
+        tree,
+        items,
+        bytes: 0,
+        annotations: Default::default(),
+        duration_secs: 0.0,
+        program: "test".into(),
+        changed_while_read: 0,
+        options: None,
+    }
+}
+
 /// Stores `items` as a snapshot's item list (their chunks are not stored); returns the
 /// repository's index with it and the manifest that names it, unwritten: for tests of
 /// what reads item lists.
@@ -62,26 +87,7 @@ pub async fn item_list(
     }
     let (tree, _) = tree.finish().await?;
     writer.flush().await?;
-    let manifest = crate::snapshot::SourceSnapshot {
-        version: 1,
-        snapshot: crate::snapshot::new_snapshot_id(),
-        time: chrono::Utc::now(),
-        seq: 0,
-        hostname: "test".into(),
-        username: "test".into(),
-        tags: Vec::new(),
-        source: "test".into(),
-        plugin: "test".into(),
-        plugin_version: "0".into(),
-        tree: tree.into_iter().map(|(id, _)| id).collect(),
-        items: count,
-        bytes: 0,
-        annotations: Default::default(),
-        duration_secs: 0.0,
-        program: "test".into(),
-        changed_while_read: 0,
-        options: None,
-    };
+    let manifest = manifest(tree.into_iter().map(|(id, _)| id).collect(), count);
     Ok((repo.load_index().await?, manifest))
 }
 

@@ -13,8 +13,8 @@ use super::retention::Policy;
 use crate::chunker::Chunking;
 use crate::crypto::ChunkId;
 use crate::pack::ChunkKind;
-use crate::read::{ChunkReader, read_items};
-use crate::snapshot::{SourceSnapshot, new_snapshot_id};
+use crate::read::{ChunkReader, ItemStream};
+use crate::snapshot::SourceSnapshot;
 use crate::tree::ItemRecord;
 use crate::write::{ChunkWriter, ContentWriter};
 use crate::writers::{Registration, Role};
@@ -73,25 +73,24 @@ fn manifest(source: &str, tree: Vec<ChunkId>, len: usize, hour: u32) -> SourceSn
         .unwrap()
         .to_utc();
     SourceSnapshot {
-        version: 1,
-        snapshot: new_snapshot_id(),
         time,
-        seq: 0,
-        hostname: "test".into(),
-        username: "test".into(),
-        tags: Vec::new(),
         source: source.into(),
-        plugin: "test".into(),
-        plugin_version: "0".into(),
-        tree,
-        items: 1,
         bytes: len as u64,
-        annotations: Default::default(),
-        duration_secs: 0.0,
-        program: "test".into(),
-        changed_while_read: 0,
-        options: None,
+        ..memory::manifest(tree, 1)
     }
+}
+
+/// A snapshot's item list, read whole.
+async fn read_items(
+    reader: &mut ChunkReader,
+    manifest: &SourceSnapshot,
+) -> crate::RepoResult<Vec<ItemRecord>> {
+    let mut items = ItemStream::new(reader, manifest);
+    let mut all = Vec::new();
+    while let Some(item) = items.next().await? {
+        all.push(item);
+    }
+    Ok(all)
 }
 
 fn noise(seed: u8, len: usize) -> Vec<u8> {

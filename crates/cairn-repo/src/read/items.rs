@@ -55,17 +55,3 @@ impl<R: BorrowMut<ChunkReader>> ItemStream<R> {
         }
     }
 }
-
-/// Reads a snapshot's item list whole: for lists known to be small, or callers that need
-/// every item at once.
-pub async fn read_items(
-    reader: &mut ChunkReader,
-    manifest: &SourceSnapshot,
-) -> RepoResult<Vec<ItemRecord>> {
-    let mut stream = ItemStream::new(reader, manifest);
-    let mut items = Vec::with_capacity(manifest.items.min(1 << 16) as usize);
-    while let Some(item) = stream.next().await? {
-        items.push(item);
-    }
-    Ok(items)
-}

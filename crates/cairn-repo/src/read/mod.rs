@@ -7,5 +7,5 @@ mod items;
 mod prefetch;
 
 pub use chunks::{ChunkReader, open_chunk};
-pub use items::{ItemStream, read_items};
+pub use items::ItemStream;
 pub use prefetch::{Plan, Prefetch, plan_of};
