@@ -26,27 +26,33 @@ fn backups_killed_at_random_moments_never_damage_the_repository() {
     let env = tree_env(11, 24 << 20);
     let data = env.path("data");
 
-    // How long an uninterrupted backup of this tree takes here, to aim the kills.
-    let started = Instant::now();
-    env.ok(&["backup"]);
-    let full = started.elapsed();
+    // Aim the kills by a backup of the same shape as the rounds' (new data on top of a
+    // parent), timed after the first backup, so the plugin is compiled and cached.
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    let mut killed = 0;
-    for round in 0..12 {
+    let change = |rng: &mut rand::rngs::StdRng, round: &str| {
         // New data every round, so each backup has packs, index files and a manifest to write.
         std::fs::write(
             data.join(format!("docs/round-{round}.bin")),
-            cairn_e2e::semi_compressible(&mut rng, 2 << 20),
+            cairn_e2e::semi_compressible(rng, 2 << 20),
         )
         .unwrap();
         std::fs::write(
             data.join("media/large.bin"),
-            cairn_e2e::semi_compressible(&mut rng, 20 << 20),
+            cairn_e2e::semi_compressible(rng, 20 << 20),
         )
         .unwrap();
+    };
+    env.ok(&["backup"]);
+    change(&mut rng, "aim");
+    let mut full = timed(&env, &["backup"]);
+    let mut killed = 0;
+    for round in 0..12 {
+        change(&mut rng, &round.to_string());
         let delay = Duration::from_secs_f64(full.as_secs_f64() * rng.random_range(0.05..1.1));
-        if kill_after(&env, &["backup"], delay) {
-            killed += 1;
+        match kill_after(&env, &["backup"], delay) {
+            None => killed += 1,
+            // A backup that outran its kill is the better measure of how long one takes.
+            Some(took) => full = took,
         }
         let out = env.cairn(&["check", "--read-data"]);
         assert!(
@@ -56,6 +62,7 @@ fn backups_killed_at_random_moments_never_damage_the_repository() {
             stderr(&out)
         );
     }
+    eprintln!("kills: {killed} of 12 backups interrupted (aimed by a {full:?} backup)");
     assert!(
         killed >= 6,
         "only {killed} of 12 backups were interrupted: the kills were not aimed well"
@@ -82,21 +89,28 @@ fn assert_whole_and_restorable(env: &Env, data: &std::path::Path) {
 }
 
 /// Spawns cairn with `args` and SIGKILLs it after `delay` if it is still running; returns
-/// whether it was killed.
-fn kill_after(env: &Env, args: &[&str], delay: Duration) -> bool {
+/// `None` if it was killed, or how long it took if it ended first.
+fn kill_after(env: &Env, args: &[&str], delay: Duration) -> Option<Duration> {
+    let started = Instant::now();
     let mut child = env
         .command(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(delay);
-    let killed = child.try_wait().unwrap().is_none();
-    if killed {
-        child.kill().unwrap(); // SIGKILL
+    // Poll rather than sleep the whole delay, so a run that ends early is timed well.
+    while started.elapsed() < delay {
+        if child.try_wait().unwrap().is_some() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5).min(delay.saturating_sub(started.elapsed())));
     }
+    if child.try_wait().unwrap().is_some() {
+        return Some(started.elapsed());
+    }
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    killed
+    None
 }
 
 fn timed(env: &Env, args: &[&str]) -> Duration {
@@ -166,7 +180,7 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
         let killed = match which {
             "restore" => {
                 let delay = restore_time.mul_f64(rng.random_range(0.05..1.0));
-                let killed = kill_after(&env, &restore, delay);
+                let killed = kill_after(&env, &restore, delay).is_none();
                 // The next restore either starts over or carries on.
                 if round % 2 == 0 {
                     env.ok(&restore);
@@ -197,7 +211,7 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
                     env.ok(&["forget", "--keep-last", "2"]);
                 }
                 let delay = maintenance_time.mul_f64(rng.random_range(0.02..1.1));
-                kill_after(&env, args, delay)
+                kill_after(&env, args, delay).is_none()
             }
         };
         let entry = kills.entry(which).or_default();
