@@ -24,10 +24,12 @@ fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
     env
 }
 
-/// A view using an operator of the user's: cairn does not capture operators.
-const VIEW_ON_AN_OPERATOR: &str = "CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq); \
-     CREATE TABLE public.film (length integer); \
-     CREATE VIEW public.film_list AS SELECT length === 90 AS feature FROM public.film";
+/// A view over a foreign table: cairn does not capture foreign data wrappers, servers or
+/// foreign tables.
+const VIEW_ON_A_FOREIGN_TABLE: &str = "CREATE FOREIGN DATA WRAPPER films_fdw; \
+     CREATE SERVER films FOREIGN DATA WRAPPER films_fdw; \
+     CREATE FOREIGN TABLE public.film (length integer) SERVER films; \
+     CREATE VIEW public.film_list AS SELECT length = 90 AS feature FROM public.film";
 
 fn database_exists(pg: &PgCluster, db: &str) -> bool {
     pg.psql(
@@ -57,7 +59,16 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
             "rule 2",
             "statistics 1",
             "event trigger 1",
-            "aggregate 2"
+            "aggregate 2",
+            "operator 6",
+            "operator family 2",
+            "operator class 2",
+            "operator family members 1",
+            "text search parser 1",
+            "text search template 1",
+            "text search dictionary 2",
+            "text search configuration 2",
+            "conversion 1",
         ]
         .iter()
         .all(|kind| said.contains(kind)),
@@ -134,8 +145,8 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     let checks = report["sources"][0]["checks"].as_array().expect("checks");
     assert_eq!(
         checks.len(),
-        10,
-        "eight tables, the large objects and one probe: {report}"
+        12,
+        "ten tables, the large objects and one probe: {report}"
     );
     assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
     assert!(
@@ -466,12 +477,12 @@ fn tls_encrypts_and_verify_full_checks_the_certificate() {
 fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_nothing() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", VIEW_ON_AN_OPERATOR);
+    pg.psql("app", VIEW_ON_A_FOREIGN_TABLE);
     let env = env_for(&pg, "app", "");
     let err = env.fails(&["backup"], 1);
     assert!(
-        err.contains("view public.film_list depends on operator public.===(integer,integer)")
-            && err.contains("allow-uncaptured = [\"operator\"]")
+        err.contains("view public.film_list depends on foreign table public.film")
+            && err.contains("allow-uncaptured = [\"foreign table\"]")
             && err.contains("Nothing was stored"),
         "{err}"
     );
@@ -480,12 +491,12 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
 
     // Allowed by kind, the backup goes through, and says what it left out.
-    let env = env_for(&pg, "app", "allow-uncaptured = [\"operator\"]");
+    let env = env_for(&pg, "app", "allow-uncaptured = [\"foreign table\"]");
     let out = env.cairn(&["backup"]);
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("not captured") && said.contains("1 operator (public.===(integer,integer))"),
+        said.contains("not captured") && said.contains("1 foreign table (public.film)"),
         "{said}"
     );
 }
@@ -497,12 +508,12 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
 fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", VIEW_ON_AN_OPERATOR);
+    pg.psql("app", VIEW_ON_A_FOREIGN_TABLE);
     let env = env_for(
         &pg,
         "app",
         &format!(
-            "allow-uncaptured = [\"operator\"]\nverify-schema = true\nscratch = \"{}\"",
+            "allow-uncaptured = [\"foreign table\"]\nverify-schema = true\nscratch = \"{}\"",
             pg.url("cairn_scratch")
         ),
     );

@@ -13,6 +13,9 @@ use cairn_sdk::Result;
 use cairn_sdk::postgres::Connection;
 use serde::{Deserialize, Serialize};
 
+mod operators;
+mod text_search;
+
 /// Version of the [`Schema`] document layout.
 pub const FORMAT: u32 = 1;
 
@@ -146,6 +149,17 @@ fn not_extension_member(class: &str, oid: &str) -> String {
     )
 }
 
+/// Whether the object `oid` of catalog `class` is the user's own: neither an extension's
+/// nor part of another object (a range type's constructor functions and cast to its
+/// multirange, which `CREATE TYPE` makes).
+fn own_object(class: &str, oid: &str) -> String {
+    format!(
+        "{} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i WHERE i.classid = '{class}'::pg_catalog.regclass \
+         AND i.objid = {oid} AND i.deptype = 'i')",
+        not_extension_member(class, oid)
+    )
+}
+
 /// Reads rows of `(name, create, drop, key)` for one kind of object (drop and key may be
 /// absent or NULL).
 fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> {
@@ -191,11 +205,17 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(aggregates(db)?);
     objects.extend(collations(db)?);
     objects.extend(casts(db)?);
+    objects.extend(conversions(db)?);
+    objects.extend(operators::operators(db)?);
+    objects.extend(operators::operator_families(db)?);
+    objects.extend(operators::operator_classes(db)?);
+    objects.extend(text_search::objects(db)?);
     objects.extend(sequences(db)?);
     objects.extend(tables(db)?);
     objects.extend(checks(db)?);
     objects.extend(views(db)?);
     let mut pre_data = order_by_dependencies(objects, &dependencies(db)?);
+    pre_data.extend(operators::operator_family_members(db)?);
     pre_data.extend(sequence_owners(db)?);
     pre_data.extend(large_objects(db)?);
     let indexes = [indexes(db)?, key_constraints(db)?].concat();
@@ -312,6 +332,26 @@ fn extensions(db: &Connection) -> Result<Vec<Statement>> {
     )
 }
 
+/// The types `types` creates (a SQL condition on `t`): enums, domains, ranges (with their
+/// multirange) and free-standing composite types. A table's row type comes with the table.
+const CAPTURED_TYPE: &str = "t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' \
+     AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')";
+
+/// `CREATE TYPE ... AS RANGE` of the range type `t` with `pg_range` row `r`, as pg_dump
+/// writes it. The multirange type's name (PostgreSQL 14 and later) is read through JSON,
+/// so that the query also runs on 13.
+const RANGE: &str = "pg_catalog.format('CREATE TYPE %s AS RANGE (%s)', t.oid::pg_catalog.regtype, pg_catalog.concat_ws(', ', \
+       'SUBTYPE = ' || pg_catalog.format_type(r.rngsubtype, NULL), \
+       (SELECT 'MULTIRANGE_TYPE_NAME = ' || m.oid::pg_catalog.regtype::text FROM pg_catalog.pg_type m \
+        WHERE m.oid = (pg_catalog.to_jsonb(r)->>'rngmultitypid')::pg_catalog.oid), \
+       (SELECT pg_catalog.format('SUBTYPE_OPCLASS = %I.%I', opn.nspname, o.opcname) FROM pg_catalog.pg_opclass o \
+          JOIN pg_catalog.pg_namespace opn ON opn.oid = o.opcnamespace WHERE o.oid = r.rngsubopc AND NOT o.opcdefault), \
+       CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> (SELECT s.typcollation FROM pg_catalog.pg_type s WHERE s.oid = r.rngsubtype) \
+         THEN (SELECT pg_catalog.format('COLLATION = %I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co \
+           JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = r.rngcollation) END, \
+       CASE WHEN r.rngcanonical <> 0 THEN 'CANONICAL = ' || r.rngcanonical::pg_catalog.regproc END, \
+       CASE WHEN r.rngsubdiff <> 0 THEN 'SUBTYPE_DIFF = ' || r.rngsubdiff::pg_catalog.regproc END))";
+
 fn types(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
         "SELECT t.oid::pg_catalog.regtype::text, \
@@ -328,6 +368,7 @@ fn types(db: &Connection) -> Result<Vec<Statement>> {
                || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END \
                || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(' CONSTRAINT %I %s', c.conname, pg_catalog.pg_get_constraintdef(c.oid)), '' ORDER BY c.conname) \
                   FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c'), '') \
+             WHEN 'r' THEN (SELECT {RANGE} FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid) \
              ELSE pg_catalog.format('CREATE TYPE %s AS (%s)', t.oid::pg_catalog.regtype, \
                (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) \
                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)) \
@@ -336,7 +377,7 @@ fn types(db: &Connection) -> Result<Vec<Statement>> {
            'pg_type:' || t.oid \
          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
          WHERE {USER_SCHEMA} AND {} \
-           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')) \
+           AND ({CAPTURED_TYPE}) \
          ORDER BY t.oid",
         not_extension_member("pg_catalog.pg_type", "t.oid")
     );
@@ -350,7 +391,7 @@ fn functions(db: &Connection) -> Result<Vec<Statement>> {
            'pg_proc:' || p.oid \
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE {USER_SCHEMA} AND {} AND p.prokind IN ('f', 'p', 'w') ORDER BY p.oid",
-        not_extension_member("pg_catalog.pg_proc", "p.oid")
+        own_object("pg_catalog.pg_proc", "p.oid")
     );
     statements(db, "function", &sql)
 }
@@ -392,7 +433,7 @@ fn aggregates(db: &Connection) -> Result<Vec<Statement>> {
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid \
            JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE {USER_SCHEMA} AND {} ORDER BY p.oid",
-        not_extension_member("pg_catalog.pg_proc", "p.oid")
+        own_object("pg_catalog.pg_proc", "p.oid")
     );
     statements(db, "aggregate", &sql)
 }
@@ -433,9 +474,25 @@ fn casts(db: &Connection) -> Result<Vec<Statement>> {
            pg_catalog.format('DROP CAST IF EXISTS (%s AS %s)', pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL)), \
            'pg_cast:' || c.oid \
          FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND {} ORDER BY c.oid",
-        not_extension_member("pg_catalog.pg_cast", "c.oid")
+        own_object("pg_catalog.pg_cast", "c.oid")
     );
     statements(db, "cast", &sql)
+}
+
+/// User-defined encoding conversions.
+fn conversions(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.conname), \
+           pg_catalog.format('CREATE %sCONVERSION %I.%I FOR %L TO %L FROM %s', CASE WHEN c.condefault THEN 'DEFAULT ' ELSE '' END, \
+             n.nspname, c.conname, pg_catalog.pg_encoding_to_char(c.conforencoding), \
+             pg_catalog.pg_encoding_to_char(c.contoencoding), c.conproc::pg_catalog.regproc), \
+           pg_catalog.format('DROP CONVERSION IF EXISTS %I.%I', n.nspname, c.conname), \
+           'pg_conversion:' || c.oid \
+         FROM pg_catalog.pg_conversion c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace \
+         WHERE {USER_SCHEMA} AND {} ORDER BY c.oid",
+        not_extension_member("pg_catalog.pg_conversion", "c.oid")
+    );
+    statements(db, "conversion", &sql)
 }
 
 /// Rules other than the `_RETURN` rule that makes a view (which the view's own statement
@@ -716,6 +773,95 @@ fn refreshes(db: &Connection) -> Result<Vec<Statement>> {
     statements(db, "materialized view data", &sql)
 }
 
+/// The user's operators, operator classes and families, text search objects and
+/// conversions, as rows of `(classid, oid, kind, ident, owner)`: `COMMENT ON` and `ALTER
+/// ... OWNER TO` name them `kind ident`; parsers and templates have no owner (NULL).
+fn named_objects() -> String {
+    let branches = [
+        (
+            "pg_operator",
+            "o",
+            "'OPERATOR'",
+            "o.oid::pg_catalog.regoperator::text",
+            "o.oprowner",
+            "o.oprnamespace",
+        ),
+        (
+            "pg_opclass",
+            "c",
+            "'OPERATOR CLASS'",
+            "pg_catalog.format('%I.%I USING %I', s.nspname, c.opcname, (SELECT a.amname FROM pg_catalog.pg_am a WHERE a.oid = c.opcmethod))",
+            "c.opcowner",
+            "c.opcnamespace",
+        ),
+        (
+            "pg_opfamily",
+            "f",
+            "'OPERATOR FAMILY'",
+            "pg_catalog.format('%I.%I USING %I', s.nspname, f.opfname, (SELECT a.amname FROM pg_catalog.pg_am a WHERE a.oid = f.opfmethod))",
+            "f.opfowner",
+            "f.opfnamespace",
+        ),
+        (
+            "pg_ts_parser",
+            "p",
+            "'TEXT SEARCH PARSER'",
+            "pg_catalog.format('%I.%I', s.nspname, p.prsname)",
+            "NULL::pg_catalog.oid",
+            "p.prsnamespace",
+        ),
+        (
+            "pg_ts_template",
+            "t",
+            "'TEXT SEARCH TEMPLATE'",
+            "pg_catalog.format('%I.%I', s.nspname, t.tmplname)",
+            "NULL::pg_catalog.oid",
+            "t.tmplnamespace",
+        ),
+        (
+            "pg_ts_dict",
+            "d",
+            "'TEXT SEARCH DICTIONARY'",
+            "pg_catalog.format('%I.%I', s.nspname, d.dictname)",
+            "d.dictowner",
+            "d.dictnamespace",
+        ),
+        (
+            "pg_ts_config",
+            "c",
+            "'TEXT SEARCH CONFIGURATION'",
+            "pg_catalog.format('%I.%I', s.nspname, c.cfgname)",
+            "c.cfgowner",
+            "c.cfgnamespace",
+        ),
+        (
+            "pg_conversion",
+            "c",
+            "'CONVERSION'",
+            "pg_catalog.format('%I.%I', s.nspname, c.conname)",
+            "c.conowner",
+            "c.connamespace",
+        ),
+    ];
+    let branches: Vec<String> = branches
+        .iter()
+        .map(|(catalog, alias, kind, ident, owner, namespace)| {
+            format!(
+                "SELECT 'pg_catalog.{catalog}'::pg_catalog.regclass AS classid, {alias}.oid, {kind} AS kind, {ident} AS ident, \
+                   {owner} AS owner, s.oid AS namespace \
+                 FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace s ON s.oid = {namespace}"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT x.classid, x.oid, x.kind, x.ident, x.owner FROM ({}) x \
+           JOIN pg_catalog.pg_namespace n ON n.oid = x.namespace \
+         WHERE {USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e \
+           WHERE e.classid = x.classid AND e.objid = x.oid AND e.deptype = 'e')",
+        branches.join(" UNION ALL ")
+    )
+}
+
 /// Comments on schemas, relations, columns, types, functions, constraints and triggers.
 fn comments(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
@@ -760,10 +906,14 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            SELECT pg_catalog.format('PUBLICATION %I', p.pubname), d.description, 7, p.oid, 0 \
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_publication p ON p.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_publication'::pg_catalog.regclass \
+         UNION ALL \
+           SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
          ) comments ORDER BY phase, oid, sub",
         rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c'"),
+        named = named_objects(),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
-        procs = not_extension_member("pg_catalog.pg_proc", "p.oid"),
+        procs = own_object("pg_catalog.pg_proc", "p.oid"),
     );
     statements(db, "comment", &sql)
 }
@@ -783,8 +933,7 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
            SELECT 1, t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, \
              t.oid::pg_catalog.regtype::text, t.typowner, t.typacl, false, false \
            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
-           WHERE {USER_SCHEMA} AND {types} \
-             AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')) \
+           WHERE {USER_SCHEMA} AND {types} AND ({CAPTURED_TYPE}) \
          UNION ALL \
            SELECT 2, p.oid, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, \
              CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure::text, p.proowner, p.proacl, false, false \
@@ -803,6 +952,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          UNION ALL \
            SELECT 7, p.oid, 'PUBLICATION', 'PUBLICATION', pg_catalog.quote_ident(p.pubname), p.pubowner, NULL::pg_catalog.aclitem[], false, false \
            FROM pg_catalog.pg_publication p \
+         UNION ALL \
+           SELECT 8, x.oid, x.kind, x.kind, x.ident, x.owner, NULL::pg_catalog.aclitem[], false, false \
+           FROM ({named}) x WHERE x.owner IS NOT NULL \
          ), \
          grants AS ( \
            SELECT o.phase, o.oid, o.grant_kind, o.ident, x.grantee, x.is_grantable, \
@@ -867,9 +1019,10 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          ) statements ORDER BY phase, oid, step, n",
         schemas = not_extension_member("pg_catalog.pg_namespace", "n.oid"),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
-        procs = not_extension_member("pg_catalog.pg_proc", "p.oid"),
+        procs = own_object("pg_catalog.pg_proc", "p.oid"),
         rels = user_relations("'r', 'p', 'v', 'm', 'S'"),
         tables = user_relations("'r', 'p', 'v', 'm'"),
+        named = named_objects(),
     );
     let rows = db
         .query(&sql)
@@ -892,17 +1045,17 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 }
 
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
-/// (a SQL boolean). Captured: schemas, extensions, enum, domain and composite types,
-/// functions, procedures and aggregates, collations, casts, tables, row-level security
-/// policies, sequences, views, indexes, constraints, defaults, triggers, rules, extended
-/// statistics, event triggers, publications, large objects, comments, owners and
-/// privileges; everything else is named
-/// by [`uncaptured_dependencies`].
+/// (a SQL boolean). Captured: schemas, extensions, enum, domain, range and composite
+/// types, functions, procedures and aggregates, collations, casts, conversions,
+/// operators, operator classes and families, text search objects, tables, row-level
+/// security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
+/// extended statistics, event triggers, publications, large objects, comments, owners and
+/// privileges; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
            WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
-             (SELECT b.typtype IN ('b', 'r', 'm') FROM pg_catalog.pg_type t \
+             (SELECT b.typtype = 'b' FROM pg_catalog.pg_type t \
                 JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
               WHERE t.oid = {oid}) \
            WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
@@ -915,21 +1068,18 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_database'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, \
              'pg_catalog.pg_collation'::pg_catalog.regclass, 'pg_catalog.pg_cast'::pg_catalog.regclass, \
              'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass, \
-             'pg_catalog.pg_publication'::pg_catalog.regclass, 'pg_catalog.pg_publication_rel'::pg_catalog.regclass) \
+             'pg_catalog.pg_publication'::pg_catalog.regclass, 'pg_catalog.pg_publication_rel'::pg_catalog.regclass, \
+             'pg_catalog.pg_conversion'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass, \
+             'pg_catalog.pg_opclass'::pg_catalog.regclass, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, \
+             'pg_catalog.pg_amop'::pg_catalog.regclass, 'pg_catalog.pg_amproc'::pg_catalog.regclass, \
+             'pg_catalog.pg_ts_parser'::pg_catalog.regclass, 'pg_catalog.pg_ts_template'::pg_catalog.regclass, \
+             'pg_catalog.pg_ts_dict'::pg_catalog.regclass, 'pg_catalog.pg_ts_config'::pg_catalog.regclass) \
          END"
     )
 }
 
 /// The catalogs of object kinds this source does not capture, for [`uncaptured_objects`].
 const UNCAPTURED_CATALOGS: &[&str] = &[
-    "pg_operator",
-    "pg_opclass",
-    "pg_opfamily",
-    "pg_conversion",
-    "pg_ts_config",
-    "pg_ts_dict",
-    "pg_ts_parser",
-    "pg_ts_template",
     "pg_foreign_data_wrapper",
     "pg_foreign_server",
     "pg_transform",
@@ -937,11 +1087,11 @@ const UNCAPTURED_CATALOGS: &[&str] = &[
 ];
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. Foreign tables and range and
-/// base types are among them.
+/// will not have them, though nothing captured needs them. Foreign tables and base types
+/// are among them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
     // The catalogs no kind of which is captured, and those where `uncaptured_kind` tells
-    // the kinds apart (foreign tables, range and base types).
+    // the kinds apart (foreign tables, base types).
     let sets: Vec<String> = UNCAPTURED_CATALOGS
         .iter()
         .chain(&["pg_class", "pg_type"])
@@ -1021,7 +1171,9 @@ pub fn uncaptured_dependencies(db: &Connection, allowed: &[String]) -> Result<Ve
 
 /// The catalog's key for what a dependency names: the statement that creates it. A view's
 /// rule, a column default and a domain's constraint belong to their view, table and
-/// domain; a row type to its table; an array type to its element type.
+/// domain; a row type to its table; an array type to its element type, a multirange type
+/// to its range; an operator class's members to the class (a family's loose members have
+/// no key: they come after the rest of the pre-data).
 fn statement_key(class: &str, oid: &str) -> String {
     format!(
         "CASE {class} \
@@ -1036,14 +1188,23 @@ fn statement_key(class: &str, oid: &str) -> String {
            WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
              (SELECT CASE WHEN c.relkind = 'c' THEN 'pg_type:' || c.reltype ELSE 'pg_class:' || c.oid END \
               FROM pg_catalog.pg_class c WHERE c.oid = {oid}) \
+           WHEN 'pg_catalog.pg_amop'::pg_catalog.regclass THEN {class_member} \
+           WHEN 'pg_catalog.pg_amproc'::pg_catalog.regclass THEN {class_member} \
            WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
-             (SELECT CASE WHEN b.typrelid <> 0 AND r.relkind <> 'c' THEN 'pg_class:' || b.typrelid ELSE 'pg_type:' || b.oid END \
+             (SELECT CASE WHEN b.typrelid <> 0 AND r.relkind <> 'c' THEN 'pg_class:' || b.typrelid \
+                WHEN b.typtype = 'm' THEN (SELECT 'pg_type:' || g.rngtypid FROM pg_catalog.pg_range g \
+                  WHERE (pg_catalog.to_jsonb(g)->>'rngmultitypid')::pg_catalog.oid = b.oid) \
+                ELSE 'pg_type:' || b.oid END \
               FROM pg_catalog.pg_type t \
                 JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
                 LEFT JOIN pg_catalog.pg_class r ON r.oid = b.typrelid \
               WHERE t.oid = {oid}) \
            ELSE (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = {class}) || ':' || {oid} \
-         END"
+         END",
+        class_member = format!(
+            "(SELECT 'pg_opclass:' || m.refobjid FROM pg_catalog.pg_depend m WHERE m.classid = {class} AND m.objid = {oid} \
+               AND m.refclassid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND m.deptype = 'i')"
+        ),
     )
 }
 
