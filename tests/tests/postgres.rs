@@ -24,12 +24,12 @@ fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
     env
 }
 
-/// A view over a foreign table: cairn does not capture foreign data wrappers, servers or
-/// foreign tables.
-const VIEW_ON_A_FOREIGN_TABLE: &str = "CREATE FOREIGN DATA WRAPPER films_fdw; \
-     CREATE SERVER films FOREIGN DATA WRAPPER films_fdw; \
-     CREATE FOREIGN TABLE public.film (length integer) SERVER films; \
-     CREATE VIEW public.film_list AS SELECT length = 90 AS feature FROM public.film";
+/// A view calling a function in a procedural language of the user's (outside any
+/// extension): cairn does not capture languages.
+const FUNCTION_IN_A_LANGUAGE: &str = "CREATE LANGUAGE films_lang HANDLER plpgsql_call_handler; \
+     CREATE FUNCTION public.feature_length() RETURNS integer LANGUAGE films_lang AS 'BEGIN RETURN 90; END'; \
+     CREATE TABLE public.film (length integer); \
+     CREATE VIEW public.film_list AS SELECT length = public.feature_length() AS feature FROM public.film";
 
 fn database_exists(pg: &PgCluster, db: &str) -> bool {
     pg.psql(
@@ -69,6 +69,9 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
             "text search dictionary 2",
             "text search configuration 2",
             "conversion 1",
+            "foreign data wrapper 1",
+            "server 1",
+            "user mapping 2",
         ]
         .iter()
         .all(|kind| said.contains(kind)),
@@ -145,8 +148,8 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     let checks = report["sources"][0]["checks"].as_array().expect("checks");
     assert_eq!(
         checks.len(),
-        12,
-        "ten tables, the large objects and one probe: {report}"
+        13,
+        "eleven tables, the large objects and one probe: {report}"
     );
     assert!(checks.iter().all(|c| c["passed"] == true), "{report}");
     assert!(
@@ -191,7 +194,9 @@ fn owners_and_grants_of_roles_missing_where_restored_are_left_out_and_named() {
         "CREATE ROLE auditor NOLOGIN; CREATE ROLE keeper NOLOGIN; \
          CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO auditor, keeper; \
          CREATE TABLE public.u (id int); ALTER TABLE public.u OWNER TO auditor; \
-         INSERT INTO public.t VALUES (1), (2)",
+         INSERT INTO public.t VALUES (1), (2); \
+         CREATE FOREIGN DATA WRAPPER files; CREATE SERVER archive FOREIGN DATA WRAPPER files; \
+         CREATE USER MAPPING FOR auditor SERVER archive OPTIONS (user 'audit')",
     );
     let env = env_for(&pg, "app", "");
     env.ok(&["backup"]);
@@ -215,7 +220,8 @@ fn owners_and_grants_of_roles_missing_where_restored_are_left_out_and_named() {
     assert!(
         err.contains("role `auditor` does not exist here")
             && err.contains("public.t")
-            && err.contains("public.u"),
+            && err.contains("public.u")
+            && err.contains("1 user mapping (auditor on archive)"),
         "{err}"
     );
     // Everything else came back: the other grant, the data; the table the missing role
@@ -477,12 +483,12 @@ fn tls_encrypts_and_verify_full_checks_the_certificate() {
 fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_nothing() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", VIEW_ON_A_FOREIGN_TABLE);
+    pg.psql("app", FUNCTION_IN_A_LANGUAGE);
     let env = env_for(&pg, "app", "");
     let err = env.fails(&["backup"], 1);
     assert!(
-        err.contains("view public.film_list depends on foreign table public.film")
-            && err.contains("allow-uncaptured = [\"foreign table\"]")
+        err.contains("function public.feature_length() depends on language films_lang")
+            && err.contains("allow-uncaptured = [\"language\"]")
             && err.contains("Nothing was stored"),
         "{err}"
     );
@@ -491,12 +497,12 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
 
     // Allowed by kind, the backup goes through, and says what it left out.
-    let env = env_for(&pg, "app", "allow-uncaptured = [\"foreign table\"]");
+    let env = env_for(&pg, "app", "allow-uncaptured = [\"language\"]");
     let out = env.cairn(&["backup"]);
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("not captured") && said.contains("1 foreign table (public.film)"),
+        said.contains("not captured") && said.contains("1 language (films_lang)"),
         "{said}"
     );
 }
@@ -508,19 +514,19 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
 fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", VIEW_ON_A_FOREIGN_TABLE);
+    pg.psql("app", FUNCTION_IN_A_LANGUAGE);
     let env = env_for(
         &pg,
         "app",
         &format!(
-            "allow-uncaptured = [\"foreign table\"]\nverify-schema = true\nscratch = \"{}\"",
+            "allow-uncaptured = [\"language\"]\nverify-schema = true\nscratch = \"{}\"",
             pg.url("cairn_scratch")
         ),
     );
     let err = env.fails(&["backup"], 1);
     assert!(
         err.contains("verify-schema")
-            && err.contains("view public.film_list")
+            && err.contains("function public.feature_length()")
             && err.contains("nothing was stored"),
         "{err}"
     );
@@ -529,7 +535,7 @@ fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
     assert!(!database_exists(&pg, "cairn_scratch"));
 
-    pg.psql("app", "DROP VIEW public.film_list");
+    pg.psql("app", "DROP FUNCTION public.feature_length() CASCADE");
     env.ok(&["backup"]);
     assert!(!database_exists(&pg, "cairn_scratch"));
 

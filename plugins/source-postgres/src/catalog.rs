@@ -13,6 +13,7 @@ use cairn_sdk::Result;
 use cairn_sdk::postgres::Connection;
 use serde::{Deserialize, Serialize};
 
+mod foreign;
 mod operators;
 mod text_search;
 
@@ -210,6 +211,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(operators::operator_families(db)?);
     objects.extend(operators::operator_classes(db)?);
     objects.extend(text_search::objects(db)?);
+    objects.extend(foreign::wrappers_and_servers(db)?);
     objects.extend(sequences(db)?);
     objects.extend(tables(db)?);
     objects.extend(checks(db)?);
@@ -227,6 +229,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(row_security(db)?);
     post_data.extend(policies(db)?);
     post_data.extend(publications(db, server_version)?);
+    post_data.extend(foreign::user_mappings(db)?);
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
@@ -581,7 +584,7 @@ fn sequences(db: &Connection) -> Result<Vec<Statement>> {
 /// Tables and partitioned tables, parents before their partitions.
 fn tables(db: &Connection) -> Result<Vec<Statement>> {
     let column = format!(
-        "pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) \
+        "pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) || {} \
          || CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = a.atttypid) \
               THEN ' COLLATE ' || (SELECT pg_catalog.format('%I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co \
                 JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END \
@@ -593,28 +596,34 @@ fn tables(db: &Connection) -> Result<Vec<Statement>> {
             WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') STORED' \
             WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
             ELSE '' END \
-         || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END"
+         || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END",
+        foreign::options("a.attfdwoptions")
     );
     let sql = format!(
         "SELECT c.oid::pg_catalog.regclass::text, \
            CASE WHEN c.relispartition THEN \
-             pg_catalog.format('CREATE TABLE %s PARTITION OF %s %s', c.oid::pg_catalog.regclass, \
+             pg_catalog.format('CREATE %sTABLE %s PARTITION OF %s %s', CASE WHEN c.relkind = 'f' THEN 'FOREIGN ' ELSE '' END, \
+               c.oid::pg_catalog.regclass, \
                (SELECT h.inhparent::pg_catalog.regclass FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid), \
                pg_catalog.pg_get_expr(c.relpartbound, c.oid)) \
            ELSE \
-             pg_catalog.format('CREATE %sTABLE %s (%s)', CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, \
+             pg_catalog.format('CREATE %sTABLE %s (%s)', \
+               CASE WHEN c.relkind = 'f' THEN 'FOREIGN ' WHEN c.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, \
                c.oid::pg_catalog.regclass, \
                (SELECT COALESCE(pg_catalog.string_agg({column}, ', ' ORDER BY a.attnum), '') \
                 FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)) \
            END \
            || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END \
-           || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
-           pg_catalog.format('DROP TABLE IF EXISTS %s', c.oid::pg_catalog.regclass), \
+           || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END \
+           || COALESCE((SELECT pg_catalog.format(' SERVER %I', s.srvname) || {} FROM pg_catalog.pg_foreign_table f \
+                JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver WHERE f.ftrelid = c.oid), ''), \
+           pg_catalog.format('DROP %sTABLE IF EXISTS %s', CASE WHEN c.relkind = 'f' THEN 'FOREIGN ' ELSE '' END, c.oid::pg_catalog.regclass), \
            'pg_class:' || c.oid \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE {} ORDER BY c.relispartition, c.oid",
-        user_relations("'r', 'p'")
+        foreign::options("f.ftoptions"),
+        user_relations("'r', 'p', 'f'")
     );
     statements(db, "table", &sql)
 }
@@ -628,7 +637,7 @@ fn checks(db: &Connection) -> Result<Vec<Statement>> {
          FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE k.contype = 'c' AND k.conislocal AND {} ORDER BY k.oid",
-        user_relations("'r', 'p'")
+        user_relations("'r', 'p', 'f'")
     );
     statements(db, "check constraint", &sql)
 }
@@ -709,7 +718,7 @@ fn triggers(db: &Connection) -> Result<Vec<Statement>> {
          FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {} ORDER BY t.oid",
-        user_relations("'r', 'p', 'v'")
+        user_relations("'r', 'p', 'v', 'f'")
     );
     statements(db, "trigger", &sql)
 }
@@ -869,7 +878,8 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            SELECT CASE WHEN d.objsubid > 0 THEN pg_catalog.format('COLUMN %s.%I', c.oid::pg_catalog.regclass, \
                     (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = d.objsubid)) \
                   ELSE (CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' \
-                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END) || c.oid::pg_catalog.regclass::text END AS target, \
+                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' WHEN 'f' THEN 'FOREIGN TABLE ' ELSE 'TABLE ' END) \
+                    || c.oid::pg_catalog.regclass::text END AS target, \
                   d.description, 1 AS phase, c.oid AS oid, d.objsubid AS sub \
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -907,10 +917,18 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_publication p ON p.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_publication'::pg_catalog.regclass \
          UNION ALL \
+           SELECT pg_catalog.format('FOREIGN DATA WRAPPER %I', w.fdwname), d.description, 9, w.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass \
+         UNION ALL \
+           SELECT pg_catalog.format('SERVER %I', s.srvname), d.description, 10, s.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_foreign_server s ON s.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_foreign_server'::pg_catalog.regclass \
+         UNION ALL \
            SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
            FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
          ) comments ORDER BY phase, oid, sub",
-        rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c'"),
+        rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c', 'f'"),
         named = named_objects(),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
         procs = own_object("pg_catalog.pg_proc", "p.oid"),
@@ -940,7 +958,8 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
            WHERE {USER_SCHEMA} AND {procs} AND p.prokind IN ('f', 'p', 'w', 'a') \
          UNION ALL \
-           SELECT 3, c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
+           SELECT 3, c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' \
+               WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, \
              CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::pg_catalog.regclass::text, c.relowner, c.relacl, \
              c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
                AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')), false \
@@ -952,6 +971,12 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          UNION ALL \
            SELECT 7, p.oid, 'PUBLICATION', 'PUBLICATION', pg_catalog.quote_ident(p.pubname), p.pubowner, NULL::pg_catalog.aclitem[], false, false \
            FROM pg_catalog.pg_publication p \
+         UNION ALL \
+           SELECT 9, w.oid, 'FOREIGN DATA WRAPPER', 'FOREIGN DATA WRAPPER', pg_catalog.quote_ident(w.fdwname), w.fdwowner, w.fdwacl, false, false \
+           FROM pg_catalog.pg_foreign_data_wrapper w WHERE {wrappers} \
+         UNION ALL \
+           SELECT 10, s.oid, 'SERVER', 'FOREIGN SERVER', pg_catalog.quote_ident(s.srvname), s.srvowner, s.srvacl, false, false \
+           FROM pg_catalog.pg_foreign_server s WHERE {servers} \
          UNION ALL \
            SELECT 8, x.oid, x.kind, x.kind, x.ident, x.owner, NULL::pg_catalog.aclitem[], false, false \
            FROM ({named}) x WHERE x.owner IS NOT NULL \
@@ -1020,9 +1045,11 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
         schemas = not_extension_member("pg_catalog.pg_namespace", "n.oid"),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
         procs = own_object("pg_catalog.pg_proc", "p.oid"),
-        rels = user_relations("'r', 'p', 'v', 'm', 'S'"),
-        tables = user_relations("'r', 'p', 'v', 'm'"),
+        rels = user_relations("'r', 'p', 'v', 'm', 'S', 'f'"),
+        tables = user_relations("'r', 'p', 'v', 'm', 'f'"),
         named = named_objects(),
+        wrappers = not_extension_member("pg_catalog.pg_foreign_data_wrapper", "w.oid"),
+        servers = not_extension_member("pg_catalog.pg_foreign_server", "s.oid"),
     );
     let rows = db
         .query(&sql)
@@ -1047,8 +1074,8 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 /// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain, range and composite
 /// types, functions, procedures and aggregates, collations, casts, conversions,
-/// operators, operator classes and families, text search objects, tables, row-level
-/// security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
+/// operators, operator classes and families, text search objects, foreign data wrappers,
+/// servers and user mappings, tables (foreign ones too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
 /// extended statistics, event triggers, publications, large objects, comments, owners and
 /// privileges; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
@@ -1058,8 +1085,6 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              (SELECT b.typtype = 'b' FROM pg_catalog.pg_type t \
                 JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
               WHERE t.oid = {oid}) \
-           WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
-             (SELECT c.relkind = 'f' FROM pg_catalog.pg_class c WHERE c.oid = {oid}) \
            ELSE {class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
              'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass, \
              'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
@@ -1073,28 +1098,24 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_opclass'::pg_catalog.regclass, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, \
              'pg_catalog.pg_amop'::pg_catalog.regclass, 'pg_catalog.pg_amproc'::pg_catalog.regclass, \
              'pg_catalog.pg_ts_parser'::pg_catalog.regclass, 'pg_catalog.pg_ts_template'::pg_catalog.regclass, \
-             'pg_catalog.pg_ts_dict'::pg_catalog.regclass, 'pg_catalog.pg_ts_config'::pg_catalog.regclass) \
+             'pg_catalog.pg_ts_dict'::pg_catalog.regclass, 'pg_catalog.pg_ts_config'::pg_catalog.regclass, \
+             'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass, \
+             'pg_catalog.pg_foreign_server'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass) \
          END"
     )
 }
 
 /// The catalogs of object kinds this source does not capture, for [`uncaptured_objects`].
-const UNCAPTURED_CATALOGS: &[&str] = &[
-    "pg_foreign_data_wrapper",
-    "pg_foreign_server",
-    "pg_transform",
-    "pg_language",
-];
+const UNCAPTURED_CATALOGS: &[&str] = &["pg_transform", "pg_language"];
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. Foreign tables and base types
-/// are among them.
+/// will not have them, though nothing captured needs them. Base types are among them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
-    // The catalogs no kind of which is captured, and those where `uncaptured_kind` tells
-    // the kinds apart (foreign tables, base types).
+    // The catalogs no kind of which is captured, and the one where `uncaptured_kind` tells
+    // the kinds apart (base types).
     let sets: Vec<String> = UNCAPTURED_CATALOGS
         .iter()
-        .chain(&["pg_class", "pg_type"])
+        .chain(&["pg_type"])
         .map(|c| format!("SELECT 'pg_catalog.{c}'::pg_catalog.regclass, oid FROM pg_catalog.{c}"))
         .collect();
     let sql = format!(

@@ -172,10 +172,13 @@ fn post_data(db: &Connection, schema: &Schema) -> Result<()> {
     } else {
         BTreeMap::new()
     };
-    let mut left_out: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    // Left out, by why and by what: user mappings, or owners and privileges.
+    let mut left_out: BTreeMap<(String, bool), Vec<&str>> = BTreeMap::new();
     for statement in &schema.post_data {
         if let Some(why) = unrestorable(statement, &roles) {
-            let names = left_out.entry(why).or_default();
+            let names = left_out
+                .entry((why, statement.kind == "user mapping"))
+                .or_default();
             if names.last() != Some(&statement.name.as_str()) {
                 names.push(&statement.name);
             }
@@ -183,10 +186,17 @@ fn post_data(db: &Connection, schema: &Schema) -> Result<()> {
         }
         run_one(db, statement).map_err(|e| e.context("post-data"))?;
     }
-    for (why, names) in left_out {
+    for ((why, mappings), names) in left_out {
+        let what = if mappings {
+            plural(names.len(), "user mapping")
+        } else {
+            format!(
+                "the owner or privileges of {}",
+                plural(names.len(), "object")
+            )
+        };
         host::warn(format!(
-            "not restored, because {why}: the owner or privileges of {} ({}); create the role and restore again, or set them by hand",
-            plural(names.len(), "object"),
+            "not restored, because {why}: {what} ({}); create the role and restore again, or set them by hand",
             names.join(", ")
         ));
     }
