@@ -24,12 +24,14 @@ fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
     env
 }
 
-/// A view calling a function in a procedural language of the user's (outside any
-/// extension): cairn does not capture languages.
-const FUNCTION_IN_A_LANGUAGE: &str = "CREATE LANGUAGE films_lang HANDLER plpgsql_call_handler; \
-     CREATE FUNCTION public.feature_length() RETURNS integer LANGUAGE films_lang AS 'BEGIN RETURN 90; END'; \
+/// A view using a base type (made from built-in C functions): cairn does not capture
+/// base types.
+const VIEW_ON_A_BASE_TYPE: &str = "CREATE TYPE public.tag; \
+     CREATE FUNCTION public.tag_in(cstring) RETURNS public.tag LANGUAGE internal IMMUTABLE STRICT AS 'textin'; \
+     CREATE FUNCTION public.tag_out(public.tag) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout'; \
+     CREATE TYPE public.tag (INPUT = public.tag_in, OUTPUT = public.tag_out, LIKE = text); \
      CREATE TABLE public.film (length integer); \
-     CREATE VIEW public.film_list AS SELECT length = public.feature_length() AS feature FROM public.film";
+     CREATE VIEW public.film_list AS SELECT length, 'feature'::public.tag AS label FROM public.film";
 
 fn database_exists(pg: &PgCluster, db: &str) -> bool {
     pg.psql(
@@ -72,6 +74,8 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
             "foreign data wrapper 1",
             "server 1",
             "user mapping 2",
+            "language 1",
+            "transform 1",
         ]
         .iter()
         .all(|kind| said.contains(kind)),
@@ -483,12 +487,12 @@ fn tls_encrypts_and_verify_full_checks_the_certificate() {
 fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_nothing() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", FUNCTION_IN_A_LANGUAGE);
+    pg.psql("app", VIEW_ON_A_BASE_TYPE);
     let env = env_for(&pg, "app", "");
     let err = env.fails(&["backup"], 1);
     assert!(
-        err.contains("function public.feature_length() depends on language films_lang")
-            && err.contains("allow-uncaptured = [\"language\"]")
+        err.contains("view public.film_list depends on type public.tag")
+            && err.contains("allow-uncaptured = [\"type\"]")
             && err.contains("Nothing was stored"),
         "{err}"
     );
@@ -497,12 +501,12 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
 
     // Allowed by kind, the backup goes through, and says what it left out.
-    let env = env_for(&pg, "app", "allow-uncaptured = [\"language\"]");
+    let env = env_for(&pg, "app", "allow-uncaptured = [\"type\"]");
     let out = env.cairn(&["backup"]);
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("not captured") && said.contains("1 language (films_lang)"),
+        said.contains("not captured") && said.contains("1 type (public.tag)"),
         "{said}"
     );
 }
@@ -514,19 +518,19 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
 fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     let pg = PgCluster::start();
     pg.create_database("app");
-    pg.psql("app", FUNCTION_IN_A_LANGUAGE);
+    pg.psql("app", VIEW_ON_A_BASE_TYPE);
     let env = env_for(
         &pg,
         "app",
         &format!(
-            "allow-uncaptured = [\"language\"]\nverify-schema = true\nscratch = \"{}\"",
+            "allow-uncaptured = [\"type\"]\nverify-schema = true\nscratch = \"{}\"",
             pg.url("cairn_scratch")
         ),
     );
     let err = env.fails(&["backup"], 1);
     assert!(
         err.contains("verify-schema")
-            && err.contains("function public.feature_length()")
+            && err.contains("view public.film_list")
             && err.contains("nothing was stored"),
         "{err}"
     );
@@ -535,7 +539,7 @@ fn verify_schema_fails_the_backup_whose_schema_would_not_restore() {
     assert_eq!(snapshots.as_array().map(Vec::len), Some(0), "{snapshots}");
     assert!(!database_exists(&pg, "cairn_scratch"));
 
-    pg.psql("app", "DROP FUNCTION public.feature_length() CASCADE");
+    pg.psql("app", "DROP VIEW public.film_list");
     env.ok(&["backup"]);
     assert!(!database_exists(&pg, "cairn_scratch"));
 

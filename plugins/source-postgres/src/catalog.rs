@@ -14,6 +14,7 @@ use cairn_sdk::postgres::Connection;
 use serde::{Deserialize, Serialize};
 
 mod foreign;
+mod languages;
 mod operators;
 mod text_search;
 
@@ -201,6 +202,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     let mut objects = Vec::new();
     objects.extend(schemas(db)?);
     objects.extend(extensions(db)?);
+    objects.extend(languages::languages(db)?);
     objects.extend(types(db)?);
     objects.extend(functions(db)?);
     objects.extend(aggregates(db)?);
@@ -212,6 +214,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(operators::operator_classes(db)?);
     objects.extend(text_search::objects(db)?);
     objects.extend(foreign::wrappers_and_servers(db)?);
+    objects.extend(languages::transforms(db)?);
     objects.extend(sequences(db)?);
     objects.extend(tables(db)?);
     objects.extend(checks(db)?);
@@ -925,6 +928,16 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_foreign_server s ON s.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_foreign_server'::pg_catalog.regclass \
          UNION ALL \
+           SELECT pg_catalog.format('LANGUAGE %I', l.lanname), d.description, 11, l.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_language l ON l.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_language'::pg_catalog.regclass AND l.oid >= 16384 \
+         UNION ALL \
+           SELECT pg_catalog.format('TRANSFORM FOR %s LANGUAGE %I', pg_catalog.format_type(t.trftype, NULL), l.lanname), \
+             d.description, 12, t.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_transform t ON t.oid = d.objoid \
+             JOIN pg_catalog.pg_language l ON l.oid = t.trflang \
+           WHERE d.classoid = 'pg_catalog.pg_transform'::pg_catalog.regclass \
+         UNION ALL \
            SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
            FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
          ) comments ORDER BY phase, oid, sub",
@@ -977,6 +990,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          UNION ALL \
            SELECT 10, s.oid, 'SERVER', 'FOREIGN SERVER', pg_catalog.quote_ident(s.srvname), s.srvowner, s.srvacl, false, false \
            FROM pg_catalog.pg_foreign_server s WHERE {servers} \
+         UNION ALL \
+           SELECT 11, l.oid, 'LANGUAGE', 'LANGUAGE', pg_catalog.quote_ident(l.lanname), l.lanowner, l.lanacl, false, false \
+           FROM pg_catalog.pg_language l WHERE l.lanispl AND l.oid >= 16384 AND {languages} \
          UNION ALL \
            SELECT 8, x.oid, x.kind, x.kind, x.ident, x.owner, NULL::pg_catalog.aclitem[], false, false \
            FROM ({named}) x WHERE x.owner IS NOT NULL \
@@ -1050,6 +1066,7 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
         named = named_objects(),
         wrappers = not_extension_member("pg_catalog.pg_foreign_data_wrapper", "w.oid"),
         servers = not_extension_member("pg_catalog.pg_foreign_server", "s.oid"),
+        languages = not_extension_member("pg_catalog.pg_language", "l.oid"),
     );
     let rows = db
         .query(&sql)
@@ -1075,7 +1092,8 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain, range and composite
 /// types, functions, procedures and aggregates, collations, casts, conversions,
 /// operators, operator classes and families, text search objects, foreign data wrappers,
-/// servers and user mappings, tables (foreign ones too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
+/// servers and user mappings, procedural languages, transforms, tables (foreign ones
+/// too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
 /// extended statistics, event triggers, publications, large objects, comments, owners and
 /// privileges; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
@@ -1100,33 +1118,28 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_ts_parser'::pg_catalog.regclass, 'pg_catalog.pg_ts_template'::pg_catalog.regclass, \
              'pg_catalog.pg_ts_dict'::pg_catalog.regclass, 'pg_catalog.pg_ts_config'::pg_catalog.regclass, \
              'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass, \
-             'pg_catalog.pg_foreign_server'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass) \
+             'pg_catalog.pg_foreign_server'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass, \
+             'pg_catalog.pg_language'::pg_catalog.regclass, 'pg_catalog.pg_transform'::pg_catalog.regclass) \
          END"
     )
 }
 
-/// The catalogs of object kinds this source does not capture, for [`uncaptured_objects`].
-const UNCAPTURED_CATALOGS: &[&str] = &["pg_transform", "pg_language"];
-
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. Base types are among them.
+/// will not have them, though nothing captured needs them. These are base types (made
+/// from C functions) and security labels (which need their provider's module loaded
+/// where they are restored).
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
-    // The catalogs no kind of which is captured, and the one where `uncaptured_kind` tells
-    // the kinds apart (base types).
-    let sets: Vec<String> = UNCAPTURED_CATALOGS
-        .iter()
-        .chain(&["pg_type"])
-        .map(|c| format!("SELECT 'pg_catalog.{c}'::pg_catalog.regclass, oid FROM pg_catalog.{c}"))
-        .collect();
     let sql = format!(
-        "SELECT o.type, o.identity FROM ({}) AS x(classid, objid), \
-           LATERAL pg_catalog.pg_identify_object(x.classid, x.objid, 0) o \
-         WHERE x.objid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' AND {} \
+        "SELECT o.type, o.identity FROM pg_catalog.pg_type ty, \
+           LATERAL pg_catalog.pg_identify_object('pg_catalog.pg_type'::pg_catalog.regclass, ty.oid, 0) o \
+         WHERE ty.oid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' AND {} \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype IN ('e', 'i') \
-             AND e.classid = x.classid AND e.objid = x.objid) \
+             AND e.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND e.objid = ty.oid) \
+         UNION ALL \
+         SELECT 'security label', pg_catalog.format('%s, by %s', pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.provider) \
+         FROM pg_catalog.pg_seclabel l \
          ORDER BY 1, 2",
-        sets.join(" UNION ALL "),
-        uncaptured_kind("x.classid", "x.objid"),
+        uncaptured_kind("'pg_catalog.pg_type'::pg_catalog.regclass", "ty.oid"),
     );
     let rows = db
         .query(&sql)

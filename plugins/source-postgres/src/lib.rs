@@ -44,7 +44,7 @@ struct Options {
     probes: Vec<String>,
     /// The scratch database `cairn verify` and `cairn drill` create and drop.
     scratch: Option<String>,
-    /// Kinds of object (`language`, `type`...) that captured objects may depend on
+    /// Kinds of object (`type` for base types) that captured objects may depend on
     /// although cairn does not capture them: the backup then succeeds, and a restore
     /// needs them created in the target first.
     #[serde(default)]
@@ -103,7 +103,7 @@ const SCHEMA: &str = r#"{
     "allow-uncaptured": {
       "type": "array",
       "items": { "type": "string" },
-      "description": "Kinds of object (as PostgreSQL names them: language, type for base types, transform) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
+      "description": "Kinds of object (as PostgreSQL names them: type, for base types) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
     },
     "verify-schema": {
       "type": "boolean",
