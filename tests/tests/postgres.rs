@@ -15,10 +15,14 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 /// A repository on local disk backing up database `db` of `pg` as source `app`.
 fn env_for(pg: &PgCluster, db: &str, extra: &str) -> Env {
+    env_for_url(&pg.url(db), extra)
+}
+
+/// A repository on local disk backing up the database at `url` as source `app`.
+fn env_for_url(url: &str, extra: &str) -> Env {
     let env = Env::new().with_vars(&[(PASSWORD_VAR, PASSWORD)]);
     env.local_config(&format!(
-        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{}\"\npassword = \"env:{PASSWORD_VAR}\"\n{extra}\n",
-        pg.url(db)
+        "[[source]]\nname = \"app\"\nplugin = \"postgres\"\n[source.options]\nurl = \"{url}\"\npassword = \"env:{PASSWORD_VAR}\"\n{extra}\n"
     ));
     env.ok(&["init"]);
     env
@@ -32,6 +36,11 @@ const VIEW_ON_A_BASE_TYPE: &str = "CREATE TYPE public.tag; \
      CREATE TYPE public.tag (INPUT = public.tag_in, OUTPUT = public.tag_out, LIKE = text); \
      CREATE TABLE public.film (length integer); \
      CREATE VIEW public.film_list AS SELECT length, 'feature'::public.tag AS label FROM public.film";
+
+/// A schema dump as restored: the rich fixture's subscription comes back without its slot.
+fn without_subscription_slot(dump: &str) -> String {
+    dump.replace("slot_name = 'app_upstream'", "slot_name = NONE")
+}
 
 fn database_exists(pg: &PgCluster, db: &str) -> bool {
     pg.psql(
@@ -76,6 +85,7 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
             "user mapping 2",
             "language 1",
             "transform 1",
+            "subscription 1",
         ]
         .iter()
         .all(|kind| said.contains(kind)),
@@ -84,10 +94,17 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
 
     pg.create_database("copy");
     let copy = pg.url("copy");
-    env.ok(&["restore", "latest", "--source", "app", "--target", &copy]);
+    let out = env.cairn(&["restore", "latest", "--source", "app", "--target", &copy]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    // The subscription comes back disabled and without its slot, which the restore names.
+    assert!(
+        said.contains("subscription app_upstream is restored disabled and without a replication slot; it used slot app_upstream"),
+        "{said}"
+    );
     assert_eq!(
         pg.schema_dump_with_privileges("copy"),
-        pg.schema_dump_with_privileges("app"),
+        without_subscription_slot(&pg.schema_dump_with_privileges("app")),
         "schemas, owners or privileges differ"
     );
     assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
@@ -120,10 +137,31 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
         err.contains("not empty") && err.contains("--clean"),
         "{err}"
     );
-    env.ok(&[
+    // Nor does --clean drop a subscription that holds a slot on its publisher.
+    let clean = [
         "restore", "latest", "--source", "app", "--target", &copy, "--clean",
-    ]);
-    assert_eq!(pg.schema_dump("copy"), pg.schema_dump("app"));
+    ];
+    pg.psql(
+        "copy",
+        "ALTER SUBSCRIPTION app_upstream SET (slot_name = 'app_upstream')",
+    );
+    let held = pg.schema_dump("copy");
+    let err = env.fails(&clean, 1);
+    assert!(
+        err.contains("--clean would drop subscription `app_upstream`, which holds replication slot `app_upstream`")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(pg.schema_dump("copy"), held);
+    pg.psql(
+        "copy",
+        "ALTER SUBSCRIPTION app_upstream SET (slot_name = NONE)",
+    );
+    env.ok(&clean);
+    assert_eq!(
+        pg.schema_dump("copy"),
+        without_subscription_slot(&pg.schema_dump("app"))
+    );
     assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
     assert_eq!(pg.large_objects("copy"), large_objects);
 
@@ -180,6 +218,8 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("already exists"), "{said}");
+    // A database with subscriptions cannot be dropped: the kept one's goes first.
+    pg.psql("cairn_scratch", "DROP SUBSCRIPTION app_upstream");
     pg.psql("postgres", "DROP DATABASE cairn_scratch");
     let config = std::fs::read_to_string(env.path("cairn.toml")).expect("config");
     env.write_config(&format!("{config}scratch = \"{scratch}\"\n"));
@@ -508,6 +548,46 @@ fn a_backup_depending_on_what_cairn_does_not_capture_fails_naming_it_and_stores_
     assert!(
         said.contains("not captured") && said.contains("1 type (public.tag)"),
         "{said}"
+    );
+}
+
+/// A backup user that is not a superuser may not read a subscription's connection: the
+/// backup goes on and names what it left out, and the restore has everything else.
+#[test]
+fn subscriptions_the_backup_user_may_not_read_are_named_and_the_rest_restores() {
+    let pg = PgCluster::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        &format!(
+            "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1), (2); \
+             CREATE SUBSCRIPTION upstream CONNECTION 'host=127.0.0.1 port=9 dbname=x' PUBLICATION p WITH (connect = false); \
+             CREATE ROLE plain LOGIN PASSWORD '{PASSWORD}'; GRANT SELECT ON public.t TO plain"
+        ),
+    );
+    let env = env_for_url(&pg.url("app").replacen("://cairn@", "://plain@", 1), "");
+    let out = env.cairn(&["backup"]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("not captured")
+            && said
+                .contains("1 subscription (upstream, whose connection only a superuser may read)"),
+        "{said}"
+    );
+    pg.create_database("copy");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--source",
+        "app",
+        "--target",
+        &pg.url("copy"),
+    ]);
+    assert_eq!(pg.table_digests("copy"), pg.table_digests("app"));
+    assert_eq!(
+        pg.psql("copy", "SELECT count(*) FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = 'copy'"),
+        "0"
     );
 }
 

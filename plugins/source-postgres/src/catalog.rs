@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod foreign;
 mod languages;
 mod operators;
+mod subscriptions;
 mod text_search;
 
 /// Version of the [`Schema`] document layout.
@@ -86,6 +87,10 @@ pub struct Statement {
     /// its default privileges); left out with a warning otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acts_as: Option<String>,
+    /// What a restore tells the user once it has run the statement (how to resume a
+    /// subscription).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A table with storage (a plain table or a leaf partition) and its data pieces.
@@ -180,6 +185,7 @@ fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> 
                 key: field(3),
                 roles: Vec::new(),
                 acts_as: None,
+                note: None,
             }
         })
         .collect())
@@ -233,6 +239,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(policies(db)?);
     post_data.extend(publications(db, server_version)?);
     post_data.extend(foreign::user_mappings(db)?);
+    post_data.extend(subscriptions::subscriptions(db)?);
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
@@ -255,7 +262,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
 /// Publications (post-data, as pg_dump has them: their tables must exist), then the
 /// tables each publishes, with the column lists and row filters of PostgreSQL 15, and the
 /// schemas it publishes whole. Created without their subscribers' state: a publication
-/// is a definition; replication slots and subscriptions belong to the servers.
+/// is a definition; replication slots belong to the publishing server.
 fn publications(db: &Connection, server_version: u32) -> Result<Vec<Statement>> {
     let mut found = statements(
         db,
@@ -874,6 +881,16 @@ fn named_objects() -> String {
     )
 }
 
+/// The subscriptions `subscriptions` captures (a SQL condition on `s`): the current
+/// database's, if the backup's user may read them.
+fn captured_subscriptions() -> String {
+    format!(
+        "{} AND {}",
+        subscriptions::OF_THIS_DATABASE,
+        subscriptions::READABLE
+    )
+}
+
 /// Comments on schemas, relations, columns, types, functions, constraints and triggers.
 fn comments(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
@@ -938,6 +955,10 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
              JOIN pg_catalog.pg_language l ON l.oid = t.trflang \
            WHERE d.classoid = 'pg_catalog.pg_transform'::pg_catalog.regclass \
          UNION ALL \
+           SELECT pg_catalog.format('SUBSCRIPTION %I', s.subname), d.description, 13, s.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_subscription s ON s.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_subscription'::pg_catalog.regclass AND {subscriptions} \
+         UNION ALL \
            SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
            FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
          ) comments ORDER BY phase, oid, sub",
@@ -945,6 +966,7 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
         named = named_objects(),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
         procs = own_object("pg_catalog.pg_proc", "p.oid"),
+        subscriptions = captured_subscriptions(),
     );
     statements(db, "comment", &sql)
 }
@@ -993,6 +1015,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
          UNION ALL \
            SELECT 11, l.oid, 'LANGUAGE', 'LANGUAGE', pg_catalog.quote_ident(l.lanname), l.lanowner, l.lanacl, false, false \
            FROM pg_catalog.pg_language l WHERE l.lanispl AND l.oid >= 16384 AND {languages} \
+         UNION ALL \
+           SELECT 13, s.oid, 'SUBSCRIPTION', 'SUBSCRIPTION', pg_catalog.quote_ident(s.subname), s.subowner, NULL::pg_catalog.aclitem[], false, false \
+           FROM pg_catalog.pg_subscription s WHERE {subscriptions} \
          UNION ALL \
            SELECT 8, x.oid, x.kind, x.kind, x.ident, x.owner, NULL::pg_catalog.aclitem[], false, false \
            FROM ({named}) x WHERE x.owner IS NOT NULL \
@@ -1067,6 +1092,7 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
         wrappers = not_extension_member("pg_catalog.pg_foreign_data_wrapper", "w.oid"),
         servers = not_extension_member("pg_catalog.pg_foreign_server", "s.oid"),
         languages = not_extension_member("pg_catalog.pg_language", "l.oid"),
+        subscriptions = captured_subscriptions(),
     );
     let rows = db
         .query(&sql)
@@ -1083,6 +1109,7 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
                 key: None,
                 roles: field(2).into_iter().collect(),
                 acts_as: field(3),
+                note: None,
             }
         })
         .collect())
@@ -1126,8 +1153,8 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
 /// will not have them, though nothing captured needs them. These are base types (made
-/// from C functions) and security labels (which need their provider's module loaded
-/// where they are restored).
+/// from C functions), security labels (which need their provider's module loaded where
+/// they are restored), and subscriptions when the backup's user may not read them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
     let sql = format!(
         "SELECT o.type, o.identity FROM pg_catalog.pg_type ty, \
@@ -1138,8 +1165,13 @@ pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
          UNION ALL \
          SELECT 'security label', pg_catalog.format('%s, by %s', pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.provider) \
          FROM pg_catalog.pg_seclabel l \
+         UNION ALL \
+         SELECT 'subscription', pg_catalog.quote_ident(s.subname) || ', whose connection only a superuser may read' \
+         FROM pg_catalog.pg_subscription s WHERE {} AND NOT {} \
          ORDER BY 1, 2",
         uncaptured_kind("'pg_catalog.pg_type'::pg_catalog.regclass", "ty.oid"),
+        subscriptions::OF_THIS_DATABASE,
+        subscriptions::READABLE,
     );
     let rows = db
         .query(&sql)
@@ -1356,6 +1388,7 @@ mod tests {
             key: Some(key.into()),
             roles: Vec::new(),
             acts_as: None,
+            note: None,
         }
     }
 

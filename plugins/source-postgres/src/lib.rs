@@ -322,6 +322,9 @@ impl Source for Postgres {
             )?;
         }
         load::run(&db, reader, &schema, options.jobs(), flags.clean)?;
+        for note in schema.post_data.iter().filter_map(|s| s.note.as_deref()) {
+            host::warn(note);
+        }
         host::info(format!(
             "restored {} tables, {} rows into {}",
             schema.tables.len(),
@@ -360,8 +363,20 @@ impl Source for Postgres {
                 "kept the scratch database `{}` (--keep)",
                 scratch_db.name
             ));
+            let subscriptions: Vec<&str> = schema
+                .post_data
+                .iter()
+                .filter(|s| s.kind == "subscription")
+                .map(|s| s.name.as_str())
+                .collect();
+            if !subscriptions.is_empty() {
+                host::info(format!(
+                    "before dropping it, drop its subscriptions (disabled, without slots): DROP SUBSCRIPTION {}",
+                    subscriptions.join("; DROP SUBSCRIPTION ")
+                ));
+            }
         } else {
-            scratch_db.drop_database();
+            scratch_db.drop_database(options, &scratch);
         }
         outcome.map(|checks| VerifyReport { checks })
     }
@@ -409,7 +424,28 @@ impl Scratch {
         Ok(Scratch { admin, name })
     }
 
-    fn drop_database(self) {
+    /// Drops the database, and first the subscriptions restored there (a database with
+    /// subscriptions cannot be dropped). They are cairn's own, never connected.
+    fn drop_database(self, options: &Options, scratch: &str) {
+        let subscriptions = connect(options, scratch).and_then(|db| {
+            let names = db.query(
+                "SELECT pg_catalog.quote_ident(s.subname) FROM pg_catalog.pg_subscription s \
+                 WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())",
+            )?;
+            for name in names.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+                db.execute(&format!(
+                    "ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE); DROP SUBSCRIPTION {name}"
+                ))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = subscriptions {
+            host::warn(format!(
+                "could not drop the subscriptions in the scratch database `{}`: {}",
+                self.name,
+                e.message()
+            ));
+        }
         if let Err(e) = self.admin.execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             postgres::ident(&self.name)
@@ -445,7 +481,7 @@ fn verify_schema(options: &Options, live: &ServerIdentity, schema: &Schema) -> R
         Ok(())
     })?;
     let replayed = connect(options, scratch).and_then(|db| load::replay_schema(&db, schema));
-    scratch_db.drop_database();
+    scratch_db.drop_database(options, scratch);
     replayed.map_err(|e| {
         e.context("verify-schema: the captured schema does not restore, so nothing was stored")
     })?;

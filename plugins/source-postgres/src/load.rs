@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cairn_sdk::postgres::{Connection, CopyIn};
+use cairn_sdk::postgres::{self, Connection, CopyIn};
 use cairn_sdk::{ItemReader, PluginError, Result, host};
 
 use crate::catalog::{Schema, Statement};
@@ -282,12 +282,43 @@ fn run_one(db: &Connection, statement: &Statement) -> Result<()> {
     })
 }
 
+/// `--clean` never drops a subscription of the target's that holds a replication slot:
+/// that drop would reach the publisher to remove the slot (or leave it orphaned there,
+/// holding WAL), and cannot run inside the restore's transaction. The restore stops first,
+/// naming it.
+fn refuse_subscriptions_with_slots(db: &Connection, schema: &Schema) -> Result<()> {
+    let names: Vec<String> = schema
+        .post_data
+        .iter()
+        .filter(|s| s.kind == "subscription")
+        .map(|s| postgres::literal(&s.name))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let held = db.query(&format!(
+        "SELECT s.subname, s.subslotname FROM pg_catalog.pg_subscription s \
+         WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+           AND s.subslotname IS NOT NULL AND s.subname IN ({}) ORDER BY 1",
+        names.join(", ")
+    ))?;
+    if let Some(row) = held.first() {
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (name, slot) = (field(0), field(1));
+        return Err(PluginError::permanent(format!(
+            "--clean would drop subscription `{name}`, which holds replication slot `{slot}` on its publisher; nothing was changed. Drop it yourself first (ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE); DROP SUBSCRIPTION {name}; then drop the slot on the publisher if no one needs it), or restore into another database"
+        )));
+    }
+    Ok(())
+}
+
 /// `--clean`: drops what the snapshot holds, where it exists, newest first, inside the
 /// restore's transaction. Never through `CASCADE`: an object of the target's that the
 /// snapshot does not hold and that depends on one it drops stops the restore, named, before
 /// anything commits. Schemas are not dropped (they are created if missing), so what else
 /// they hold stays.
 fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
+    refuse_subscriptions_with_slots(db, schema)?;
     // Post-data objects with a drop go first: event triggers, so that none fires during
     // the restore, and rules, whose actions may name other tables. The rest go with
     // their tables.

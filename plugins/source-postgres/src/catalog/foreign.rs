@@ -86,6 +86,7 @@ pub(super) fn user_mappings(db: &Connection) -> Result<Vec<Statement>> {
                 key: field(3),
                 roles: field(4).into_iter().collect(),
                 acts_as: None,
+                note: None,
             }
         })
         .collect())
