@@ -243,9 +243,15 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
-    post_data.extend(ownership_and_privileges(db)?);
-    // Last, as pg_dump does: an event trigger created earlier would fire during the restore.
+    // Event triggers last, as pg_dump has them: one created earlier would fire during the
+    // restore. Their owners come after them.
+    let (event_trigger_owners, owners_and_privileges): (Vec<_>, Vec<_>) =
+        ownership_and_privileges(db)?
+            .into_iter()
+            .partition(|s| s.create.starts_with("ALTER EVENT TRIGGER "));
+    post_data.extend(owners_and_privileges);
     post_data.extend(event_triggers(db)?);
+    post_data.extend(event_trigger_owners);
     Ok(Schema {
         format: FORMAT,
         server_version,
@@ -1019,6 +1025,20 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
            SELECT 13, s.oid, 'SUBSCRIPTION', 'SUBSCRIPTION', pg_catalog.quote_ident(s.subname), s.subowner, NULL::pg_catalog.aclitem[], false, false \
            FROM pg_catalog.pg_subscription s WHERE {subscriptions} \
          UNION ALL \
+           SELECT 14, c.oid, 'COLLATION', 'COLLATION', pg_catalog.format('%I.%I', n.nspname, c.collname), c.collowner, \
+             NULL::pg_catalog.aclitem[], false, false \
+           FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace \
+           WHERE {USER_SCHEMA} AND c.oid >= 16384 AND {collations} \
+         UNION ALL \
+           SELECT 15, x.oid, 'STATISTICS', 'STATISTICS', pg_catalog.format('%I.%I', n.nspname, x.stxname), x.stxowner, \
+             NULL::pg_catalog.aclitem[], false, false \
+           FROM pg_catalog.pg_statistic_ext x JOIN pg_catalog.pg_namespace n ON n.oid = x.stxnamespace \
+           WHERE {USER_SCHEMA} AND {statistics} \
+         UNION ALL \
+           SELECT 16, et.oid, 'EVENT TRIGGER', 'EVENT TRIGGER', pg_catalog.quote_ident(et.evtname), et.evtowner, \
+             NULL::pg_catalog.aclitem[], false, false \
+           FROM pg_catalog.pg_event_trigger et WHERE {event_triggers} \
+         UNION ALL \
            SELECT 8, x.oid, x.kind, x.kind, x.ident, x.owner, NULL::pg_catalog.aclitem[], false, false \
            FROM ({named}) x WHERE x.owner IS NOT NULL \
          ), \
@@ -1093,6 +1113,9 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
         servers = not_extension_member("pg_catalog.pg_foreign_server", "s.oid"),
         languages = not_extension_member("pg_catalog.pg_language", "l.oid"),
         subscriptions = captured_subscriptions(),
+        collations = not_extension_member("pg_catalog.pg_collation", "c.oid"),
+        statistics = not_extension_member("pg_catalog.pg_statistic_ext", "x.oid"),
+        event_triggers = not_extension_member("pg_catalog.pg_event_trigger", "et.oid"),
     );
     let rows = db
         .query(&sql)
