@@ -209,6 +209,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(schemas(db)?);
     objects.extend(extensions(db)?);
     objects.extend(languages::languages(db)?);
+    objects.extend(access_methods(db)?);
     objects.extend(types(db)?);
     objects.extend(functions(db)?);
     objects.extend(aggregates(db)?);
@@ -339,6 +340,20 @@ fn schemas(db: &Connection) -> Result<Vec<Statement>> {
             not_extension_member("pg_catalog.pg_namespace", "n.oid")
         ),
     )
+}
+
+/// Table and index access methods of the user's (an extension's come with it).
+fn access_methods(db: &Connection) -> Result<Vec<Statement>> {
+    let sql = format!(
+        "SELECT pg_catalog.quote_ident(a.amname), \
+           pg_catalog.format('CREATE ACCESS METHOD %I TYPE %s HANDLER %s', a.amname, \
+             CASE a.amtype WHEN 't' THEN 'TABLE' ELSE 'INDEX' END, a.amhandler::pg_catalog.regproc), \
+           pg_catalog.format('DROP ACCESS METHOD IF EXISTS %I', a.amname), \
+           'pg_am:' || a.oid \
+         FROM pg_catalog.pg_am a WHERE a.oid >= 16384 AND {} ORDER BY a.oid",
+        not_extension_member("pg_catalog.pg_am", "a.oid")
+    );
+    statements(db, "access method", &sql)
 }
 
 fn extensions(db: &Connection) -> Result<Vec<Statement>> {
@@ -631,6 +646,7 @@ fn tables(db: &Connection) -> Result<Vec<Statement>> {
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)) \
            END \
            || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END \
+           || {TABLE_ACCESS_METHOD} \
            || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END \
            || COALESCE((SELECT pg_catalog.format(' SERVER %I', s.srvname) || {} FROM pg_catalog.pg_foreign_table f \
                 JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver WHERE f.ftrelid = c.oid), ''), \
@@ -643,6 +659,11 @@ fn tables(db: &Connection) -> Result<Vec<Statement>> {
     );
     statements(db, "table", &sql)
 }
+
+/// ` USING method` of relation `c`, whatever the default where it is restored (plain and
+/// partitioned tables and materialized views have one; views and foreign tables none).
+const TABLE_ACCESS_METHOD: &str = "COALESCE((SELECT ' USING ' || pg_catalog.quote_ident(a.amname) \
+     FROM pg_catalog.pg_am a WHERE a.oid = c.relam), '')";
 
 /// CHECK constraints a table declares itself (inherited ones come with the partition).
 fn checks(db: &Connection) -> Result<Vec<Statement>> {
@@ -661,8 +682,8 @@ fn checks(db: &Connection) -> Result<Vec<Statement>> {
 fn views(db: &Connection) -> Result<Vec<Statement>> {
     let sql = format!(
         "SELECT c.oid::pg_catalog.regclass::text, \
-           pg_catalog.format('CREATE %s %s%s AS %s%s', \
-             CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass, \
+           pg_catalog.format('CREATE %s %s%s%s AS %s%s', \
+             CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, c.oid::pg_catalog.regclass, {TABLE_ACCESS_METHOD}, \
              CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END, \
              pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), E'\\n '), ';'), \
              CASE c.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END), \
@@ -965,6 +986,10 @@ fn comments(db: &Connection) -> Result<Vec<Statement>> {
            FROM pg_catalog.pg_description d JOIN pg_catalog.pg_subscription s ON s.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_subscription'::pg_catalog.regclass AND {subscriptions} \
          UNION ALL \
+           SELECT pg_catalog.format('ACCESS METHOD %I', a.amname), d.description, 14, a.oid, 0 \
+           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_am a ON a.oid = d.objoid \
+           WHERE d.classoid = 'pg_catalog.pg_am'::pg_catalog.regclass AND a.oid >= 16384 \
+         UNION ALL \
            SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
            FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
          ) comments ORDER BY phase, oid, sub",
@@ -1142,8 +1167,8 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
 /// (a SQL boolean). Captured: schemas, extensions, enum, domain, range and composite
 /// types, functions, procedures and aggregates, collations, casts, conversions,
 /// operators, operator classes and families, text search objects, foreign data wrappers,
-/// servers and user mappings, procedural languages, transforms, tables (foreign ones
-/// too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
+/// servers and user mappings, procedural languages, transforms, access methods, tables
+/// (foreign ones too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
 /// extended statistics, event triggers, publications, large objects, comments, owners and
 /// privileges; everything else is named by [`uncaptured_dependencies`].
 fn uncaptured_kind(class: &str, oid: &str) -> String {
@@ -1169,7 +1194,8 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_ts_dict'::pg_catalog.regclass, 'pg_catalog.pg_ts_config'::pg_catalog.regclass, \
              'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass, \
              'pg_catalog.pg_foreign_server'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass, \
-             'pg_catalog.pg_language'::pg_catalog.regclass, 'pg_catalog.pg_transform'::pg_catalog.regclass) \
+             'pg_catalog.pg_language'::pg_catalog.regclass, 'pg_catalog.pg_transform'::pg_catalog.regclass, \
+             'pg_catalog.pg_am'::pg_catalog.regclass) \
          END"
     )
 }
