@@ -167,8 +167,9 @@ fn own_object(class: &str, oid: &str) -> String {
     )
 }
 
-/// Reads rows of `(name, create, drop, key)` for one kind of object (drop and key may be
-/// absent or NULL).
+/// Reads rows of `(name, create, drop, key, role, note)` for one kind of object (every
+/// column after `create` may be absent or NULL): `role` is one the statement names, which
+/// must exist where it is restored; `note` is what the restore tells the user after it.
 fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> {
     let rows = db
         .query(sql)
@@ -183,9 +184,9 @@ fn statements(db: &Connection, kind: &str, sql: &str) -> Result<Vec<Statement>> 
                 create: terminated(&field(1).unwrap_or_default()),
                 drop: field(2).map(|d| terminated(&d)),
                 key: field(3),
-                roles: Vec::new(),
+                roles: field(4).into_iter().collect(),
                 acts_as: None,
-                note: None,
+                note: field(5),
             }
         })
         .collect())

@@ -7,7 +7,7 @@
 use cairn_sdk::Result;
 use cairn_sdk::postgres::Connection;
 
-use super::{Statement, not_extension_member, statements, terminated};
+use super::{Statement, not_extension_member, statements};
 
 /// ` OPTIONS (name 'value', ...)` of the options array `options` (a SQL expression), or
 /// an empty string when it has none.
@@ -71,23 +71,5 @@ pub(super) fn user_mappings(db: &Connection) -> Result<Vec<Statement>> {
                FROM pg_catalog.pg_user_mappings u) m ORDER BY m.umid",
         options("m.umoptions")
     );
-    let rows = db
-        .query(&sql)
-        .map_err(|e| e.context("reading user mapping definitions"))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let field = |i: usize| row.get(i).cloned().flatten();
-            Statement {
-                kind: "user mapping".into(),
-                name: field(0).unwrap_or_default(),
-                create: terminated(&field(1).unwrap_or_default()),
-                drop: field(2).map(|d| terminated(&d)),
-                key: field(3),
-                roles: field(4).into_iter().collect(),
-                acts_as: None,
-                note: None,
-            }
-        })
-        .collect())
+    statements(db, "user mapping", &sql)
 }

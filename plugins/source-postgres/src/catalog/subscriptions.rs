@@ -8,7 +8,7 @@
 use cairn_sdk::Result;
 use cairn_sdk::postgres::Connection;
 
-use super::{Statement, terminated};
+use super::{Statement, statements};
 
 /// Whether the current user may read the subscriptions' connection strings.
 pub(super) const READABLE: &str =
@@ -43,30 +43,12 @@ pub(super) fn subscriptions(db: &Connection) -> Result<Vec<Statement>> {
                CASE WHEN j.v->>'subpasswordrequired' = 'false' THEN ', password_required = false' END, \
                CASE WHEN j.v->>'subrunasowner' = 'true' THEN ', run_as_owner = true' END, \
                CASE WHEN j.v->>'subfailover' = 'true' THEN ', failover = true' END)), \
-           pg_catalog.format('DROP SUBSCRIPTION IF EXISTS %I', s.subname), \
+           pg_catalog.format('DROP SUBSCRIPTION IF EXISTS %I', s.subname), NULL, NULL, \
            CASE WHEN s.subslotname IS NOT NULL THEN pg_catalog.format( \
              'subscription %I is restored disabled and without a replication slot; it used slot %I: to resume from it, run ALTER SUBSCRIPTION %I SET (slot_name = %L), then ALTER SUBSCRIPTION %I ENABLE', \
              s.subname, s.subslotname, s.subname, s.subslotname, s.subname) END \
          FROM pg_catalog.pg_subscription s, LATERAL (SELECT pg_catalog.to_jsonb(s) AS v) j \
          WHERE {OF_THIS_DATABASE} ORDER BY s.oid"
     );
-    let rows = db
-        .query(&sql)
-        .map_err(|e| e.context("reading subscription definitions"))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let field = |i: usize| row.get(i).cloned().flatten();
-            Statement {
-                kind: "subscription".into(),
-                name: field(0).unwrap_or_default(),
-                create: terminated(&field(1).unwrap_or_default()),
-                drop: field(2).map(|d| terminated(&d)),
-                key: None,
-                roles: Vec::new(),
-                acts_as: None,
-                note: field(3),
-            }
-        })
-        .collect())
+    statements(db, "subscription", &sql)
 }
