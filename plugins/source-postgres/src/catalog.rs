@@ -43,6 +43,23 @@ pub struct Schema {
     pub large_objects: Option<LargeObjectData>,
 }
 
+impl Schema {
+    /// Leaves out the pre-data objects of `kinds`, with the owners, privileges and
+    /// comments that name them, as if they were not captured.
+    pub fn leave_out(&mut self, kinds: &[String]) {
+        let (left_out, kept) = std::mem::take(&mut self.pre_data)
+            .into_iter()
+            .partition::<Vec<_>, _>(|s| kinds.contains(&s.kind));
+        self.pre_data = kept;
+        let names: Vec<String> = left_out.into_iter().map(|s| s.name).collect();
+        self.post_data.retain(|s| {
+            !names
+                .iter()
+                .any(|name| s.name == *name || s.name.ends_with(&format!(" {name}")))
+        });
+    }
+}
+
 /// The contents of a database's large objects, stored as one item: text-format COPY rows
 /// of `(oid, offset, bytes)`, at most [`LARGE_OBJECT_PIECE`] bytes each, in oid and offset
 /// order. Empty large objects have no rows.
@@ -212,6 +229,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     objects.extend(languages::languages(db)?);
     objects.extend(access_methods(db)?);
     objects.extend(types(db)?);
+    objects.extend(base_types(db)?);
     objects.extend(functions(db)?);
     objects.extend(aggregates(db)?);
     objects.extend(collations(db)?);
@@ -367,10 +385,20 @@ fn extensions(db: &Connection) -> Result<Vec<Statement>> {
     )
 }
 
-/// The types `types` creates (a SQL condition on `t`): enums, domains, ranges (with their
-/// multirange) and free-standing composite types. A table's row type comes with the table.
+/// The types `types` and `base_types` create (a SQL condition on `t`): enums, domains,
+/// ranges (with their multirange), free-standing composite types, base types and shell
+/// types never defined. A table's row type comes with the table, an array type with its
+/// element type.
 const CAPTURED_TYPE: &str = "t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' \
-     AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c')";
+     AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid) = 'c') \
+     OR (t.typtype = 'b' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend ai \
+       WHERE ai.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ai.objid = t.oid AND ai.deptype = 'i')) \
+     OR (t.typtype = 'p' AND NOT t.typisdefined)";
+
+/// The functions a base type `bt` is made from (a SQL list of oids). `SUBSCRIPT` exists
+/// from PostgreSQL 14 on, so it is read through JSON.
+pub const BASE_TYPE_FUNCTIONS: &str = "bt.typinput, bt.typoutput, bt.typreceive, bt.typsend, bt.typmodin, bt.typmodout, \
+     bt.typanalyze, COALESCE((pg_catalog.to_jsonb(bt)->>'typsubscript')::pg_catalog.regproc::pg_catalog.oid, 0)";
 
 /// `CREATE TYPE ... AS RANGE` of the range type `t` with `pg_range` row `r`, as pg_dump
 /// writes it. The multirange type's name (PostgreSQL 14 and later) is read through JSON,
@@ -412,11 +440,63 @@ fn types(db: &Connection) -> Result<Vec<Statement>> {
            'pg_type:' || t.oid \
          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
          WHERE {USER_SCHEMA} AND {} \
-           AND ({CAPTURED_TYPE}) \
+           AND ({CAPTURED_TYPE}) AND t.typtype NOT IN ('b', 'p') \
          ORDER BY t.oid",
         not_extension_member("pg_catalog.pg_type", "t.oid")
     );
     statements(db, "type", &sql)
+}
+
+/// Base types (made from C functions), as pg_dump writes them: a shell first (`CREATE
+/// TYPE x`, which the type's functions can name), then, once its functions exist, the
+/// whole type with every property. A shell never defined is captured as it is.
+/// Dropping a base type drops its own functions with it (`--clean` checks first that
+/// nothing else depends on it).
+fn base_types(db: &Connection) -> Result<Vec<Statement>> {
+    let captured = format!(
+        "FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+         WHERE {USER_SCHEMA} AND {} AND t.typtype IN ('b', 'p') AND ({CAPTURED_TYPE}) ORDER BY t.oid",
+        not_extension_member("pg_catalog.pg_type", "t.oid")
+    );
+    let mut found = statements(
+        db,
+        "type",
+        &format!(
+            "SELECT t.oid::pg_catalog.regtype::text, pg_catalog.format('CREATE TYPE %s', t.oid::pg_catalog.regtype), \
+               CASE WHEN t.typtype = 'p' THEN pg_catalog.format('DROP TYPE IF EXISTS %s', t.oid::pg_catalog.regtype) END, \
+               CASE WHEN t.typtype = 'p' THEN 'pg_type:' ELSE 'pg_type_shell:' END || t.oid {captured}"
+        ),
+    )?;
+    found.extend(statements(
+        db,
+        "base type",
+        &format!(
+            "SELECT t.oid::pg_catalog.regtype::text, pg_catalog.format('CREATE TYPE %s (%s)', t.oid::pg_catalog.regtype, pg_catalog.concat_ws(', ', \
+               'INTERNALLENGTH = ' || CASE WHEN t.typlen = -1 THEN 'variable' ELSE t.typlen::text END, \
+               'INPUT = ' || t.typinput::pg_catalog.regproc, \
+               'OUTPUT = ' || t.typoutput::pg_catalog.regproc, \
+               CASE WHEN t.typreceive <> 0 THEN 'RECEIVE = ' || t.typreceive::pg_catalog.regproc END, \
+               CASE WHEN t.typsend <> 0 THEN 'SEND = ' || t.typsend::pg_catalog.regproc END, \
+               CASE WHEN t.typmodin <> 0 THEN 'TYPMOD_IN = ' || t.typmodin::pg_catalog.regproc END, \
+               CASE WHEN t.typmodout <> 0 THEN 'TYPMOD_OUT = ' || t.typmodout::pg_catalog.regproc END, \
+               CASE WHEN t.typanalyze <> 0 THEN 'ANALYZE = ' || t.typanalyze::pg_catalog.regproc END, \
+               CASE WHEN COALESCE(pg_catalog.to_jsonb(t)->>'typsubscript', '-') <> '-' \
+                 THEN 'SUBSCRIPT = ' || (pg_catalog.to_jsonb(t)->>'typsubscript') END, \
+               CASE WHEN t.typbyval THEN 'PASSEDBYVALUE' END, \
+               'ALIGNMENT = ' || CASE t.typalign WHEN 'c' THEN 'char' WHEN 's' THEN 'int2' WHEN 'i' THEN 'int4' ELSE 'double' END, \
+               'STORAGE = ' || CASE t.typstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'm' THEN 'main' ELSE 'extended' END, \
+               CASE WHEN t.typcategory <> 'U' THEN 'CATEGORY = ' || pg_catalog.quote_literal(t.typcategory::text) END, \
+               CASE WHEN t.typispreferred THEN 'PREFERRED = true' END, \
+               CASE WHEN t.typdefault IS NOT NULL THEN 'DEFAULT = ' || pg_catalog.quote_literal(t.typdefault) END, \
+               CASE WHEN t.typelem <> 0 THEN 'ELEMENT = ' || pg_catalog.format_type(t.typelem, NULL) END, \
+               CASE WHEN t.typdelim <> ',' THEN 'DELIMITER = ' || pg_catalog.quote_literal(t.typdelim::text) END, \
+               CASE WHEN t.typcollation <> 0 THEN 'COLLATABLE = true' END)), \
+               pg_catalog.format('DROP TYPE IF EXISTS %s CASCADE', t.oid::pg_catalog.regtype), 'pg_type:' || t.oid \
+             {}",
+            captured.replace("t.typtype IN ('b', 'p')", "t.typtype = 'b'")
+        ),
+    )?);
+    Ok(found)
 }
 
 fn functions(db: &Connection) -> Result<Vec<Statement>> {
@@ -1164,22 +1244,19 @@ fn ownership_and_privileges(db: &Connection) -> Result<Vec<Statement>> {
         .collect())
 }
 
-/// Whether object `oid` of catalog `class` is of a kind this source does not capture yet
-/// (a SQL boolean). Captured: schemas, extensions, enum, domain, range and composite
-/// types, functions, procedures and aggregates, collations, casts, conversions,
-/// operators, operator classes and families, text search objects, foreign data wrappers,
-/// servers and user mappings, procedural languages, transforms, access methods, tables
-/// (foreign ones too), row-level security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
+/// Whether the objects of catalog `class` are of a kind this source does not capture (a
+/// SQL boolean). Captured: schemas, extensions, types of every kind, functions,
+/// procedures and aggregates, collations, casts, conversions, operators, operator classes
+/// and families, text search objects, foreign data wrappers, servers and user mappings,
+/// procedural languages, transforms, access methods, tables (foreign ones too), row-level
+/// security policies, sequences, views, indexes, constraints, defaults, triggers, rules,
 /// extended statistics, event triggers, publications, large objects, comments, owners and
-/// privileges; everything else is named by [`uncaptured_dependencies`].
-fn uncaptured_kind(class: &str, oid: &str) -> String {
+/// privileges. A catalog this list does not know (one a later PostgreSQL adds) counts as
+/// not captured, and [`uncaptured_dependencies`] names what depends on it.
+fn uncaptured_kind(class: &str) -> String {
     format!(
-        "CASE {class} \
-           WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
-             (SELECT b.typtype = 'b' FROM pg_catalog.pg_type t \
-                JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END \
-              WHERE t.oid = {oid}) \
-           ELSE {class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
+        "{class} NOT IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, 'pg_catalog.pg_extension'::pg_catalog.regclass, \
+             'pg_catalog.pg_type'::pg_catalog.regclass, \
              'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass, \
              'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
              'pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_description'::pg_catalog.regclass, \
@@ -1196,30 +1273,22 @@ fn uncaptured_kind(class: &str, oid: &str) -> String {
              'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass, \
              'pg_catalog.pg_foreign_server'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass, \
              'pg_catalog.pg_language'::pg_catalog.regclass, 'pg_catalog.pg_transform'::pg_catalog.regclass, \
-             'pg_catalog.pg_am'::pg_catalog.regclass) \
-         END"
+             'pg_catalog.pg_am'::pg_catalog.regclass)"
     )
 }
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. These are base types (made
-/// from C functions), security labels (which need their provider's module loaded where
-/// they are restored), and subscriptions when the backup's user may not read them.
+/// will not have them, though nothing captured needs them. These are security labels
+/// (which need their provider's module loaded where they are restored), and
+/// subscriptions when the backup's user may not read them.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
     let sql = format!(
-        "SELECT o.type, o.identity FROM pg_catalog.pg_type ty, \
-           LATERAL pg_catalog.pg_identify_object('pg_catalog.pg_type'::pg_catalog.regclass, ty.oid, 0) o \
-         WHERE ty.oid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog' AND {} \
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype IN ('e', 'i') \
-             AND e.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND e.objid = ty.oid) \
-         UNION ALL \
-         SELECT 'security label', pg_catalog.format('%s, by %s', pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.provider) \
+        "SELECT 'security label', pg_catalog.format('%s, by %s', pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.provider) \
          FROM pg_catalog.pg_seclabel l \
          UNION ALL \
          SELECT 'subscription', pg_catalog.quote_ident(s.subname) || ', whose connection only a superuser may read' \
          FROM pg_catalog.pg_subscription s WHERE {} AND NOT {} \
          ORDER BY 1, 2",
-        uncaptured_kind("'pg_catalog.pg_type'::pg_catalog.regclass", "ty.oid"),
         subscriptions::OF_THIS_DATABASE,
         subscriptions::READABLE,
     );
@@ -1248,8 +1317,19 @@ pub struct Uncaptured {
 }
 
 /// The user objects the snapshot holds that depend on user objects of a kind it does not
-/// capture, leaving out the kinds in `allowed`.
-pub fn uncaptured_dependencies(db: &Connection, allowed: &[String]) -> Result<Vec<Uncaptured>> {
+/// capture, or of a kind in `left_out` (as `pg_identify_object` names them), leaving out
+/// the kinds in `allowed`.
+pub fn uncaptured_dependencies(
+    db: &Connection,
+    left_out: &[String],
+    allowed: &[String],
+) -> Result<Vec<Uncaptured>> {
+    let left_out = left_out
+        .iter()
+        .map(|kind| cairn_sdk::postgres::literal(kind))
+        .chain(["NULL".to_string()])
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
              THEN (SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, r.ev_class, 0) \
@@ -1257,12 +1337,12 @@ pub fn uncaptured_dependencies(db: &Connection, allowed: &[String]) -> Result<Ve
              ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END, o.type, o.identity \
          FROM pg_catalog.pg_depend d, LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) o \
          WHERE d.deptype IN ('n', 'a') AND d.objid >= 16384 AND d.refobjid >= 16384 \
-           AND {} AND NOT {} \
+           AND ({} OR o.type IN ({left_out})) AND NOT {} \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype = 'e' \
              AND ((e.classid = d.refclassid AND e.objid = d.refobjid) OR (e.classid = d.classid AND e.objid = d.objid))) \
          ORDER BY 2, 3, 1",
-        uncaptured_kind("d.refclassid", "d.refobjid"),
-        uncaptured_kind("d.classid", "d.objid"),
+        uncaptured_kind("d.refclassid"),
+        uncaptured_kind("d.classid"),
     );
     let rows = db
         .query(&sql)
@@ -1325,13 +1405,24 @@ fn statement_key(class: &str, oid: &str) -> String {
 }
 
 /// Which user object depends on which, as statement keys. A sequence's link to the column
-/// that owns it is left out: `OWNED BY` is set once both exist.
+/// that owns it is left out: `OWNED BY` is set once both exist. A base type's own
+/// functions need only its shell, which comes after its schema; the whole type comes
+/// after them.
 fn dependencies(db: &Connection) -> Result<Vec<(String, String)>> {
     let sql = format!(
-        "SELECT DISTINCT {}, {} FROM pg_catalog.pg_depend d \
+        "SELECT DISTINCT {}, CASE WHEN d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
+             AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_type bt WHERE bt.oid = d.refobjid AND bt.typtype = 'b' \
+               AND d.objid IN ({BASE_TYPE_FUNCTIONS})) \
+           THEN 'pg_type_shell:' || d.refobjid ELSE {} END \
+         FROM pg_catalog.pg_depend d \
          WHERE d.deptype IN ('n', 'a') AND d.objid >= 16384 AND d.refobjid >= 16384 \
            AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid = d.objid AND s.relkind = 'S'))",
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid = d.objid AND s.relkind = 'S')) \
+         UNION SELECT 'pg_type:' || bt.oid, 'pg_type_shell:' || bt.oid FROM pg_catalog.pg_type bt \
+           WHERE bt.oid >= 16384 AND bt.typtype = 'b' \
+         UNION SELECT 'pg_type_shell:' || bt.oid, 'pg_namespace:' || bt.typnamespace FROM pg_catalog.pg_type bt \
+           WHERE bt.oid >= 16384 AND bt.typtype = 'b'",
         statement_key("d.classid", "d.objid"),
         statement_key("d.refclassid", "d.refobjid")
     );

@@ -44,11 +44,15 @@ struct Options {
     probes: Vec<String>,
     /// The scratch database `cairn verify` and `cairn drill` create and drop.
     scratch: Option<String>,
-    /// Kinds of object (`type` for base types) that captured objects may depend on
-    /// although cairn does not capture them: the backup then succeeds, and a restore
-    /// needs them created in the target first.
+    /// Kinds of object (as `pg_identify_object` names them) that captured objects may
+    /// depend on although cairn does not capture them: the backup then succeeds, and a
+    /// restore needs them created in the target first.
     #[serde(default)]
     allow_uncaptured: Vec<String>,
+    /// Kinds of object left out of the snapshot as if cairn did not capture them, to test
+    /// the dependency check (and a restore that lacks them).
+    #[serde(default)]
+    treat_as_uncaptured: Vec<String>,
     /// Replays the captured schema, without data, in the scratch database at every
     /// backup (in a transaction that is rolled back): a schema that would not restore
     /// fails the backup.
@@ -103,7 +107,12 @@ const SCHEMA: &str = r#"{
     "allow-uncaptured": {
       "type": "array",
       "items": { "type": "string" },
-      "description": "Kinds of object (as PostgreSQL names them: type, for base types) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
+      "description": "Kinds of object (as PostgreSQL names them: aggregate, type...) that the database's tables, views and functions may depend on although cairn does not capture them yet. Without this, such a dependency fails the backup, since the snapshot could not be restored; with it, create those objects in the target before restoring."
+    },
+    "treat-as-uncaptured": {
+      "type": "array",
+      "items": { "type": "string" },
+      "description": "For testing: kinds of object (as PostgreSQL names them: aggregate, function, view...) left out of the snapshot as if cairn did not capture them, so that a dependency on one fails the backup unless `allow-uncaptured` lists the kind."
     },
     "verify-schema": {
       "type": "boolean",
@@ -198,8 +207,11 @@ impl Source for Postgres {
             })?;
         }
         let mut schema = catalog::read(&db, identity.server_version, &identity.database)?;
+        let left_out = &options.treat_as_uncaptured;
+        schema.leave_out(left_out);
         refuse_uncaptured(&catalog::uncaptured_dependencies(
             &db,
+            left_out,
             &options.allow_uncaptured,
         )?)?;
         warn_uncaptured(&catalog::uncaptured_objects(&db)?);

@@ -330,10 +330,17 @@ fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
         if statement.kind == "schema" {
             continue;
         }
-        // Snapshots taken before drops were written without it still say CASCADE.
-        let drop = match drop.strip_suffix(" CASCADE;") {
-            Some(restricted) => format!("{restricted};"),
-            None => drop.clone(),
+        let drop = if statement.kind == "base type" {
+            // A base type and its functions depend on each other: only CASCADE drops
+            // them, so what else depends on the type is checked first.
+            refuse_base_type_dependents(db, statement)?;
+            drop.clone()
+        } else {
+            // Snapshots taken before drops were written without it still say CASCADE.
+            match drop.strip_suffix(" CASCADE;") {
+                Some(restricted) => format!("{restricted};"),
+                None => drop.clone(),
+            }
         };
         db.execute(&drop).map_err(|e| {
             let message = e.message().replace(
@@ -347,4 +354,28 @@ fn drop_existing(db: &Connection, schema: &Schema) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Stops `--clean` before it drops base type `statement` (with `CASCADE`) if anything in
+/// the target besides the type's own functions and array type depends on it: the
+/// snapshot's own dependents were dropped before it, so anything left is not the
+/// snapshot's.
+fn refuse_base_type_dependents(db: &Connection, statement: &Statement) -> Result<()> {
+    let rows = db.query(&format!(
+        "SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ' ORDER BY d.classid, d.objid, d.objsubid) \
+         FROM pg_catalog.pg_type bt JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
+           AND d.refobjid IN (bt.oid, bt.typarray) AND d.deptype = 'n' \
+         WHERE bt.oid = pg_catalog.to_regtype({}) \
+           AND NOT (d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid IN ({})) \
+           AND NOT (d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = bt.typarray)",
+        postgres::literal(&statement.name),
+        crate::catalog::BASE_TYPE_FUNCTIONS,
+    ))?;
+    match rows.first().and_then(|row| row.first().cloned().flatten()) {
+        Some(dependents) => Err(PluginError::permanent(format!(
+            "--clean would drop type {}, but the database has objects the snapshot does not hold that depend on it: {dependents}; drop or change those first, or restore into another database",
+            statement.name
+        ))),
+        None => Ok(()),
+    }
 }
