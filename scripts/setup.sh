@@ -52,3 +52,26 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
+
+# PostgreSQL's server headers, for the test-only security label provider
+# (tests/fixtures/label_provider.c) the postgres tests build with cc. Only the headers
+# are needed, so the package is unpacked into a cache, not installed: installing it
+# would pull in clang and LLVM. tests/src/postgres.rs looks in the same place.
+pg_headers="${XDG_CACHE_HOME:-$HOME/.cache}/cairn/postgresql-server-dev-15"
+if [ ! -f "$(pg_config --includedir-server)/postgres.h" ] && [ ! -f "$pg_headers/usr/include/postgresql/15/server/postgres.h" ]; then
+  say "fetching PostgreSQL 15's server headers into $pg_headers"
+  download=$(mktemp -d)
+  chmod 777 "$download"
+  if ! (cd "$download" && apt-get download -qq postgresql-server-dev-15 2>/dev/null); then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    (cd "$download" && apt-get download -qq postgresql-server-dev-15)
+  fi
+  mkdir -p "$pg_headers"
+  dpkg-deb -x "$download"/postgresql-server-dev-15_*.deb "$pg_headers"
+  rm -rf "$download"
+fi
+if ! command -v cc >/dev/null 2>&1; then
+  echo "no C compiler (cc): install gcc, which Rust's linker needs too" >&2
+  exit 1
+fi

@@ -39,15 +39,46 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The directory holding `postgres.h`: the installed server headers, or those
+/// scripts/setup.sh unpacked into its cache.
+fn server_headers() -> PathBuf {
+    let out = Command::new("pg_config")
+        .arg("--includedir-server")
+        .output()
+        .expect("pg_config not found: run scripts/setup.sh (it installs postgresql-15)");
+    let installed = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if installed.join("postgres.h").is_file() {
+        return installed;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .expect("neither XDG_CACHE_HOME nor HOME is set");
+    let unpacked = cache.join("cairn/postgresql-server-dev-15/usr/include/postgresql/15/server");
+    assert!(
+        unpacked.join("postgres.h").is_file(),
+        "no PostgreSQL server headers in {} or {}: run scripts/setup.sh",
+        installed.display(),
+        unpacked.display()
+    );
+    unpacked
+}
+
 impl PgCluster {
     pub fn start() -> PgCluster {
-        PgCluster::start_with(false)
+        PgCluster::start_with(false, false)
     }
 
     /// A cluster that also accepts TLS, with a self-signed certificate for 127.0.0.1
     /// (see [`PgCluster::root_certificate`]).
     pub fn start_with_tls() -> PgCluster {
-        PgCluster::start_with(true)
+        PgCluster::start_with(true, false)
+    }
+
+    /// A cluster with the test security label provider `cairn_test` loaded
+    /// (tests/fixtures/label_provider.c: it accepts every label but `forbidden`).
+    pub fn start_with_label_provider() -> PgCluster {
+        PgCluster::start_with(false, true)
     }
 
     /// The CA certificate that signed the server's (for `sslrootcert`).
@@ -55,7 +86,7 @@ impl PgCluster {
         self.dir.path().join("ca.crt")
     }
 
-    fn start_with(tls: bool) -> PgCluster {
+    fn start_with(tls: bool, label_provider: bool) -> PgCluster {
         let dir = tempfile::Builder::new()
             .prefix("cairn-pg-")
             .tempdir()
@@ -65,6 +96,24 @@ impl PgCluster {
             port: crate::free_port(),
             dir,
         };
+        let label_library = cluster.dir.path().join("cairn_test_label.so");
+        if label_provider {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/label_provider.c");
+            let out = Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-I"])
+                .arg(server_headers())
+                .arg("-o")
+                .arg(&label_library)
+                .arg(&source)
+                .output()
+                .expect("cc not found: install gcc");
+            assert!(
+                out.status.success(),
+                "building {}: {}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -105,6 +154,12 @@ impl PgCluster {
             cluster.port,
             cluster.dir.path().display()
         );
+        if label_provider {
+            options.push_str(&format!(
+                " -c shared_preload_libraries={}",
+                label_library.display()
+            ));
+        }
         if tls {
             cluster.make_certificate();
             options.push_str(&format!(

@@ -50,11 +50,21 @@ fn database_exists(pg: &PgCluster, db: &str) -> bool {
     ) == "1"
 }
 
+/// Security labels of the test provider on objects of several kinds (the rich fixture
+/// runs on clusters without a provider too, so they are not in it).
+const SECURITY_LABELS: &str = "SECURITY LABEL FOR cairn_test ON SCHEMA billing IS 'confidential'; \
+     SECURITY LABEL FOR cairn_test ON TABLE public.users IS 'personal'; \
+     SECURITY LABEL FOR cairn_test ON COLUMN public.users.email IS 'MASKED WITH FUNCTION anon.fake_email()'; \
+     SECURITY LABEL FOR cairn_test ON TYPE public.label IS 'public'; \
+     SECURITY LABEL FOR cairn_test ON FUNCTION public.label_out(public.label) IS 'trusted'; \
+     SECURITY LABEL FOR cairn_test ON MATERIALIZED VIEW public.note_count IS 'internal'";
+
 #[test]
 fn a_rich_database_restores_identically_and_verifies_in_scratch() {
-    let pg = PgCluster::start();
+    let pg = PgCluster::start_with_label_provider();
     pg.create_database("app");
     pg.psql_file("app", &fixture("postgres-rich.sql"));
+    pg.psql("app", SECURITY_LABELS);
     let env = env_for(
         &pg,
         "app",
@@ -89,11 +99,36 @@ fn a_rich_database_restores_identically_and_verifies_in_scratch() {
             "access method 2",
             "operator class 2",
             "base type 1",
+            "security label 6",
         ]
         .iter()
         .all(|kind| said.contains(kind)),
         "{said}"
     );
+
+    // A server without the labels' provider cannot take them: the restore fails, naming
+    // it, and leaves the target as it was.
+    let unlabelled = PgCluster::start();
+    unlabelled.create_database("copy");
+    let before = unlabelled.schema_dump("copy");
+    let err = env.fails(
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "app",
+            "--target",
+            &unlabelled.url("copy"),
+        ],
+        1,
+    );
+    assert!(
+        err.contains("security labels of provider cairn_test, which the target server has not loaded, so nothing was restored")
+            && err.contains("shared_preload_libraries"),
+        "{err}"
+    );
+    assert_eq!(unlabelled.schema_dump("copy"), before);
+    drop(unlabelled);
 
     pg.create_database("copy");
     let copy = pg.url("copy");

@@ -263,6 +263,7 @@ pub fn read(db: &Connection, server_version: u32, database: &str) -> Result<Sche
     post_data.extend(sequence_values(db)?);
     post_data.extend(refreshes(db)?);
     post_data.extend(comments(db)?);
+    post_data.extend(security_labels(db)?);
     // Event triggers last, as pg_dump has them: one created earlier would fire during the
     // restore. Their owners come after them.
     let (event_trigger_owners, owners_and_privileges): (Vec<_>, Vec<_>) =
@@ -1001,86 +1002,111 @@ fn captured_subscriptions() -> String {
 
 /// Comments on schemas, relations, columns, types, functions, constraints and triggers.
 fn comments(db: &Connection) -> Result<Vec<Statement>> {
+    described(
+        db,
+        "comment",
+        "(SELECT objoid, classoid, objsubid, description AS text, NULL::pg_catalog.text AS provider FROM pg_catalog.pg_description)",
+        "pg_catalog.format('COMMENT ON %s IS %L', target, text)",
+    )
+}
+
+/// Security labels, as pg_dump writes them: one per provider. Restoring one needs its
+/// provider loaded where it is restored (sepgsql, PostgreSQL Anonymizer...); without it
+/// the restore fails, naming the provider, rather than leave out a label that may guard
+/// data.
+fn security_labels(db: &Connection) -> Result<Vec<Statement>> {
+    described(
+        db,
+        "security label",
+        "(SELECT objoid, classoid, objsubid, label AS text, provider FROM pg_catalog.pg_seclabel)",
+        "pg_catalog.format('SECURITY LABEL FOR %I ON %s IS %L', provider, target, text)",
+    )
+}
+
+/// What `texts` (a relation of `objoid, classoid, objsubid, text, provider`: the comments
+/// or the security labels) says of the captured objects, as `statement` (a SQL
+/// expression of `target`, `text` and `provider`) writes it.
+fn described(db: &Connection, kind: &str, texts: &str, statement: &str) -> Result<Vec<Statement>> {
     let sql = format!(
-        "SELECT target, pg_catalog.format('COMMENT ON %s IS %L', target, description) FROM ( \
+        "SELECT target, {statement} FROM ( \
            SELECT CASE WHEN d.objsubid > 0 THEN pg_catalog.format('COLUMN %s.%I', c.oid::pg_catalog.regclass, \
                     (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = d.objsubid)) \
                   ELSE (CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' \
                     WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' WHEN 'f' THEN 'FOREIGN TABLE ' ELSE 'TABLE ' END) \
                     || c.oid::pg_catalog.regclass::text END AS target, \
-                  d.description, 1 AS phase, c.oid AS oid, d.objsubid AS sub \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
+                  d.text, d.provider, 1 AS phase, c.oid AS oid, d.objsubid AS sub \
+           FROM {texts} d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND {rels} \
          UNION ALL \
-           SELECT pg_catalog.format('SCHEMA %I', n.nspname), d.description, 0, n.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON n.oid = d.objoid \
+           SELECT pg_catalog.format('SCHEMA %I', n.nspname), d.text, d.provider, 0, n.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_namespace n ON n.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND {USER_SCHEMA} \
          UNION ALL \
-           SELECT (CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END) || t.oid::pg_catalog.regtype::text, d.description, 2, t.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON t.oid = d.objoid \
+           SELECT (CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END) || t.oid::pg_catalog.regtype::text, d.text, d.provider, 2, t.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_type t ON t.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
            WHERE d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND {USER_SCHEMA} AND {types} \
          UNION ALL \
-           SELECT (CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' WHEN 'a' THEN 'AGGREGATE ' ELSE 'FUNCTION ' END) || p.oid::pg_catalog.regprocedure::text, d.description, 3, p.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid \
+           SELECT (CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' WHEN 'a' THEN 'AGGREGATE ' ELSE 'FUNCTION ' END) || p.oid::pg_catalog.regprocedure::text, d.text, d.provider, 3, p.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
            WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND {USER_SCHEMA} AND {procs} \
          UNION ALL \
            SELECT CASE WHEN k.contypid <> 0 THEN pg_catalog.format('CONSTRAINT %I ON DOMAIN %s', k.conname, k.contypid::pg_catalog.regtype) \
-                  ELSE pg_catalog.format('CONSTRAINT %I ON %s', k.conname, k.conrelid::pg_catalog.regclass) END, d.description, 4, k.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid \
+                  ELSE pg_catalog.format('CONSTRAINT %I ON %s', k.conname, k.conrelid::pg_catalog.regclass) END, d.text, d.provider, 4, k.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid \
              JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace \
            WHERE d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND {USER_SCHEMA} \
          UNION ALL \
-           SELECT pg_catalog.format('TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass), d.description, 5, t.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger t ON t.oid = d.objoid \
+           SELECT pg_catalog.format('TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass), d.text, d.provider, 5, t.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_trigger t ON t.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('LARGE OBJECT %s', d.objoid), d.description, 6, d.objoid, 0 \
-           FROM pg_catalog.pg_description d \
+           SELECT pg_catalog.format('LARGE OBJECT %s', d.objoid), d.text, d.provider, 6, d.objoid, 0 \
+           FROM {texts} d \
            WHERE d.classoid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('PUBLICATION %I', p.pubname), d.description, 7, p.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_publication p ON p.oid = d.objoid \
+           SELECT pg_catalog.format('PUBLICATION %I', p.pubname), d.text, d.provider, 7, p.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_publication p ON p.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_publication'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('FOREIGN DATA WRAPPER %I', w.fdwname), d.description, 9, w.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = d.objoid \
+           SELECT pg_catalog.format('FOREIGN DATA WRAPPER %I', w.fdwname), d.text, d.provider, 9, w.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('SERVER %I', s.srvname), d.description, 10, s.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_foreign_server s ON s.oid = d.objoid \
+           SELECT pg_catalog.format('SERVER %I', s.srvname), d.text, d.provider, 10, s.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_foreign_server s ON s.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_foreign_server'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('LANGUAGE %I', l.lanname), d.description, 11, l.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_language l ON l.oid = d.objoid \
+           SELECT pg_catalog.format('LANGUAGE %I', l.lanname), d.text, d.provider, 11, l.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_language l ON l.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_language'::pg_catalog.regclass AND l.oid >= 16384 \
          UNION ALL \
            SELECT pg_catalog.format('TRANSFORM FOR %s LANGUAGE %I', pg_catalog.format_type(t.trftype, NULL), l.lanname), \
-             d.description, 12, t.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_transform t ON t.oid = d.objoid \
+             d.text, d.provider, 12, t.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_transform t ON t.oid = d.objoid \
              JOIN pg_catalog.pg_language l ON l.oid = t.trflang \
            WHERE d.classoid = 'pg_catalog.pg_transform'::pg_catalog.regclass \
          UNION ALL \
-           SELECT pg_catalog.format('SUBSCRIPTION %I', s.subname), d.description, 13, s.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_subscription s ON s.oid = d.objoid \
+           SELECT pg_catalog.format('SUBSCRIPTION %I', s.subname), d.text, d.provider, 13, s.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_subscription s ON s.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_subscription'::pg_catalog.regclass AND {subscriptions} \
          UNION ALL \
-           SELECT pg_catalog.format('ACCESS METHOD %I', a.amname), d.description, 14, a.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN pg_catalog.pg_am a ON a.oid = d.objoid \
+           SELECT pg_catalog.format('ACCESS METHOD %I', a.amname), d.text, d.provider, 14, a.oid, 0 \
+           FROM {texts} d JOIN pg_catalog.pg_am a ON a.oid = d.objoid \
            WHERE d.classoid = 'pg_catalog.pg_am'::pg_catalog.regclass AND a.oid >= 16384 \
          UNION ALL \
-           SELECT x.kind || ' ' || x.ident, d.description, 8, x.oid, 0 \
-           FROM pg_catalog.pg_description d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
-         ) comments ORDER BY phase, oid, sub",
+           SELECT x.kind || ' ' || x.ident, d.text, d.provider, 8, x.oid, 0 \
+           FROM {texts} d JOIN ({named}) x ON x.classid = d.classoid AND x.oid = d.objoid \
+         ) described ORDER BY phase, oid, sub, provider",
         rels = user_relations("'r', 'p', 'v', 'm', 'S', 'i', 'I', 'c', 'f'"),
         named = named_objects(),
         types = not_extension_member("pg_catalog.pg_type", "t.oid"),
         procs = own_object("pg_catalog.pg_proc", "p.oid"),
         subscriptions = captured_subscriptions(),
     );
-    statements(db, "comment", &sql)
+    statements(db, kind, &sql)
 }
 
 /// The captured objects' owners, privileges (GRANT and REVOKE, per column too) and the
@@ -1278,15 +1304,11 @@ fn uncaptured_kind(class: &str) -> String {
 }
 
 /// User objects of kinds this source does not capture, as `(kind, identity)`: a restore
-/// will not have them, though nothing captured needs them. These are security labels
-/// (which need their provider's module loaded where they are restored), and
-/// subscriptions when the backup's user may not read them.
+/// will not have them, though nothing captured needs them. These are the subscriptions
+/// the backup's user may not read.
 pub fn uncaptured_objects(db: &Connection) -> Result<Vec<(String, String)>> {
     let sql = format!(
-        "SELECT 'security label', pg_catalog.format('%s, by %s', pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.provider) \
-         FROM pg_catalog.pg_seclabel l \
-         UNION ALL \
-         SELECT 'subscription', pg_catalog.quote_ident(s.subname) || ', whose connection only a superuser may read' \
+        "SELECT 'subscription', pg_catalog.quote_ident(s.subname) || ', whose connection only a superuser may read' \
          FROM pg_catalog.pg_subscription s WHERE {} AND NOT {} \
          ORDER BY 1, 2",
         subscriptions::OF_THIS_DATABASE,

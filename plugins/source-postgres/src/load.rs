@@ -32,6 +32,7 @@ pub fn run(
     clean: bool,
 ) -> Result<()> {
     db.execute(RESTORE_SESSION)?;
+    require_label_providers(db, schema)?;
     if clean {
         return clean_restore(db, reader, schema);
     }
@@ -270,6 +271,36 @@ fn in_transaction(db: &Connection, statements: &[Statement]) -> Result<()> {
         }
     }
     db.execute("COMMIT")
+}
+
+/// Stops a restore before it changes anything if the target server has not loaded a
+/// provider of the snapshot's security labels. PostgreSQL looks the provider up before
+/// the object, so labelling a schema that does not exist says which it is.
+fn require_label_providers(db: &Connection, schema: &Schema) -> Result<()> {
+    let mut providers: Vec<&str> = schema
+        .post_data
+        .iter()
+        .filter(|s| s.kind == "security label")
+        .filter_map(|s| {
+            s.create
+                .strip_prefix("SECURITY LABEL FOR ")?
+                .split(" ON ")
+                .next()
+        })
+        .collect();
+    providers.sort_unstable();
+    providers.dedup();
+    for provider in providers {
+        let probe = format!("SECURITY LABEL FOR {provider} ON SCHEMA cairn_no_such_schema IS NULL");
+        if let Err(e) = db.execute(&probe)
+            && e.message().contains("is not loaded")
+        {
+            return Err(PluginError::permanent(format!(
+                "the snapshot has security labels of provider {provider}, which the target server has not loaded, so nothing was restored: load its module there (shared_preload_libraries, as on the server backed up), or restore into a server that has it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn run_one(db: &Connection, statement: &Statement) -> Result<()> {
