@@ -174,13 +174,22 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
     env.ok(&["backup"]);
     let maintenance_time = timed(&env, &forget);
 
+    // Each command's kills are aimed by how long it takes here. A run that ends before
+    // its kill re-aims the next ones: the first timings may have been taken while the
+    // machine was busier than it is now.
+    let mut aims = std::collections::BTreeMap::from([
+        ("restore", restore_time),
+        ("forget", maintenance_time),
+        ("prune", maintenance_time),
+    ]);
     let mut kills = std::collections::BTreeMap::<&str, (u32, u32)>::new();
     for round in 1..=rounds {
         let which = ["restore", "forget", "prune"][rng.random_range(0..3)];
-        let killed = match which {
+        let aim = aims[which];
+        let ran = match which {
             "restore" => {
-                let delay = restore_time.mul_f64(rng.random_range(0.05..1.0));
-                let killed = kill_after(&env, &restore, delay).is_none();
+                let delay = aim.mul_f64(rng.random_range(0.05..1.0));
+                let ran = kill_after(&env, &restore, delay);
                 // The next restore either starts over or carries on.
                 if round % 2 == 0 {
                     env.ok(&restore);
@@ -196,7 +205,7 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
                     leftovers.is_empty(),
                     "round {round}: temporaries left: {leftovers:?}"
                 );
-                killed
+                ran
             }
             _ => {
                 // Something for retention and prune to remove: a new snapshot whose
@@ -210,15 +219,17 @@ fn restores_forgets_and_prunes_killed_at_random_moments_lose_nothing() {
                 if which == "prune" {
                     env.ok(&["forget", "--keep-last", "2"]);
                 }
-                let delay = maintenance_time.mul_f64(rng.random_range(0.02..1.1));
-                kill_after(&env, args, delay).is_none()
+                let delay = aim.mul_f64(rng.random_range(0.02..1.1));
+                kill_after(&env, args, delay)
             }
         };
         let entry = kills.entry(which).or_default();
-        if killed {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
+        match ran {
+            None => entry.0 += 1,
+            Some(took) => {
+                entry.1 += 1;
+                aims.insert(which, took);
+            }
         }
         let out = env.cairn(&["check", "--read-data"]);
         assert!(
