@@ -92,6 +92,7 @@ pub struct ReplicateConfig {
     pub interval: Option<String>,
     pub snapshot_every: Option<String>,
     pub max_wal: Option<String>,
+    pub bundle_every: Option<String>,
 }
 
 /// How a source is replicated.
@@ -103,6 +104,9 @@ pub struct Replication {
     pub snapshot_every: std::time::Duration,
     /// Bytes the source's own log may hold before cairn makes it shrink.
     pub max_log: u64,
+    /// How long a chain's segments stay single objects before they are packed into one
+    /// bundle.
+    pub bundle_every: std::time::Duration,
 }
 
 impl Default for Replication {
@@ -111,6 +115,7 @@ impl Default for Replication {
             interval: std::time::Duration::from_secs(1),
             snapshot_every: std::time::Duration::from_secs(24 * 3600),
             max_log: 256 << 20,
+            bundle_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -137,6 +142,7 @@ impl ReplicateConfig {
             &self.snapshot_every,
             &mut out.snapshot_every,
         )?;
+        span("bundle-every", &self.bundle_every, &mut out.bundle_every)?;
         if let Some(text) = &self.max_wal {
             out.max_log = parse_size(text).ok_or_else(|| {
                 format!("max-wal = \"{text}\" is not a size like \"256MiB\" or \"1GiB\"")
@@ -146,6 +152,13 @@ impl ReplicateConfig {
             return Err(
                 "snapshot-every is shorter than interval: every sync would start a new chain"
                     .into(),
+            );
+        }
+        if self.bundle_every.is_none() {
+            out.bundle_every = out.bundle_every.max(out.interval);
+        } else if out.bundle_every < out.interval {
+            return Err(
+                "bundle-every is shorter than interval: a bundle would hold one segment".into(),
             );
         }
         Ok(out)
@@ -492,6 +505,22 @@ path = "/srv/app/uploads"
         .unwrap_err()
         .to_string();
         assert!(err.contains("shorter than interval"), "{err}");
+        // Segments are bundled every minute, or every interval when that is longer.
+        assert_eq!(replication.bundle_every, std::time::Duration::from_secs(60));
+        let slow = parse(&format!("{base}[source.replicate]\ninterval = \"5m\"\n")).unwrap();
+        assert_eq!(
+            slow.sources[0].replication().bundle_every,
+            std::time::Duration::from_secs(300)
+        );
+        let err = parse(&format!(
+            "{base}[source.replicate]\ninterval = \"10s\"\nbundle-every = \"5s\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("bundle-every is shorter than interval"),
+            "{err}"
+        );
     }
 
     mod damaged {

@@ -49,7 +49,7 @@ fn replicated_env() -> (Env, PathBuf) {
     let env = Env::new();
     let db = live_database(&env);
     env.local_config(&format!(
-        "{}[source.replicate]\ninterval = \"1s\"\nmax-wal = \"{MAX_WAL}\"\n",
+        "{}[source.replicate]\ninterval = \"1s\"\nmax-wal = \"{MAX_WAL}\"\nbundle-every = \"3s\"\n",
         source_section("db", "sqlite", &db, "")
     ));
     env.ok(&["init"]);
@@ -296,6 +296,30 @@ fn timeline(env: &Env) -> serde_json::Value {
     serde_json::from_str(&env.ok(&["--json", "timeline"])).expect("timeline JSON")
 }
 
+/// The bundles (`first..=last`) and single segments under the repository's chains.
+fn chain_objects(env: &Env) -> (Vec<(u64, u64)>, Vec<u64>) {
+    let (mut bundles, mut singles) = (Vec::new(), Vec::new());
+    for chain in std::fs::read_dir(env.path("repo/changes")).expect("changes/") {
+        for object in std::fs::read_dir(chain.expect("chain").path()).expect("chain dir") {
+            let name = object
+                .expect("object")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            match name.split_once('-') {
+                Some((first, last)) => {
+                    bundles.push((first.parse().expect("first"), last.parse().expect("last")))
+                }
+                None => singles.extend(name.parse::<u64>().ok().filter(|&seq| seq > 0)),
+            }
+        }
+    }
+    (bundles, singles)
+}
+
 #[test]
 fn restores_at_many_instants_hold_exactly_what_was_committed_by_then() {
     let (env, db) = replicated_env();
@@ -322,6 +346,17 @@ fn restores_at_many_instants_hold_exactly_what_was_committed_by_then() {
         "the writer committed only {} transactions",
         log.len()
     );
+    // Every 3 s the segments were packed into a bundle, and the single ones deleted; the
+    // instants below fall inside bundles as well as after them.
+    assert!(said.contains("bundle(s)"), "{said}");
+    let (bundles, singles) = chain_objects(&env);
+    assert!(!bundles.is_empty(), "no bundle: {singles:?}");
+    for (first, last) in &bundles {
+        assert!(
+            !singles.iter().any(|s| s >= first && s <= last),
+            "segments {first}..={last} are stored both bundled and alone: {singles:?}"
+        );
+    }
 
     // A loaded machine may still make cairn let go of the log (a gap, a new chain);
     // every range must hold, and instants are drawn inside them.

@@ -3,9 +3,12 @@
 //! - a writer's throughput at full speed alone, then with `cairn replicate` following;
 //! - the lag from each commit to durable in the sink, p50 and p99, under a steady writer
 //!   (`RATE` transactions a second for `SECS`): each commit is matched to the first
-//!   segment read after it, durable when that segment's object was written;
+//!   segment read after it, durable when that segment's object appeared in the sink (a
+//!   watcher lists the repository's `changes/` every 20 ms, since bundling deletes the
+//!   single segments a minute later);
 //! - objects written (one request each; replication lists nothing after it starts) per
-//!   hour, for an idle database and for the steady writer;
+//!   hour, for an idle database and for the steady writer, and objects kept per hour
+//!   once the segments are bundled;
 //! - a restore at the newest point (the chain's snapshot and every segment since) against
 //!   a plain restore of that snapshot.
 //!
@@ -20,8 +23,11 @@
 //! phases run `$BENCH_FULL_SECS` (default 20) each, the idle one `$BENCH_IDLE_SECS`
 //! (default 60).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -59,14 +65,19 @@ fn main() -> Result<()> {
     )?;
 
     let alone = Writer::run(&db, rows, None, full_secs)?;
+    let watch = Watch::start(&cairn.repo);
     let mut replicating = replicate(&cairn)?;
     wait_for_chain(&cairn.repo, Duration::from_secs(600))?;
-    let idle_written = objects_written_during(&cairn.repo, Duration::from_secs(idle_secs))?;
+    let before_idle = watch.seen();
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_written = watch.seen() - before_idle;
     let followed = Writer::run(&db, rows, None, full_secs)?;
-    let before_steady = count_objects(&cairn.repo.join("changes"));
+    let (before_steady, kept_before) = (watch.seen(), count_objects(&cairn.repo.join("changes")));
     let steady = Writer::run(&db, rows, Some(rate), secs)?;
-    let steady_written = count_objects(&cairn.repo.join("changes")) - before_steady;
+    let steady_written = watch.seen() - before_steady;
     stop(&mut replicating)?;
+    let steady_kept = count_objects(&cairn.repo.join("changes")).saturating_sub(kept_before);
+    let appeared = watch.stop();
 
     println!("writer alone           {:>9.0} tx/s", alone.per_second());
     println!(
@@ -74,7 +85,7 @@ fn main() -> Result<()> {
         followed.per_second(),
         followed.per_second() / alone.per_second()
     );
-    let lags = lags(&cairn, &steady.commits)?;
+    let lags = lags(&cairn, &appeared, &steady.commits)?;
     println!(
         "lag commit -> durable  p50 {:.2} s   p99 {:.2} s   max {:.2} s   ({} commits; target p99 under 2 s)",
         percentile(&lags, 0.50),
@@ -83,9 +94,10 @@ fn main() -> Result<()> {
         lags.len()
     );
     println!(
-        "objects written/hour   idle {:.0}   steady {:.0}",
+        "objects written/hour   idle {:.0}   steady {:.0}   kept after bundling, steady {:.0}",
         idle_written as f64 * 3600.0 / idle_secs as f64,
-        steady_written as f64 * 3600.0 / secs as f64
+        steady_written as f64 * 3600.0 / secs as f64,
+        steady_kept as f64 * 3600.0 / secs as f64
     );
 
     let timer = Timer::from_env(dir.path())?;
@@ -209,10 +221,67 @@ fn wait_for_chain(repo: &Path, within: Duration) -> Result<()> {
     bail!("no chain began within {within:?}")
 }
 
-fn objects_written_during(repo: &Path, span: Duration) -> Result<u64> {
-    let before = count_objects(repo);
-    std::thread::sleep(span);
-    Ok(count_objects(repo) - before)
+/// Lists the repository's `changes/` every 20 ms, noting when each object first appeared:
+/// single segments are deleted once bundled, so their files cannot be looked at later.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    appeared: Arc<Mutex<HashMap<PathBuf, SystemTime>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(repo: &Path) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let appeared: Arc<Mutex<HashMap<PathBuf, SystemTime>>> = Arc::default();
+        let (stopping, noted, changes) =
+            (stop.clone(), Arc::clone(&appeared), repo.join("changes"));
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let now = SystemTime::now();
+                let mut files = Vec::new();
+                list_objects(&changes, &mut files);
+                if let Ok(mut noted) = noted.lock() {
+                    for file in files {
+                        noted.entry(file).or_insert(now);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watch {
+            stop,
+            appeared,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many objects have appeared so far.
+    fn seen(&self) -> u64 {
+        self.appeared.lock().map_or(0, |a| a.len() as u64)
+    }
+
+    fn stop(mut self) -> HashMap<PathBuf, SystemTime> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.appeared.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// The object files under `dir`, writes in progress left out.
+fn list_objects(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_objects(&path, out);
+        } else if !entry.file_name().to_string_lossy().starts_with(".tmp") {
+            out.push(path);
+        }
+    }
 }
 
 /// Files under `dir`, writes in progress left out.
@@ -232,9 +301,14 @@ fn count_objects(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Each commit's lag: from its commit to when the first segment read after it was
-/// written to the sink (its object's modification time).
-fn lags(cairn: &LocalCairn, commits: &[SystemTime]) -> Result<Vec<f64>> {
+/// Each commit's lag: from its commit to when the first segment read after it appeared
+/// in the sink as an object of its own.
+fn lags(
+    cairn: &LocalCairn,
+    appeared: &HashMap<PathBuf, SystemTime>,
+    commits: &[SystemTime],
+) -> Result<Vec<f64>> {
+    use futures::StreamExt;
     let runtime = tokio::runtime::Runtime::new()?;
     let config = cairn::config::Config::load(&cairn.config)?;
     let session = cairn::lifecycle::Session::new(config, Some(b"bench".to_vec()))?;
@@ -242,16 +316,18 @@ fn lags(cairn: &LocalCairn, commits: &[SystemTime]) -> Result<Vec<f64>> {
         let repo = session.open_repository().await?;
         let mut segments = Vec::new();
         for chain in cairn::repo::changes::chains(&repo, Some("app")).await? {
-            for seq in 1..=chain.segments {
-                let segment =
-                    cairn::repo::changes::read_segment(&repo, &chain.start.chain, seq).await?;
-                let object = cairn
-                    .repo
-                    .join(cairn::repo::changes::segment_name(&chain.start.chain, seq));
-                let written = std::fs::metadata(&object)
-                    .and_then(|m| m.modified())
-                    .with_context(|| format!("{}", object.display()))?;
-                segments.push((SystemTime::from(segment.header.time), written));
+            let read = cairn::repo::changes::read_segments(&repo, &chain);
+            futures::pin_mut!(read);
+            while let Some(segment) = read.next().await {
+                let segment = segment?;
+                let object = cairn.repo.join(cairn::repo::changes::segment_name(
+                    &chain.start.chain,
+                    segment.header.seq,
+                ));
+                let written = appeared
+                    .get(&object)
+                    .with_context(|| format!("{} was never seen", object.display()))?;
+                segments.push((SystemTime::from(segment.header.time), *written));
             }
         }
         anyhow::Ok(segments)

@@ -1,7 +1,10 @@
 //! `cairn replicate`: continuous capture of the sources that offer it, until asked to
 //! stop. Each source's changes are stored at every sync interval as the next segment of
 //! its chain; a fresh snapshot begins a new chain when the last one cannot go on (its
-//! point is gone from the source's log) or when `snapshot-every` comes round.
+//! point is gone from the source's log) or when `snapshot-every` comes round. Every
+//! `bundle-every`, the segments stored since the last bundle are packed into one object
+//! (kept in memory until then, so packing reads nothing back), and the single ones
+//! deleted: a busy source costs one object a minute, not one a second.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,7 +19,7 @@ use super::backup::{Run, commit, manifest_of};
 use super::{PreparedSource, Session};
 use crate::config::Replication;
 use crate::repo::Repository;
-use crate::repo::changes::{self, ChainStart, SegmentHeader};
+use crate::repo::changes::{self, ChainStart, Segment, SegmentHeader, Stored};
 use crate::repo::snapshot::{new_snapshot_id, next_seq};
 use crate::repo::write::ChunkWriter;
 use crate::repo::writers::{self, Registration};
@@ -58,6 +61,9 @@ pub struct ReplicatedSource {
     pub segments: u64,
     /// Bytes of segments stored (encrypted and compressed).
     pub bytes: u64,
+    /// Bundles written, and the single segments they replaced.
+    pub bundles: u64,
+    pub bundled_segments: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -158,6 +164,10 @@ async fn follow_source(
     Ok(())
 }
 
+/// The most bytes of changes kept in memory for the next bundle: past this, the bundle is
+/// written early.
+const BUNDLE_MAX_BYTES: usize = 64 << 20;
+
 /// What the follower asks of the repository.
 enum Request {
     BeginSnapshot(Reply<Capture>),
@@ -254,6 +264,9 @@ struct RepoChain {
     resume: Option<String>,
     base: Option<Base>,
     stats: Arc<Mutex<ReplicatedSource>>,
+    /// The chain's segments stored singly since its last bundle, and their bytes.
+    pending: Vec<Segment>,
+    pending_bytes: usize,
 }
 
 /// A chain's base snapshot being captured.
@@ -287,17 +300,35 @@ impl RepoChain {
                 .iter()
                 .any(|(_, m)| m.snapshot == c.start.base && m.source == source.name)
         });
+        let mut pending = Vec::new();
         let (chain, resume, age) = match newest {
             Some(c) => {
-                let resume = match c.segments {
-                    0 => c.start.start.clone(),
-                    last => {
-                        changes::read_segment(&repo, &c.start.chain, last)
+                // A run stopped between a bundle and the deletions it allowed.
+                if let Err(e) = changes::delete_covered(&repo, &c.start.chain, &c.covered).await {
+                    tracing::warn!(source = %source.name, "deleting segments a bundle holds: {e}");
+                }
+                // The single segments since the chain's last bundle go into its next one.
+                let singles: Vec<Stored> = c
+                    .objects
+                    .iter()
+                    .rev()
+                    .take_while(|o| o.first == o.last)
+                    .take(changes::BUNDLE_MAX_SEGMENTS / 2)
+                    .copied()
+                    .collect();
+                for stored in singles.into_iter().rev() {
+                    pending.extend(
+                        changes::read_stored(&repo, &c.start.chain, stored)
                             .await
-                            .context("reading the chain's last segment")?
-                            .header
-                            .end
-                    }
+                            .context("reading the chain's last segments")?,
+                    );
+                }
+                let resume = match changes::last_segment(&repo, c)
+                    .await
+                    .context("reading the chain's last segment")?
+                {
+                    Some(last) => last.header.end,
+                    None => c.start.start.clone(),
                 };
                 let age = (Utc::now() - c.start.time).to_std().unwrap_or_default();
                 (
@@ -308,6 +339,7 @@ impl RepoChain {
             }
             None => (None, None, std::time::Duration::ZERO),
         };
+        let pending_bytes = pending.iter().map(|s| s.changes.len()).sum();
         let wait = settings.snapshot_every.saturating_sub(age);
         Ok(RepoChain {
             repo,
@@ -318,7 +350,47 @@ impl RepoChain {
             resume,
             base: None,
             stats,
+            pending,
+            pending_bytes,
         })
+    }
+
+    /// Packs the pending segments into one bundle and deletes them as single objects. A
+    /// failure leaves them stored singly, which loses nothing: it is warned of, not fatal.
+    async fn bundle(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return;
+        };
+        if pending.len() < 2 {
+            return;
+        }
+        let chain = first.header.chain.clone();
+        let singles: Vec<Stored> = (first.header.seq..=last.header.seq)
+            .map(|seq| Stored {
+                first: seq,
+                last: seq,
+            })
+            .collect();
+        let bundled = async {
+            let size = changes::write_bundle(&self.repo, &pending).await?;
+            changes::delete_covered(&self.repo, &chain, &singles).await?;
+            Ok::<_, crate::repo::RepoError>(size)
+        };
+        match bundled.await {
+            Ok(_) => self.stats(|s| {
+                s.bundles += 1;
+                s.bundled_segments += pending.len() as u64;
+            }),
+            Err(e) => tracing::warn!(
+                source = %self.source.name,
+                "bundling segments {}..={} of chain {}: {e}; they stay stored one by one",
+                first.header.seq,
+                last.header.seq,
+                &chain[..chain.len().min(8)]
+            ),
+        }
     }
 
     fn stats(&self, update: impl FnOnce(&mut ReplicatedSource)) {
@@ -378,6 +450,8 @@ impl RepoChain {
             hostname: crate::repo::machine::hostname(),
         };
         changes::write_chain_start(&self.repo, &start).await?;
+        // The old chain's last segments are bundled before the new chain's begin.
+        self.bundle().await;
         tracing::info!(source = %self.source.name, "chain {} begins at snapshot {}: {reason}", &start.chain[..8], manifest.short_id());
         self.chain = Some((start.chain, 1));
         if let Ok(mut next) = self.next_snapshot.lock() {
@@ -410,6 +484,20 @@ impl RepoChain {
             s.bytes += size;
             s.resumed |= resumed && s.chains_begun == 0;
         });
+        self.pending_bytes += changes.len();
+        self.pending.push(Segment { header, changes });
+        let span = match (self.pending.first(), self.pending.last()) {
+            (Some(first), Some(last)) => (last.header.time - first.header.time)
+                .to_std()
+                .unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        };
+        if span >= self.settings.bundle_every
+            || self.pending_bytes >= BUNDLE_MAX_BYTES
+            || self.pending.len() >= changes::BUNDLE_MAX_SEGMENTS
+        {
+            self.bundle().await;
+        }
         Ok(())
     }
 }
@@ -443,5 +531,7 @@ impl RepoChain {
                 }
             }
         }
+        // The follower stopped: what is pending goes into one last bundle.
+        self.bundle().await;
     }
 }

@@ -322,17 +322,16 @@ pub async fn run_at(
     })
 }
 
-/// The chain's segments read at or before `until`, in order, read eight at a time, and
-/// the time the last of them was read (the chain's start with none).
+/// The chain's segments read at or before `until`, in order (whether stored alone or in
+/// bundles), and the time the last of them was read (the chain's start with none).
 async fn segments_until(
     repo: &Indexed,
     chain: &changes::Chain,
     until: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Vec<bytes::Bytes>, chrono::DateTime<chrono::Utc>)> {
     use futures::StreamExt;
-    let mut reads = futures::stream::iter(1..=chain.segments)
-        .map(|seq| changes::read_segment(repo.repo(), &chain.start.chain, seq))
-        .buffered(8);
+    let reads = changes::read_segments(repo.repo(), chain);
+    futures::pin_mut!(reads);
     let mut segments = Vec::new();
     let mut reached = chain.start.time;
     while let Some(segment) = reads.next().await {

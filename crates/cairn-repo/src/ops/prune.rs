@@ -86,7 +86,7 @@ async fn prune_chains(repo: &Repository, dry_run: bool) -> RepoResult<(usize, us
     for chain in chains.iter().filter(|c| !bases.contains(&c.start.base)) {
         deleted += 1;
         objects += if dry_run {
-            chain.segments as usize + 1
+            chain.stored
         } else {
             changes::delete_chain(repo, &chain.start.chain).await?
         };
