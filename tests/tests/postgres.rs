@@ -800,42 +800,38 @@ fn a_clean_restore_that_fails_at_any_stage_leaves_the_target_as_it_was() {
         );
     }
 
-    // A view of the user's on a restored table: refused before any change, named.
-    pg.psql(
-        "target",
-        "CREATE VIEW public.my_report AS SELECT count(*) AS n FROM public.users",
-    );
-    let before = full_dump(&pg, "target");
-    let err = env.fails(&restore, 1);
-    assert!(
-        err.contains("public.my_report")
-            && err.contains("does not hold")
-            && !err.contains("CASCADE"),
-        "{err}"
-    );
-    let after = full_dump(&pg, "target");
-    assert!(after == before, "{}", changed_lines(&before, &after));
-
-    // A base type is dropped with its own functions (CASCADE), but never into a column
-    // of the user's: refused, named.
-    pg.psql("target", "DROP VIEW public.my_report");
-    pg.psql(
-        "target",
-        "CREATE TABLE public.my_labels (name public.label)",
-    );
-    let before = full_dump(&pg, "target");
-    let err = env.fails(&restore, 1);
-    assert!(
-        err.contains("--clean would drop type public.label")
-            && err.contains("column name of table public.my_labels")
-            && err.contains("does not hold"),
-        "{err}"
-    );
-    let after = full_dump(&pg, "target");
-    assert!(after == before, "{}", changed_lines(&before, &after));
+    // Objects of the user's that a drop would reach, each refused before any change,
+    // named: a view on a restored table, and a column of a base type the snapshot holds
+    // (which is dropped with CASCADE, for its own functions' sake, and never into others).
+    let theirs = [
+        (
+            "CREATE VIEW public.my_report AS SELECT count(*) AS n FROM public.users",
+            ["public.my_report", "does not hold"],
+            "DROP VIEW public.my_report",
+        ),
+        (
+            "CREATE TABLE public.my_labels (name public.label)",
+            [
+                "--clean would drop type public.label",
+                "column name of table public.my_labels",
+            ],
+            "DROP TABLE public.my_labels",
+        ),
+    ];
+    for (create, named, drop) in theirs {
+        pg.psql("target", create);
+        let before = full_dump(&pg, "target");
+        let err = env.fails(&restore, 1);
+        assert!(
+            named.iter().all(|n| err.contains(n)) && !err.contains("CASCADE"),
+            "{err}"
+        );
+        let after = full_dump(&pg, "target");
+        assert!(after == before, "{}", changed_lines(&before, &after));
+        pg.psql("target", drop);
+    }
 
     // Without them, the clean restore replaces what the snapshot holds, and only that.
-    pg.psql("target", "DROP TABLE public.my_labels");
     env.ok(&restore);
     assert_eq!(pg.table_digests("target"), pg.table_digests("app"));
     assert_eq!(
