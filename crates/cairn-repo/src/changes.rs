@@ -315,10 +315,37 @@ pub fn read_segments<'a>(
 
 /// The chain's last segment, if it has any.
 pub async fn last_segment(repo: &Repository, chain: &Chain) -> RepoResult<Option<Segment>> {
-    match chain.objects.last() {
-        Some(&stored) => Ok(read_stored(repo, &chain.start.chain, stored).await?.pop()),
-        None => Ok(None),
+    let read = |chain: Chain| async move {
+        match chain.objects.last() {
+            Some(&stored) => Ok(read_stored(repo, &chain.start.chain, stored).await?.pop()),
+            None => Ok(None),
+        }
+    };
+    match read(chain.clone()).await {
+        Err(e) if gone_since_listed(&e) => read(relisted(repo, chain).await?).await,
+        read => read,
     }
+}
+
+/// Whether `e` says an object the listing found is gone: a replicator running beside the
+/// reader packed single segments into a bundle and deleted them. Listing the chain again
+/// ([`relisted`]) finds the bundle.
+pub fn gone_since_listed(e: &RepoError) -> bool {
+    matches!(e, RepoError::Backend(b) if b.kind == BackendErrorKind::NotFound)
+}
+
+/// `chain` as a new listing finds it.
+pub async fn relisted(repo: &Repository, chain: &Chain) -> RepoResult<Chain> {
+    chains(repo, Some(&chain.start.source))
+        .await?
+        .into_iter()
+        .find(|c| c.start.chain == chain.start.chain)
+        .ok_or_else(|| {
+            RepoError::Corrupt(format!(
+                "chain {} is gone: its start was deleted while it was read",
+                chain.start.chain
+            ))
+        })
 }
 
 /// Deletes the single segments `covered` a bundle now holds (one by one, so a stop cut
@@ -610,6 +637,32 @@ mod tests {
         assert_eq!(
             last_segment(&repo, chain).await.expect("last"),
             Some(segment("aa", 7))
+        );
+
+        // A reader that listed before a replicator bundled 7..=8 finds the bundle.
+        let s = segment("aa", 8);
+        write_segment(&repo, &s.header, &s.changes)
+            .await
+            .expect("segment");
+        let listed = super::chains(&repo, Some("db"))
+            .await
+            .expect("chains")
+            .remove(0);
+        write_bundle(&repo, &[segment("aa", 7), segment("aa", 8)])
+            .await
+            .expect("bundle");
+        let singles = [7, 8].map(|seq| Stored {
+            first: seq,
+            last: seq,
+        });
+        delete_covered(&repo, "aa", &singles).await.expect("delete");
+        let err = read_stored(&repo, "aa", singles[1])
+            .await
+            .expect_err("gone");
+        assert!(gone_since_listed(&err), "{err}");
+        assert_eq!(
+            last_segment(&repo, &listed).await.expect("last"),
+            Some(segment("aa", 8))
         );
 
         // A bundle needs consecutive segments of one chain.

@@ -230,7 +230,14 @@ pub async fn run_at(
             }
         );
     };
-    let (segments, reached) = segments_until(&repo, chain, requested).await?;
+    let (segments, reached) = match segments_until(&repo, chain, requested).await {
+        // A replicator running beside the restore bundled segments since the listing.
+        Err(e) if e.downcast_ref().is_some_and(changes::gone_since_listed) => {
+            let chain = changes::relisted(repo.repo(), chain).await?;
+            segments_until(&repo, &chain, requested).await?
+        }
+        read => read?,
+    };
     let mut prepared = prepare_for(session, manifest).await?;
     anyhow::ensure!(
         prepared.info.restore_target == RestoreTarget::File,
