@@ -299,22 +299,16 @@ fn timeline(env: &Env) -> serde_json::Value {
 /// The bundles (`first..=last`) and single segments under the repository's chains.
 fn chain_objects(env: &Env) -> (Vec<(u64, u64)>, Vec<u64>) {
     let (mut bundles, mut singles) = (Vec::new(), Vec::new());
-    for chain in std::fs::read_dir(env.path("repo/changes")).expect("changes/") {
-        for object in std::fs::read_dir(chain.expect("chain").path()).expect("chain dir") {
-            let name = object
-                .expect("object")
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            if name.starts_with('.') {
-                continue;
+    for object in cairn_e2e::repo_objects(&env.path("repo"), "changes") {
+        let name = object.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref().and_then(|n| n.split_once('-')) {
+            Some((first, last)) => {
+                bundles.push((first.parse().expect("first"), last.parse().expect("last")))
             }
-            match name.split_once('-') {
-                Some((first, last)) => {
-                    bundles.push((first.parse().expect("first"), last.parse().expect("last")))
-                }
-                None => singles.extend(name.parse::<u64>().ok().filter(|&seq| seq > 0)),
-            }
+            None => singles.extend(
+                name.and_then(|n| n.parse::<u64>().ok())
+                    .filter(|&seq| seq > 0),
+            ),
         }
     }
     (bundles, singles)

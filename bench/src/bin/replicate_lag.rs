@@ -72,11 +72,11 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_secs(idle_secs));
     let idle_written = watch.seen() - before_idle;
     let followed = Writer::run(&db, rows, None, full_secs)?;
-    let (before_steady, kept_before) = (watch.seen(), count_objects(&cairn.repo.join("changes")));
+    let (before_steady, kept_before) = (watch.seen(), count_objects(&cairn.repo));
     let steady = Writer::run(&db, rows, Some(rate), secs)?;
     let steady_written = watch.seen() - before_steady;
     stop(&mut replicating)?;
-    let steady_kept = count_objects(&cairn.repo.join("changes")).saturating_sub(kept_before);
+    let steady_kept = count_objects(&cairn.repo).saturating_sub(kept_before);
     let appeared = watch.stop();
 
     println!("writer alone           {:>9.0} tx/s", alone.per_second());
@@ -213,7 +213,7 @@ fn stop(child: &mut Child) -> Result<()> {
 fn wait_for_chain(repo: &Path, within: Duration) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < within {
-        if count_objects(&repo.join("changes")) > 0 {
+        if count_objects(repo) > 0 {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -233,13 +233,11 @@ impl Watch {
     fn start(repo: &Path) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let appeared: Arc<Mutex<HashMap<PathBuf, SystemTime>>> = Arc::default();
-        let (stopping, noted, changes) =
-            (stop.clone(), Arc::clone(&appeared), repo.join("changes"));
+        let (stopping, noted, repo) = (stop.clone(), Arc::clone(&appeared), repo.to_path_buf());
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 let now = SystemTime::now();
-                let mut files = Vec::new();
-                list_objects(&changes, &mut files);
+                let files = cairn_e2e::repo_objects(&repo, "changes");
                 if let Ok(mut noted) = noted.lock() {
                     for file in files {
                         noted.entry(file).or_insert(now);
@@ -269,36 +267,9 @@ impl Watch {
     }
 }
 
-/// The object files under `dir`, writes in progress left out.
-fn list_objects(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            list_objects(&path, out);
-        } else if !entry.file_name().to_string_lossy().starts_with(".tmp") {
-            out.push(path);
-        }
-    }
-}
-
-/// Files under `dir`, writes in progress left out.
-fn count_objects(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                count_objects(&e.path())
-            } else {
-                u64::from(!e.file_name().to_string_lossy().starts_with(".tmp"))
-            }
-        })
-        .sum()
+/// The objects under the repository's `changes/`, writes in progress left out.
+fn count_objects(repo: &Path) -> u64 {
+    cairn_e2e::repo_objects(repo, "changes").len() as u64
 }
 
 /// Each commit's lag: from its commit to when the first segment read after it appeared

@@ -323,13 +323,16 @@ impl RepoChain {
                             .context("reading the chain's last segments")?,
                     );
                 }
-                let resume = match changes::last_segment(&repo, c)
-                    .await
-                    .context("reading the chain's last segment")?
-                {
-                    Some(last) => last.header.end,
-                    None => c.start.start.clone(),
+                // The last segment is the last pending one, unless the chain ends in a
+                // bundle.
+                let last_end = match pending.last() {
+                    Some(last) => Some(last.header.end.clone()),
+                    None => changes::last_segment(&repo, c)
+                        .await
+                        .context("reading the chain's last segment")?
+                        .map(|last| last.header.end),
                 };
+                let resume = last_end.unwrap_or_else(|| c.start.start.clone());
                 let age = (Utc::now() - c.start.time).to_std().unwrap_or_default();
                 (
                     Some((c.start.chain.clone(), c.segments + 1)),
