@@ -128,8 +128,15 @@ impl Changes {
         }
         self.pages.extend(later.pages);
         self.db_pages = later.db_pages;
-        // Pages past the end of the database are gone (a VACUUM, a truncation).
-        self.pages.retain(|&page, _| page <= later.db_pages);
+        // Pages past the end of the database are gone (a VACUUM, a truncation). Cut off,
+        // not filtered: this runs once a transaction, on maps of a whole segment's pages.
+        if self
+            .pages
+            .last_key_value()
+            .is_some_and(|(&last, _)| last > later.db_pages)
+        {
+            self.pages.split_off(&(later.db_pages.saturating_add(1)));
+        }
         self.transactions += later.transactions;
         self.frames += later.frames;
     }
