@@ -79,11 +79,16 @@ fn main() -> Result<()> {
     let steady_kept = count_objects(&cairn.repo).saturating_sub(kept_before);
     let appeared = watch.stop();
 
-    println!("writer alone           {:>9.0} tx/s", alone.per_second());
     println!(
-        "writer, replicated     {:>9.0} tx/s   {:.3}x of alone (target at least 0.95x)",
+        "writer alone           {:>9.0} tx/s   stalls: {}",
+        alone.per_second(),
+        alone.stalled()
+    );
+    println!(
+        "writer, replicated     {:>9.0} tx/s   {:.3}x of alone (target at least 0.95x)   stalls: {}",
         followed.per_second(),
-        followed.per_second() / alone.per_second()
+        followed.per_second() / alone.per_second(),
+        followed.stalled()
     );
     let lags = lags(&cairn, &appeared, &steady.commits)?;
     println!(
@@ -145,9 +150,27 @@ fn count_rows(db: &Path) -> Result<i64> {
 struct Written {
     commits: Vec<SystemTime>,
     took: Duration,
+    /// The transactions that took longer than [`STALL`], each one's time.
+    stalls: Vec<Duration>,
 }
 
+/// A transaction taking longer than this was held up (they take tens of microseconds).
+const STALL: Duration = Duration::from_millis(10);
+
 impl Written {
+    /// The stalls, in words.
+    fn stalled(&self) -> String {
+        let total: Duration = self.stalls.iter().sum();
+        let longest = self.stalls.iter().max().copied().unwrap_or_default();
+        format!(
+            "{} transactions over {} ms, {:.2} s in all, the longest {} ms",
+            self.stalls.len(),
+            STALL.as_millis(),
+            total.as_secs_f64(),
+            longest.as_millis()
+        )
+    }
+
     fn per_second(&self) -> f64 {
         self.commits.len() as f64 / self.took.as_secs_f64()
     }
@@ -168,6 +191,7 @@ impl Writer {
         let started = Instant::now();
         let end = started + Duration::from_secs(secs);
         let mut commits = Vec::new();
+        let mut stalls = Vec::new();
         let mut insert = conn.prepare(
             "INSERT INTO events(kind, created, body) VALUES ('write', ?1, hex(randomblob(140)) || ' written by the benchmark')",
         )?;
@@ -179,15 +203,21 @@ impl Writer {
                     std::thread::sleep(wait);
                 }
             }
+            let began = Instant::now();
             conn.execute_batch("BEGIN IMMEDIATE")?;
             insert.execute([commits.len() as i64])?;
             update.execute([rng.random_range(1..=rows)])?;
             conn.execute_batch("COMMIT")?;
             commits.push(SystemTime::now());
+            let took = began.elapsed();
+            if took > STALL {
+                stalls.push(took);
+            }
         }
         Ok(Written {
             commits,
             took: started.elapsed(),
+            stalls,
         })
     }
 }

@@ -26,8 +26,8 @@
 //!
 //! A reader that always holds a read mark would let the log grow without end (no restart
 //! can happen). After each read the follower runs a PASSIVE checkpoint, which blocks no
-//! one. When the log holds more than [`QUIET_FRAMES`] frames, it makes a *quiet moment*,
-//! moving to a slot-0 reader so that the app's next write restarts the log. First without
+//! one. When the log holds more frames than its caller allows (a few times
+//! [`QUIET_FRAMES`]: see the tailer), it makes a *quiet moment*, moving to a slot-0 reader so that the app's next write restarts the log. First without
 //! the write lock: it reads to the log's end, copies the log into the database, and begins
 //! a reader at once, which works whenever the app commits nothing in between (a window as
 //! long as one of the app's transactions). Failing that, under the write lock taken with
@@ -55,7 +55,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::wal::{self, Changes, WalHeader, WalPosition};
 
-/// A log longer than this (SQLite's own autocheckpoint default) gets a quiet moment.
+/// SQLite's own autocheckpoint length, in frames: the unit of how long a log may grow.
 pub const QUIET_FRAMES: i64 = 1000;
 /// The longest the follower holds up the app's writers: waiting for the write lock, or a
 /// TRUNCATE waiting for the app's readers.
@@ -295,17 +295,21 @@ impl Follower {
     }
 
     /// Keeps the log short without blocking the app: a PASSIVE checkpoint, a quiet moment
-    /// when the log is long, a TRUNCATE with a bounded wait when the file outgrew
-    /// `max_wal` bytes.
-    pub fn checkpoint(&mut self, max_wal: u64) -> Result<Checkpointed, FollowError> {
+    /// when the log holds more than `quiet_frames` frames, a TRUNCATE with a bounded wait
+    /// when the file outgrew `max_wal` bytes.
+    pub fn checkpoint(
+        &mut self,
+        max_wal: u64,
+        quiet_frames: i64,
+    ) -> Result<Checkpointed, FollowError> {
         let mut done = Checkpointed::default();
-        self.keep_short(max_wal, &mut done)?;
+        self.keep_short(max_wal, quiet_frames, &mut done)?;
         // The log of the current generation, as far as it was read (to its end).
         let log = self.point.map_or(0, |at| {
             u64::from(at.frame) * (u64::from(at.header.page_size) + wal::FRAME_HEADER as u64)
         });
         // A quiet moment this time leaves the log free to restart at the app's next write.
-        if !done.quiet_moment && log > max_wal * LET_GO {
+        if !done.quiet_moment && log > max_wal.saturating_mul(LET_GO) {
             done.gap = Some(self.let_go_of(format!(
                 "the write-ahead log reached {} MiB, {LET_GO} times max-wal, because the app \
                  wrote without a pause long enough for cairn's checkpoints",
@@ -320,16 +324,12 @@ impl Follower {
     /// than the follower reads would otherwise keep it behind for ever while the log
     /// fills the disk. The gap, when it let go.
     pub fn outgrown(&mut self, max_wal: u64) -> Result<Option<String>, FollowError> {
-        let (Some(index), Some(header)) = (self.index_header()?, self.header()?) else {
+        let Some(header) = self.header()? else {
             return Ok(None);
         };
-        // A new generation began right where the point is (see the module comment).
-        let unread = match self.point {
-            Some(at) if index.salt == at.header.salt => index.max_frame.saturating_sub(at.frame),
-            _ => index.max_frame,
-        };
+        let unread = self.unread_frames()?;
         let bytes = u64::from(unread) * (u64::from(header.page_size) + wal::FRAME_HEADER as u64);
-        if bytes <= max_wal * LET_GO {
+        if bytes <= max_wal.saturating_mul(LET_GO) {
             return Ok(None);
         }
         self.let_go_of(format!(
@@ -338,6 +338,19 @@ impl Follower {
             bytes >> 20
         ))
         .map(Some)
+    }
+
+    /// The frames committed to the log that the follower has not read yet, from the
+    /// wal-index header: a look at shared memory, no I/O. 0 when there is no log.
+    pub fn unread_frames(&self) -> Result<u32, FollowError> {
+        let Some(index) = self.index_header()? else {
+            return Ok(0);
+        };
+        // A new generation began right where the point is (see the module comment).
+        Ok(match self.point {
+            Some(at) if index.salt == at.header.salt => index.max_frame.saturating_sub(at.frame),
+            _ => index.max_frame,
+        })
     }
 
     /// Lets go, for a reason: an app that never pauses long enough would have the log
@@ -397,12 +410,25 @@ impl Follower {
         }
     }
 
-    fn keep_short(&mut self, max_wal: u64, done: &mut Checkpointed) -> Result<(), FollowError> {
+    fn keep_short(
+        &mut self,
+        max_wal: u64,
+        quiet_frames: i64,
+        done: &mut Checkpointed,
+    ) -> Result<(), FollowError> {
         (done.log_frames, done.copied_frames) = self.passive()?;
+        // A checkpoint of the app's was running (busy, -1): the log is as long as the
+        // wal-index says.
+        let log_frames = match done.log_frames {
+            -1 => self
+                .index_header()?
+                .map_or(0, |index| i64::from(index.max_frame)),
+            frames => frames,
+        };
         // A restart reuses the file from its start without shrinking it: only a TRUNCATE
         // gives the disk back.
         let oversized = self.wal_size()? > max_wal;
-        if done.log_frames <= QUIET_FRAMES && !oversized {
+        if log_frames <= quiet_frames && !oversized {
             return Ok(());
         }
         // A quiet moment that holds no one up comes first; only a TRUNCATE needs the lock.

@@ -8,6 +8,7 @@
 pub mod copy_tap;
 pub mod follow;
 mod host;
+mod tail;
 mod vfs;
 pub mod wal;
 
@@ -356,10 +357,10 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(PluginError::Permanent(format!("SQLite task failed: {e}"))))
 }
 
-/// A live database a plugin follows (`sqlite.follower`): the follower, used on blocking
-/// threads one call at a time, and the page size its changes are encoded with.
+/// A live database a plugin follows (`sqlite.follower`): the follower with its tailer,
+/// used on blocking threads one call at a time.
 pub struct Followed {
-    follower: Arc<std::sync::Mutex<follow::Follower>>,
+    tailed: Arc<tail::Tailed>,
 }
 
 fn follow_error(e: follow::FollowError) -> PluginError {
@@ -391,10 +392,9 @@ fn encode_changes(changes: &wal::Changes, point: follow::Point) -> Vec<u8> {
 
 impl Followed {
     pub fn open(path: &Path) -> Result<Followed, PluginError> {
+        let follower = follow::Follower::open(path).map_err(follow_error)?;
         Ok(Followed {
-            follower: Arc::new(std::sync::Mutex::new(
-                follow::Follower::open(path).map_err(follow_error)?,
-            )),
+            tailed: Arc::new(tail::Tailed::start(follower)),
         })
     }
 
@@ -403,14 +403,15 @@ impl Followed {
         work: W,
     ) -> impl Future<Output = Result<T, PluginError>> + use<T, W>
     where
-        W: FnOnce(&mut follow::Follower) -> Result<T, PluginError> + Send + 'static,
+        W: FnOnce(&mut tail::State) -> Result<T, PluginError> + Send + 'static,
     {
-        let follower = self.follower.clone();
+        let tailed = self.tailed.clone();
         blocking(move || {
-            let mut follower = follower.lock().map_err(|_| {
-                PluginError::Permanent("an earlier call on this follower panicked".into())
-            })?;
-            work(&mut follower)
+            tailed.with(work).unwrap_or_else(|| {
+                Err(PluginError::Permanent(
+                    "an earlier call on this follower panicked".into(),
+                ))
+            })
         })
     }
 
@@ -420,13 +421,14 @@ impl Followed {
         &self,
         point: String,
     ) -> Result<Result<(Vec<u8>, String), String>, PluginError> {
-        self.with(move |follower| {
+        self.with(move |state| {
             let point = decode_point(&point)?;
-            Ok(match follower.resume(point).map_err(follow_error)? {
-                follow::Resume::Continues(changes) => Ok((
-                    encode_changes(&changes, follower.point()),
-                    encode_point(follower.point()),
-                )),
+            Ok(match state.follower.resume(point).map_err(follow_error)? {
+                follow::Resume::Continues(changes) => {
+                    state.chain_begins();
+                    let point = state.follower.point();
+                    Ok((encode_changes(&changes, point), encode_point(point)))
+                }
                 follow::Resume::Gap(why) => Err(why),
             })
         })
@@ -435,7 +437,7 @@ impl Followed {
 
     /// A copy in a temporary file as of the end of the log, and that point.
     pub async fn snapshot(&self, temp_dir: PathBuf) -> Result<(Database, String), PluginError> {
-        self.with(move |follower| {
+        self.with(move |state| {
             let copy = tempfile::Builder::new()
                 .prefix(".cairn-sqlite-")
                 .suffix(".db")
@@ -444,7 +446,8 @@ impl Followed {
                 .into_temp_path();
             // The backup API writes a fresh file; it must not find one there.
             std::fs::remove_file(&copy).map_err(|e| io_error(&copy.to_string_lossy(), e))?;
-            let point = follower.snapshot(&copy).map_err(follow_error)?;
+            let point = state.follower.snapshot(&copy).map_err(follow_error)?;
+            state.chain_begins();
             let geometry = page_geometry(&open_immutable(&copy)?, "the snapshot copy")?;
             Ok((held_copy(copy, geometry, None)?, encode_point(point)))
         })
@@ -458,20 +461,14 @@ impl Followed {
         &self,
         max_wal: u64,
     ) -> Result<Result<(Vec<u8>, String), String>, PluginError> {
-        self.with(move |follower| {
-            if let Some(gap) = follower.outgrown(max_wal).map_err(follow_error)? {
-                return Ok(Err(gap));
-            }
-            let mut changes = follower.read_on().map_err(follow_error)?;
-            let checkpointed = follower.checkpoint(max_wal).map_err(follow_error)?;
-            if let Some(gap) = checkpointed.gap {
-                return Ok(Err(gap));
-            }
-            changes.extend(checkpointed.tail);
-            Ok(Ok((
-                encode_changes(&changes, follower.point()),
-                encode_point(follower.point()),
-            )))
+        self.with(move |state| {
+            Ok(match state.sync(max_wal).map_err(follow_error)? {
+                tail::Synced::Changes(changes) => {
+                    let point = state.follower.point();
+                    Ok((encode_changes(&changes, point), encode_point(point)))
+                }
+                tail::Synced::Gap(why) => Err(why),
+            })
         })
         .await
     }

@@ -132,7 +132,9 @@ fn a_copy_at_every_read_is_exactly_a_prefix_of_what_the_writer_committed() {
         std::thread::sleep(Duration::from_millis(if round % 3 == 0 { 5 } else { 40 }));
         let began = Instant::now();
         let mut changes = follower.read_on().expect("read");
-        let done = follower.checkpoint(MAX_WAL).expect("checkpoint");
+        let done = follower
+            .checkpoint(MAX_WAL, QUIET_FRAMES)
+            .expect("checkpoint");
         quiet += usize::from(done.quiet_moment);
         truncated += usize::from(done.truncated);
         if done.gap.is_some() {
@@ -160,7 +162,9 @@ fn a_copy_at_every_read_is_exactly_a_prefix_of_what_the_writer_committed() {
     // Once the app pauses, one checkpoint brings the file under the limit.
     let began = Instant::now();
     let mut changes = follower.read_on().expect("read");
-    let done = follower.checkpoint(MAX_WAL).expect("checkpoint");
+    let done = follower
+        .checkpoint(MAX_WAL, QUIET_FRAMES)
+        .expect("checkpoint");
     truncated += usize::from(done.truncated);
     assert!(done.gap.is_none(), "a gap once the writer stopped");
     changes.extend(done.tail);
@@ -411,7 +415,7 @@ fn the_apps_process_sees_the_followers_read_lock_through_every_call() {
     insert(101);
     // A small max-wal: a quiet moment and a TRUNCATE, ending on a reader of the database
     // alone (slot 0 is one of the bytes asked about).
-    let done = follower.checkpoint(4096).expect("checkpoint");
+    let done = follower.checkpoint(4096, QUIET_FRAMES).expect("checkpoint");
     assert!(done.quiet_moment, "{done:?}");
     assert!(
         read_lock_seen_from_another_process(&path),
