@@ -93,6 +93,7 @@ pub struct ReplicateConfig {
     pub snapshot_every: Option<String>,
     pub max_wal: Option<String>,
     pub bundle_every: Option<String>,
+    pub merge_every: Option<String>,
 }
 
 /// How a source is replicated.
@@ -107,6 +108,8 @@ pub struct Replication {
     /// How long a chain's segments stay single objects before they are packed into one
     /// bundle.
     pub bundle_every: std::time::Duration,
+    /// How long a chain's bundles stay apart before they are merged into one object.
+    pub merge_every: std::time::Duration,
 }
 
 impl Default for Replication {
@@ -116,6 +119,7 @@ impl Default for Replication {
             snapshot_every: std::time::Duration::from_secs(24 * 3600),
             max_log: 256 << 20,
             bundle_every: std::time::Duration::from_secs(60),
+            merge_every: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -143,6 +147,7 @@ impl ReplicateConfig {
             &mut out.snapshot_every,
         )?;
         span("bundle-every", &self.bundle_every, &mut out.bundle_every)?;
+        span("merge-every", &self.merge_every, &mut out.merge_every)?;
         if let Some(text) = &self.max_wal {
             out.max_log = parse_size(text).ok_or_else(|| {
                 format!("max-wal = \"{text}\" is not a size like \"256MiB\" or \"1GiB\"")
@@ -159,6 +164,13 @@ impl ReplicateConfig {
         } else if out.bundle_every < out.interval {
             return Err(
                 "bundle-every is shorter than interval: a bundle would hold one segment".into(),
+            );
+        }
+        if self.merge_every.is_none() {
+            out.merge_every = out.merge_every.max(out.bundle_every);
+        } else if out.merge_every < out.bundle_every {
+            return Err(
+                "merge-every is shorter than bundle-every: a merge would hold one bundle".into(),
             );
         }
         Ok(out)
@@ -519,6 +531,28 @@ path = "/srv/app/uploads"
         .to_string();
         assert!(
             err.contains("bundle-every is shorter than interval"),
+            "{err}"
+        );
+        // Bundles are merged every hour, or every bundle-every when that is longer.
+        assert_eq!(
+            replication.merge_every,
+            std::time::Duration::from_secs(3600)
+        );
+        let rare = parse(&format!(
+            "{base}[source.replicate]\nbundle-every = \"2h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            rare.sources[0].replication().merge_every,
+            std::time::Duration::from_secs(7200)
+        );
+        let err = parse(&format!(
+            "{base}[source.replicate]\nbundle-every = \"10m\"\nmerge-every = \"5m\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("merge-every is shorter than bundle-every"),
             "{err}"
         );
     }

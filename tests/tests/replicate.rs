@@ -49,7 +49,7 @@ fn replicated_env() -> (Env, PathBuf) {
     let env = Env::new();
     let db = live_database(&env);
     env.local_config(&format!(
-        "{}[source.replicate]\ninterval = \"1s\"\nmax-wal = \"{MAX_WAL}\"\nbundle-every = \"3s\"\n",
+        "{}[source.replicate]\ninterval = \"1s\"\nmax-wal = \"{MAX_WAL}\"\nbundle-every = \"3s\"\nmerge-every = \"6s\"\n",
         source_section("db", "sqlite", &db, "")
     ));
     env.ok(&["init"]);
@@ -340,15 +340,23 @@ fn restores_at_many_instants_hold_exactly_what_was_committed_by_then() {
         "the writer committed only {} transactions",
         log.len()
     );
-    // Every 3 s the segments were packed into a bundle, and the single ones deleted; the
-    // instants below fall inside bundles as well as after them.
+    // Every 3 s the segments were packed into a bundle, and the single ones deleted; every
+    // 6 s, and at the stop, the bundles were merged into one and deleted. The instants
+    // below fall inside merges as well as after them.
     assert!(said.contains("bundle(s)"), "{said}");
+    assert!(said.contains("bundles merged into"), "{said}");
     let (bundles, singles) = chain_objects(&env);
     assert!(!bundles.is_empty(), "no bundle: {singles:?}");
-    for (first, last) in &bundles {
+    for (i, (first, last)) in bundles.iter().enumerate() {
         assert!(
             !singles.iter().any(|s| s >= first && s <= last),
             "segments {first}..={last} are stored both bundled and alone: {singles:?}"
+        );
+        assert!(
+            !bundles[i + 1..]
+                .iter()
+                .any(|(f, l)| f <= last && l >= first),
+            "segments {first}..={last} are stored in two bundles: {bundles:?}"
         );
     }
 

@@ -348,8 +348,8 @@ pub async fn relisted(repo: &Repository, chain: &Chain) -> RepoResult<Chain> {
         })
 }
 
-/// Deletes the single segments `covered` a bundle now holds (one by one, so a stop cut
-/// short leaves only objects the next reader ignores).
+/// Deletes the objects `covered` (single segments or bundles) that a bundle now holds, one
+/// by one, so that a stop cut short leaves only objects the next reader ignores.
 pub async fn delete_covered(repo: &Repository, chain: &str, covered: &[Stored]) -> RepoResult<()> {
     for stored in covered {
         repo.backend().delete(&stored.name(chain)).await?;

@@ -4,7 +4,9 @@
 //! point is gone from the source's log) or when `snapshot-every` comes round. Every
 //! `bundle-every`, the segments stored since the last bundle are packed into one object
 //! (kept in memory until then, so packing reads nothing back), and the single ones
-//! deleted: a busy source costs one object a minute, not one a second.
+//! deleted: a busy source costs one object a minute, not one a second. Every
+//! `merge-every`, the bundles written since the last merge are read back and merged into
+//! one object the same way: a day of a busy source keeps 24 objects, not 1,440.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -64,6 +66,9 @@ pub struct ReplicatedSource {
     /// Bundles written, and the single segments they replaced.
     pub bundles: u64,
     pub bundled_segments: u64,
+    /// Merges written, and the bundles they replaced.
+    pub merges: u64,
+    pub merged_bundles: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -167,6 +172,9 @@ async fn follow_source(
 /// The most bytes of changes kept in memory for the next bundle: past this, the bundle is
 /// written early.
 const BUNDLE_MAX_BYTES: usize = 64 << 20;
+/// The most bytes of changes one merge reads back and writes: past this, the bundles are
+/// merged early (a source this busy pays for its bytes, not its requests).
+const MERGE_MAX_BYTES: usize = 64 << 20;
 
 /// What the follower asks of the repository.
 enum Request {
@@ -267,6 +275,21 @@ struct RepoChain {
     /// The chain's segments stored singly since its last bundle, and their bytes.
     pending: Vec<Segment>,
     pending_bytes: usize,
+    /// The bundles this run wrote since the chain's last merge.
+    bundled: Vec<Bundled>,
+    /// The merge running.
+    merging: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A bundle the replicator wrote, waiting to be merged.
+struct Bundled {
+    chain: String,
+    stored: Stored,
+    /// When its first and last segments were read.
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+    /// Bytes of changes it holds.
+    bytes: usize,
 }
 
 /// A chain's base snapshot being captured.
@@ -355,6 +378,8 @@ impl RepoChain {
             stats,
             pending,
             pending_bytes,
+            bundled: Vec::new(),
+            merging: None,
         })
     }
 
@@ -362,7 +387,7 @@ impl RepoChain {
     /// failure leaves them stored singly, which loses nothing: it is warned of, not fatal.
     async fn bundle(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
+        let bytes = std::mem::take(&mut self.pending_bytes);
         let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
             return;
         };
@@ -382,10 +407,23 @@ impl RepoChain {
             Ok::<_, crate::repo::RepoError>(size)
         };
         match bundled.await {
-            Ok(_) => self.stats(|s| {
-                s.bundles += 1;
-                s.bundled_segments += pending.len() as u64;
-            }),
+            Ok(_) => {
+                self.stats(|s| {
+                    s.bundles += 1;
+                    s.bundled_segments += pending.len() as u64;
+                });
+                self.bundled_one(Bundled {
+                    chain,
+                    stored: Stored {
+                        first: first.header.seq,
+                        last: last.header.seq,
+                    },
+                    from: first.header.time,
+                    to: last.header.time,
+                    bytes,
+                })
+                .await;
+            }
             Err(e) => tracing::warn!(
                 source = %self.source.name,
                 "bundling segments {}..={} of chain {}: {e}; they stay stored one by one",
@@ -393,6 +431,52 @@ impl RepoChain {
                 last.header.seq,
                 &chain[..chain.len().min(8)]
             ),
+        }
+    }
+
+    /// Adds a bundle to the next merge, merging first what it would not fit beside, and
+    /// merging when the bundles reach `merge-every` or the byte bound.
+    async fn bundled_one(&mut self, bundle: Bundled) {
+        let segments = |b: &Bundled| (b.stored.last - b.stored.first + 1) as usize;
+        let held: usize = self.bundled.iter().map(segments).sum();
+        let bytes: usize = self.bundled.iter().map(|b| b.bytes).sum();
+        if held + segments(&bundle) > changes::BUNDLE_MAX_SEGMENTS
+            || bytes + bundle.bytes > MERGE_MAX_BYTES
+        {
+            self.merge().await;
+        }
+        self.bundled.push(bundle);
+        let span = match (self.bundled.first(), self.bundled.last()) {
+            (Some(first), Some(last)) => (last.to - first.from).to_std().unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        };
+        if span >= self.settings.merge_every {
+            self.merge().await;
+        }
+    }
+
+    /// Merges the bundles written since the last merge into one object, on a task of its
+    /// own so that segments go on being stored meanwhile; one merge runs at a time.
+    async fn merge(&mut self) {
+        self.merged().await;
+        let run = std::mem::take(&mut self.bundled);
+        if run.len() < 2 {
+            return;
+        }
+        let (repo, source, stats) = (
+            self.repo.clone(),
+            self.source.name.clone(),
+            self.stats.clone(),
+        );
+        self.merging = Some(tokio::spawn(async move {
+            merge_bundles(&repo, &source, &stats, &run).await;
+        }));
+    }
+
+    /// Waits for the merge running, if any.
+    async fn merged(&mut self) {
+        if let Some(task) = self.merging.take() {
+            let _ = task.await;
         }
     }
 
@@ -453,8 +537,10 @@ impl RepoChain {
             hostname: crate::repo::machine::hostname(),
         };
         changes::write_chain_start(&self.repo, &start).await?;
-        // The old chain's last segments are bundled before the new chain's begin.
+        // The old chain's last segments are bundled, and its bundles merged, before the
+        // new chain's begin.
         self.bundle().await;
+        self.merge().await;
         tracing::info!(source = %self.source.name, "chain {} begins at snapshot {}: {reason}", &start.chain[..8], manifest.short_id());
         self.chain = Some((start.chain, 1));
         if let Ok(mut next) = self.next_snapshot.lock() {
@@ -534,7 +620,49 @@ impl RepoChain {
                 }
             }
         }
-        // The follower stopped: what is pending goes into one last bundle.
+        // The follower stopped: what is pending goes into one last bundle, and the bundles
+        // of this run into one merge (a run that is killed leaves them to stay apart).
         self.bundle().await;
+        self.merge().await;
+        self.merged().await;
+    }
+}
+
+/// Merges `run` (consecutive bundles of one chain) into one object, read back with every
+/// segment kept as it was, and deletes them. A failure leaves them as they are, which
+/// loses nothing: it is warned of, not fatal.
+async fn merge_bundles(
+    repo: &Repository,
+    source: &str,
+    stats: &Mutex<ReplicatedSource>,
+    run: &[Bundled],
+) {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return;
+    };
+    let chain = &first.chain;
+    let objects: Vec<Stored> = run.iter().map(|b| b.stored).collect();
+    let merged = async {
+        let mut segments = Vec::new();
+        for stored in &objects {
+            segments.extend(changes::read_stored(repo, chain, *stored).await?);
+        }
+        changes::write_bundle(repo, &segments).await?;
+        changes::delete_covered(repo, chain, &objects).await
+    };
+    match merged.await {
+        Ok(()) => {
+            if let Ok(mut stats) = stats.lock() {
+                stats.merges += 1;
+                stats.merged_bundles += objects.len() as u64;
+            }
+        }
+        Err(e) => tracing::warn!(
+            source,
+            "merging the bundles of segments {}..={} of chain {}: {e}; they stay as they are",
+            first.stored.first,
+            last.stored.last,
+            &chain[..chain.len().min(8)]
+        ),
     }
 }

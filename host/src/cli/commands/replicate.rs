@@ -51,13 +51,17 @@ impl Report for ReplicateReport {
             .iter()
             .map(|s| {
                 let mut line = format!(
-                    "{}: {} segments ({}){}{}{}",
+                    "{}: {} segments ({}){}{}{}{}",
                     s.name,
                     s.segments,
                     human_bytes(s.bytes),
                     match s.bundles {
                         0 => String::new(),
                         n => format!(", {} of them packed into {n} bundle(s)", s.bundled_segments),
+                    },
+                    match s.merges {
+                        0 => String::new(),
+                        n => format!(", {} bundles merged into {n}", s.merged_bundles),
                     },
                     if s.resumed {
                         ", went on from the last chain"
