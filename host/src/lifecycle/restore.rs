@@ -296,6 +296,10 @@ pub async fn run_at(
                 _ => {}
             }
         }
+        // The segments were applied unsynced: the whole file reaches the disk once, here.
+        std::fs::File::open(&temp)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("syncing {}", temp.display()))?;
         std::fs::rename(&temp, &final_path)
             .with_context(|| format!("moving the restored database to {}", final_path.display()))
     }
