@@ -283,14 +283,31 @@ impl LocalCairn {
     /// a `[source.replicate]` table), initialises the repository and compiles the plugins
     /// into the cache first, as any second run would find them.
     pub fn sqlite(exe: &Path, work: &Path, db: &Path, extra: &str) -> anyhow::Result<LocalCairn> {
-        std::fs::create_dir_all(work.join("tmp"))?;
         let repo = work.join("repo");
+        let repository = format!(
+            "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n",
+            repo.display()
+        );
+        LocalCairn::sqlite_in(exe, work, db, &repository, &repo, extra)
+    }
+
+    /// The same with a `[repository]` section of the caller's, whose objects are files
+    /// under `repo` (the local S3 server's bucket directory, say).
+    pub fn sqlite_in(
+        exe: &Path,
+        work: &Path,
+        db: &Path,
+        repository: &str,
+        repo: &Path,
+        extra: &str,
+    ) -> anyhow::Result<LocalCairn> {
+        std::fs::create_dir_all(work.join("tmp"))?;
+        let repo = repo.to_path_buf();
         let config = work.join("cairn.toml");
         std::fs::write(
             &config,
             format!(
-                "[repository]\nsink = \"local\"\n[repository.options]\npath = \"{}\"\n\n[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n{extra}",
-                repo.display(),
+                "{repository}[[source]]\nname = \"app\"\nplugin = \"sqlite\"\n[source.options]\npath = \"{}\"\n{extra}",
                 db.display()
             ),
         )?;
