@@ -21,3 +21,4 @@ target/release/s3_vs_restic
 target/release/postgres_vs_pg_dump
 target/release/items_rss
 target/release/replicate_lag
+BENCH_SINK=s3 target/release/replicate_lag
