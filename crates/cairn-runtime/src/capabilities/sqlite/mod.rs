@@ -393,8 +393,11 @@ fn encode_changes(changes: &wal::Changes, point: follow::Point) -> Vec<u8> {
 impl Followed {
     pub fn open(path: &Path) -> Result<Followed, PluginError> {
         let follower = follow::Follower::open(path).map_err(follow_error)?;
+        let tailed = tail::Tailed::start(follower).map_err(|e| {
+            PluginError::Retryable(format!("starting the thread that follows the log: {e}"))
+        })?;
         Ok(Followed {
-            tailed: Arc::new(tail::Tailed::start(follower)),
+            tailed: Arc::new(tailed),
         })
     }
 

@@ -37,6 +37,7 @@ const LOOK_IDLE: Duration = Duration::from_millis(100);
 /// A follower with its tailer.
 pub struct Tailed {
     shared: Arc<Shared>,
+    /// Taken only to join it.
     thread: Option<JoinHandle<()>>,
 }
 
@@ -167,7 +168,8 @@ impl State {
 }
 
 impl Tailed {
-    pub fn start(follower: Follower) -> Tailed {
+    /// Starts the tailer's thread (the follower's checkpoints run there only).
+    pub fn start(follower: Follower) -> std::io::Result<Tailed> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 follower,
@@ -184,9 +186,11 @@ impl Tailed {
         let tailer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-wal-tail".into())
-            .spawn(move || tail(&tailer))
-            .ok();
-        Tailed { shared, thread }
+            .spawn(move || tail(&tailer))?;
+        Ok(Tailed {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Runs `work` on the follower's state, the tailer held off meanwhile, then wakes the
@@ -268,7 +272,7 @@ mod tests {
             .expect("schema");
         let stop = Arc::new(AtomicBool::new(false));
         let writing = writer(&path, stop.clone());
-        let tailed = Tailed::start(Follower::open(&path).expect("follow"));
+        let tailed = Tailed::start(Follower::open(&path).expect("follow")).expect("tailer");
         let copy = dir.path().join("copy.db");
         tailed
             .with(|state| {
