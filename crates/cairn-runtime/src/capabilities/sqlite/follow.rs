@@ -27,9 +27,10 @@
 //! A reader that always holds a read mark would let the log grow without end (no restart
 //! can happen). After each read the follower runs a PASSIVE checkpoint, which blocks no
 //! one. When the log holds more frames than its caller allows (a few times
-//! [`QUIET_FRAMES`]: see the tailer), it makes a *quiet moment*, moving to a slot-0 reader so that the app's next write restarts the log. First without
-//! the write lock: it reads to the log's end, copies the log into the database, and begins
-//! a reader at once, which works whenever the app commits nothing in between (a window as
+//! [`QUIET_FRAMES`]: see the tailer), it makes a *quiet moment*, moving to a slot-0
+//! reader so that the app's next write restarts the log. First without the write lock:
+//! it reads to the log's end, copies the log into the database, and begins a reader at
+//! once, which works whenever the app commits nothing in between (a window as
 //! long as one of the app's transactions). Failing that, under the write lock taken with
 //! a bounded wait (`BEGIN IMMEDIATE`, rolled back: nothing is written). A restart reuses
 //! the file without shrinking it; when the file is past `max-wal` bytes, the quiet moment
